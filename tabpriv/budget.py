@@ -1,0 +1,306 @@
+"""Privacy budget, the ledger of every spend, and the privacy report saved with every release."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from tabpriv.errors import BudgetExceededError, PrivacyParameterError
+
+__all__ = [
+    "DEFAULT_DELTA",
+    "GUARANTEE_TEXT",
+    "GuaranteeType",
+    "PrivacyBudget",
+    "PrivacyLedger",
+    "PrivacyReport",
+    "Spend",
+    "check_delta_for_rows",
+]
+
+#: Default delta: a fixed public constant, never derived from the private row count.
+DEFAULT_DELTA = 1e-5
+
+GuaranteeType = Literal["dp", "conditional"]
+
+#: How each guarantee type is stated to people (API, CLI and reports use this text).
+GUARANTEE_TEXT: dict[str, str] = {
+    "dp": "(epsilon, delta)-differential privacy of the whole release, training included",
+    "conditional": (
+        "per-record guarantee conditional on the trained model — not end-to-end differential "
+        "privacy (training on the private data is not covered)"
+    ),
+}
+
+# Relative slack used when comparing spends against the budget (floating-point sums only).
+_REL_TOL = 1e-9
+
+
+def _check_epsilon(epsilon: Any, what: str = "epsilon") -> float:
+    if isinstance(epsilon, bool) or not isinstance(epsilon, int | float):
+        raise PrivacyParameterError(f"{what} must be a number; got {epsilon!r}.")
+    e = float(epsilon)
+    if not math.isfinite(e) or e <= 0:
+        raise PrivacyParameterError(
+            f"{what} must be a finite number greater than 0; got {epsilon!r}. Typical values lie "
+            "between 0.1 and 10."
+        )
+    return e
+
+
+def _check_delta(delta: Any) -> float:
+    if isinstance(delta, bool) or not isinstance(delta, int | float):
+        raise PrivacyParameterError(f"delta must be a number; got {delta!r}.")
+    d = float(delta)
+    if not math.isfinite(d) or not 0 < d < 1:
+        raise PrivacyParameterError(
+            f"delta must lie strictly between 0 and 1; got {delta!r}. The default is "
+            f"{DEFAULT_DELTA:g}, which must also be below 1/n for n rows."
+        )
+    return d
+
+
+def check_delta_for_rows(delta: float, n_rows: int) -> None:
+    """Raise unless ``delta < 1/n``: a larger delta allows releasing a whole record outright.
+
+    The row count is treated as public, which is consistent with replace-one adjacency (neighbouring
+    tables have the same number of rows).
+    """
+    if n_rows <= 0:
+        raise PrivacyParameterError(f"The table must have at least one row; got {n_rows}.")
+    if not delta < 1.0 / n_rows:
+        raise PrivacyParameterError(
+            f"delta={delta:g} is not below 1/n = {1.0 / n_rows:.3g} for n={n_rows} rows; a delta "
+            f"that large permits publishing a record outright. Use delta <= {0.1 / n_rows:.1g}."
+        )
+
+
+@dataclass(frozen=True)
+class PrivacyBudget:
+    """A frozen (epsilon, delta) budget.
+
+    Args:
+        epsilon: Target epsilon, finite and > 0.
+        delta: Target delta in (0, 1); defaults to :data:`DEFAULT_DELTA`.
+    """
+
+    epsilon: float
+    delta: float = DEFAULT_DELTA
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "epsilon", _check_epsilon(self.epsilon))
+        object.__setattr__(self, "delta", _check_delta(self.delta))
+
+
+@dataclass(frozen=True)
+class Spend:
+    """One entry of the ledger: a mechanism run on the private data and what it cost.
+
+    Attributes:
+        mechanism: Human-readable mechanism name (e.g. "Gaussian mechanism on one-way marginals").
+        epsilon: Epsilon spent (at ``delta``).
+        delta: Delta spent.
+        accountant: Accountant that computed it (library, method, version).
+        parameters: Mechanism parameters (noise scale, sensitivity, sampling rate, ...).
+        timestamp: UTC time of the spend (ISO 8601).
+    """
+
+    mechanism: str
+    epsilon: float
+    delta: float
+    accountant: str
+    parameters: dict[str, Any] = field(default_factory=dict)
+    timestamp: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return asdict(self)
+
+
+class PrivacyLedger:
+    """Records every spend against a budget; refuses any spend that would exceed it.
+
+    Spends compose by basic composition (epsilons and deltas add up). Each backend computes the cost of
+    its whole mechanism with a tight accountant and records it as **one** spend, *before* the mechanism
+    touches the data, so an over-budget request fails with no data processed.
+
+    Args:
+        budget: The total budget.
+    """
+
+    def __init__(self, budget: PrivacyBudget) -> None:
+        self.budget = budget
+        self.spends: list[Spend] = []
+
+    @property
+    def epsilon_spent(self) -> float:
+        """Total epsilon spent so far."""
+        return math.fsum(s.epsilon for s in self.spends)
+
+    @property
+    def delta_spent(self) -> float:
+        """Total delta spent so far."""
+        return math.fsum(s.delta for s in self.spends)
+
+    @property
+    def epsilon_left(self) -> float:
+        """Epsilon still available."""
+        return max(0.0, self.budget.epsilon - self.epsilon_spent)
+
+    @property
+    def delta_left(self) -> float:
+        """Delta still available."""
+        return max(0.0, self.budget.delta - self.delta_spent)
+
+    def check(self, epsilon: float, delta: float) -> None:
+        """Raise :class:`BudgetExceededError` if a spend of (epsilon, delta) would not fit."""
+        if not (math.isfinite(epsilon) and epsilon >= 0 and math.isfinite(delta) and delta >= 0):
+            raise PrivacyParameterError(
+                f"A spend must be finite and non-negative; got epsilon={epsilon!r}, delta={delta!r}."
+            )
+        eps_total = self.epsilon_spent + epsilon
+        delta_total = self.delta_spent + delta
+        if eps_total > self.budget.epsilon * (1 + _REL_TOL) or delta_total > self.budget.delta * (
+            1 + _REL_TOL
+        ):
+            raise BudgetExceededError(
+                f"Spending epsilon={epsilon:.6g}, delta={delta:.3g} would exceed the budget "
+                f"(epsilon={self.budget.epsilon:g}, delta={self.budget.delta:g}); already spent "
+                f"epsilon={self.epsilon_spent:.6g}, delta={self.delta_spent:.3g}. Nothing was run on "
+                "the data. Raise the budget or lower the mechanism's cost (more noise)."
+            )
+
+    def spend(
+        self,
+        mechanism: str,
+        epsilon: float,
+        delta: float,
+        accountant: str,
+        parameters: Mapping[str, Any] | None = None,
+    ) -> Spend:
+        """Record a spend; raise :class:`BudgetExceededError` (recording nothing) if it does not fit."""
+        self.check(epsilon, delta)
+        entry = Spend(
+            mechanism=mechanism,
+            epsilon=float(epsilon),
+            delta=float(delta),
+            accountant=accountant,
+            parameters=dict(parameters or {}),
+            timestamp=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        )
+        self.spends.append(entry)
+        return entry
+
+    def to_list(self) -> list[dict[str, Any]]:
+        """JSON-ready list of spends."""
+        return [s.to_dict() for s in self.spends]
+
+    @classmethod
+    def from_list(cls, budget: PrivacyBudget, spends: list[Mapping[str, Any]]) -> PrivacyLedger:
+        """Rebuild a ledger from its JSON form (used when loading a saved synthesizer)."""
+        led = cls(budget)
+        led.spends = [Spend(**dict(s)) for s in spends]
+        return led
+
+
+@dataclass
+class PrivacyReport:
+    """What a release guarantees, stated exactly. Saved as JSON next to every release.
+
+    Attributes:
+        backend: Backend name.
+        guarantee: ``"dp"`` or ``"conditional"`` (see :data:`GUARANTEE_TEXT`).
+        guarantee_text: The human-readable statement of the guarantee.
+        epsilon: Total epsilon spent (at ``delta``). For conditional guarantees, the nominal figure.
+        delta: Total delta spent.
+        budget_epsilon: Epsilon the user asked for.
+        budget_delta: Delta the user asked for.
+        adjacency: Neighbouring relation the guarantee refers to.
+        accountant: Accountant(s) used.
+        mechanism: Mechanism(s) run on the private data.
+        noise: Noise parameters (from the ledger).
+        covered: What the guarantee covers.
+        not_covered: What it does not cover.
+        end_to_end_dp: False when anything (an inferred schema, conditional guarantee) breaks
+            end-to-end DP.
+        schema_source: ``"declared"`` or ``"inferred"``.
+        rows_in: Rows of the private table.
+        rows_out: Rows sampled in the last release.
+        seeded: True when the noise came from a user seed rather than OS entropy.
+        clipped_values: Number of values clipped into bounds (``--clip``), per column.
+        spends: The ledger.
+        warnings: Every caveat, in words.
+        library_version: tabpriv version.
+        timestamp: UTC time the report was made.
+        extra: Backend-specific figures (e.g. amplified vs un-amplified epsilon).
+    """
+
+    backend: str
+    guarantee: GuaranteeType
+    guarantee_text: str
+    epsilon: float
+    delta: float
+    budget_epsilon: float
+    budget_delta: float
+    adjacency: str
+    accountant: str
+    mechanism: str
+    noise: dict[str, Any]
+    covered: list[str]
+    not_covered: list[str]
+    end_to_end_dp: bool
+    schema_source: str
+    rows_in: int
+    rows_out: int | None
+    seeded: bool
+    clipped_values: dict[str, int]
+    spends: list[dict[str, Any]]
+    warnings: list[str]
+    library_version: str
+    timestamp: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def headline(self) -> str:
+        """One line stating the guarantee, suitable for a CLI summary."""
+        if self.guarantee == "dp" and self.end_to_end_dp:
+            return (
+                f"({self.epsilon:.4g}, {self.delta:.3g})-differentially private "
+                f"({self.adjacency} adjacency; {self.accountant})"
+            )
+        reasons = "; ".join(self.warnings) if self.warnings else self.guarantee_text
+        return f"NOT end-to-end DP — nominal epsilon={self.epsilon:.4g}, delta={self.delta:.3g}: {reasons}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (with the headline)."""
+        d = asdict(self)
+        d["headline"] = self.headline
+        return d
+
+    def to_json(self, path: str | Path | None = None) -> str:
+        """Serialise to JSON; write it atomically to ``path`` when given."""
+        text = json.dumps(self.to_dict(), indent=2, ensure_ascii=False, default=_json_default) + "\n"
+        if path is not None:
+            from tabpriv.io import atomic_write_text
+
+            atomic_write_text(Path(path), text)
+        return text
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> PrivacyReport:
+        """Inverse of :meth:`to_dict` (the headline is recomputed)."""
+        fields = {k: v for k, v in d.items() if k != "headline"}
+        return cls(**fields)
+
+
+def _json_default(o: Any) -> Any:
+    if hasattr(o, "item"):
+        return o.item()
+    if hasattr(o, "tolist"):
+        return o.tolist()
+    raise TypeError(f"Object of type {type(o).__name__} is not JSON serialisable")

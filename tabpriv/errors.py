@@ -1,0 +1,66 @@
+"""Exceptions and warnings raised by tabpriv.
+
+Every exception derives from :class:`TabprivError` *and* from the matching built-in exception, so
+``except ValueError`` keeps working for callers who do not know tabpriv. Messages say what was wrong,
+what was given and how to fix it.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BudgetExceededError",
+    "DataValidationError",
+    "DeviceError",
+    "InputFileError",
+    "NotFittedError",
+    "PrivacyParameterError",
+    "PrivacyWarning",
+    "SaveFileError",
+    "SchemaError",
+    "TabprivError",
+    "UnknownBackendError",
+]
+
+
+class TabprivError(Exception):
+    """Base class of every error raised by tabpriv."""
+
+
+class SchemaError(TabprivError, ValueError):
+    """A schema is malformed, or does not match the table it is used with."""
+
+
+class DataValidationError(TabprivError, ValueError):
+    """The data violates the declared schema (unknown column, value out of domain, NaN, ...)."""
+
+
+class PrivacyParameterError(TabprivError, ValueError):
+    """An invalid privacy parameter (epsilon, delta, noise) was given."""
+
+
+class BudgetExceededError(TabprivError, RuntimeError):
+    """A mechanism would spend more privacy budget than is left. Raised before data is touched."""
+
+
+class NotFittedError(TabprivError, AttributeError):
+    """A method that needs a fitted estimator was called before ``fit``."""
+
+
+class UnknownBackendError(TabprivError, ValueError):
+    """The requested backend name is not in the registry."""
+
+
+class InputFileError(TabprivError, OSError):
+    """An input file cannot be read, or an output file cannot be written."""
+
+
+class SaveFileError(TabprivError, ValueError):
+    """A saved synthesizer or release file is corrupt, tampered with, foreign or from another version."""
+
+
+class DeviceError(TabprivError, RuntimeError):
+    """The requested compute device is not available."""
+
+
+class PrivacyWarning(UserWarning):
+    """A release is not end-to-end differentially private (for example the schema was inferred)."""
