@@ -16,6 +16,7 @@ def resolve_device(requested: str, supported: Sequence[str]) -> str:
 
     Raises:
         DeviceError: The backend does not run on the requested device, or no GPU is present.
+
     """
     req = str(requested).strip().lower()
     if req not in ("auto", "cpu") and not req.startswith("cuda"):

@@ -24,6 +24,7 @@ class RandomSource:
     Attributes:
         seed: The root seed (secret).
         seeded: True when the seed came from the user.
+
     """
 
     seed: int

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from tabpriv.budget import _check_delta, _check_epsilon
 from tabpriv.errors import PrivacyParameterError
 
-__all__ = ["GaussianCalibration", "calibrate_gaussian", "gaussian_epsilon", "DP_ACCOUNTING_VERSION"]
+__all__ = ["DP_ACCOUNTING_VERSION", "GaussianCalibration", "calibrate_gaussian", "gaussian_epsilon"]
 
 
 def _dp_accounting_version() -> str:
@@ -38,6 +38,7 @@ class GaussianCalibration:
         epsilon: Epsilon the mechanism achieves at ``delta`` (<= target).
         delta: Delta.
         accountant: Description of the accountant.
+
     """
 
     sigma: float

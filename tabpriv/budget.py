@@ -87,6 +87,7 @@ class PrivacyBudget:
     Args:
         epsilon: Target epsilon, finite and > 0.
         delta: Target delta in (0, 1); defaults to :data:`DEFAULT_DELTA`.
+
     """
 
     epsilon: float
@@ -108,6 +109,7 @@ class Spend:
         accountant: Accountant that computed it (library, method, version).
         parameters: Mechanism parameters (noise scale, sensitivity, sampling rate, ...).
         timestamp: UTC time of the spend (ISO 8601).
+
     """
 
     mechanism: str
@@ -131,6 +133,7 @@ class PrivacyLedger:
 
     Args:
         budget: The total budget.
+
     """
 
     def __init__(self, budget: PrivacyBudget) -> None:
@@ -156,6 +159,22 @@ class PrivacyLedger:
     def delta_left(self) -> float:
         """Delta still available."""
         return max(0.0, self.budget.delta - self.delta_spent)
+
+    def available(self) -> tuple[float, float]:
+        """The (epsilon, delta) left to spend; raise :class:`BudgetExceededError` if nothing is left.
+
+        Backends calibrate their noise to this, so a second fit on a spent ledger fails before any
+        data is read.
+        """
+        eps, delta = self.epsilon_left, self.delta_left
+        if eps <= self.budget.epsilon * _REL_TOL or delta <= self.budget.delta * _REL_TOL:
+            raise BudgetExceededError(
+                f"The privacy budget is spent (epsilon {self.epsilon_spent:.6g} of "
+                f"{self.budget.epsilon:g}, delta {self.delta_spent:.3g} of {self.budget.delta:g}); "
+                "nothing was run on the data. Fitting again on the same data needs a new budget, "
+                "which adds to the total privacy loss."
+            )
+        return eps, delta
 
     def check(self, epsilon: float, delta: float) -> None:
         """Raise :class:`BudgetExceededError` if a spend of (epsilon, delta) would not fit."""
@@ -238,6 +257,7 @@ class PrivacyReport:
         library_version: tabpriv version.
         timestamp: UTC time the report was made.
         extra: Backend-specific figures (e.g. amplified vs un-amplified epsilon).
+
     """
 
     backend: str
@@ -269,10 +289,13 @@ class PrivacyReport:
     def headline(self) -> str:
         """One line stating the guarantee, suitable for a CLI summary."""
         if self.guarantee == "dp" and self.end_to_end_dp:
-            return (
+            line = (
                 f"({self.epsilon:.4g}, {self.delta:.3g})-differentially private "
                 f"({self.adjacency} adjacency; {self.accountant})"
             )
+            if self.seeded:
+                line += " — SEEDED run: keep the seed secret or the release is not private"
+            return line
         reasons = "; ".join(self.warnings) if self.warnings else self.guarantee_text
         return f"NOT end-to-end DP — nominal epsilon={self.epsilon:.4g}, delta={self.delta:.3g}: {reasons}"
 

@@ -61,6 +61,7 @@ class Column:
         bins: Optional number of equal-width bins used where numbers are discretised (histograms,
             marginals). ``None`` lets the consumer choose.
         description: Free text for people; ignored by the code.
+
     """
 
     name: str
@@ -77,9 +78,7 @@ class Column:
         if not isinstance(self.name, str) or self.name == "":
             raise SchemaError(f"Column names must be non-empty strings; got {self.name!r}.")
         if self.kind not in _KINDS:
-            raise SchemaError(
-                f"{where}: unknown kind {self.kind!r}; use one of {', '.join(_KINDS)}."
-            )
+            raise SchemaError(f"{where}: unknown kind {self.kind!r}; use one of {', '.join(_KINDS)}.")
         if not isinstance(self.missing, bool):
             raise SchemaError(f"{where}: 'missing' must be true or false; got {self.missing!r}.")
         if self.bins is not None and (
@@ -105,12 +104,10 @@ class Column:
                 "declare the column as numeric or coarsen it."
             )
         for c in cats:
-            if not isinstance(c, str | int | float | bool) or (
-                isinstance(c, float) and not math.isfinite(c)
-            ):
+            if not isinstance(c, str | int | float | bool) or (isinstance(c, float) and not math.isfinite(c)):
                 raise SchemaError(
                     f"{where}: categories must be strings or finite numbers; got {c!r}. "
-                    "Declare missing values with \"missing\": true instead of listing them."
+                    'Declare missing values with "missing": true instead of listing them.'
                 )
         keys = [_category_key(c) for c in cats]
         if len(set(keys)) != len(keys):
@@ -133,15 +130,13 @@ class Column:
         assert self.lower is not None and self.upper is not None
         if not self.lower < self.upper:
             raise SchemaError(
-                f"{where}: 'lower' must be smaller than 'upper'; got lower={self.lower}, "
-                f"upper={self.upper}."
+                f"{where}: 'lower' must be smaller than 'upper'; got lower={self.lower}, upper={self.upper}."
             )
         if self.kind == "integer" and (
             float(self.lower) != math.floor(self.lower) or float(self.upper) != math.floor(self.upper)
         ):
             raise SchemaError(
-                f"{where}: an integer column needs whole-number bounds; got "
-                f"[{self.lower}, {self.upper}]."
+                f"{where}: an integer column needs whole-number bounds; got [{self.lower}, {self.upper}]."
             )
 
     @property
@@ -252,6 +247,7 @@ class Schema:
         columns: The columns, in table order.
         source: ``"declared"`` (written from public knowledge) or ``"inferred"`` (read off the data;
             releases made with it are not end-to-end DP).
+
     """
 
     columns: tuple[Column, ...]
@@ -351,8 +347,7 @@ class Schema:
             data = json.loads(text)
         except json.JSONDecodeError as e:
             raise SchemaError(
-                f"Schema file {str(p)!r} is not valid JSON (line {e.lineno}, column {e.colno}: "
-                f"{e.msg})."
+                f"Schema file {str(p)!r} is not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})."
             ) from e
         try:
             return cls.from_dict(data)
@@ -377,14 +372,14 @@ class Schema:
         Raises:
             DataValidationError: The table is empty, a column is entirely missing, or has too many
                 categories.
+
         """
         import numpy as np
         import pandas as pd
 
         if df.shape[0] == 0 or df.shape[1] == 0:
             raise DataValidationError(
-                f"Cannot infer a schema from an empty table ({df.shape[0]} rows, {df.shape[1]} "
-                "columns)."
+                f"Cannot infer a schema from an empty table ({df.shape[0]} rows, {df.shape[1]} columns)."
             )
         _check_column_names(df.columns)
         if warn:
@@ -432,9 +427,7 @@ class Schema:
         return cls(tuple(cols), source="inferred")
 
     # -- validation ---------------------------------------------------------------------------
-    def validate(
-        self, df: pd.DataFrame, *, clip: bool = False
-    ) -> tuple[pd.DataFrame, ValidationSummary]:
+    def validate(self, df: pd.DataFrame, *, clip: bool = False) -> tuple[pd.DataFrame, ValidationSummary]:
         """Check a table against the schema and return a normalised copy.
 
         The copy has the schema's column order and dtypes (:attr:`Column.pandas_dtype`). The input is
@@ -446,19 +439,16 @@ class Schema:
             DataValidationError: Empty table, duplicate/unknown/missing columns, a missing value in a
                 column not declared ``missing``, non-numeric text in a numeric column, a non-integer in
                 an integer column, infinities, or a value outside the declared domain.
+
         """
         import numpy as np
         import pandas as pd
 
         if not isinstance(df, pd.DataFrame):
-            raise DataValidationError(
-                f"Expected a pandas DataFrame; got {type(df).__name__}."
-            )
+            raise DataValidationError(f"Expected a pandas DataFrame; got {type(df).__name__}.")
         _check_column_names(df.columns)
         if df.shape[0] == 0:
-            raise DataValidationError(
-                "The table has no rows (header only or empty); nothing to synthesise."
-            )
+            raise DataValidationError("The table has no rows (header only or empty); nothing to synthesise.")
         data_cols = [str(c) for c in df.columns]
         missing_cols = [n for n in self.names if n not in data_cols]
         extra_cols = [n for n in data_cols if n not in self.names]
@@ -482,7 +472,7 @@ class Schema:
                 first = s.index[np.flatnonzero(isna)[0]]
                 raise DataValidationError(
                     f"Column {col.name!r} has {n_missing} missing value(s) (first at row {first!r}) "
-                    "but the schema does not allow missing values; set \"missing\": true or "
+                    'but the schema does not allow missing values; set "missing": true or '
                     "remove those rows before synthesis."
                 )
             if col.kind == "categorical":
@@ -557,7 +547,7 @@ def _validate_categorical(col: Column, s: pd.Series, isna: Any) -> pd.Series:
             f"Column {col.name!r} has {n_bad} value(s) outside the declared categories: {shown}"
             f"{' ...' if len(bad) > 5 else ''}. Add them to the schema's 'categories' or fix the data."
         )
-    return pd.Series(mapped, index=s.index, name=col.name).astype(col.pandas_dtype)
+    return pd.Series(mapped, index=s.index, name=col.name).astype(np.dtype(col.pandas_dtype))
 
 
 def _validate_numeric(col: Column, s: pd.Series, isna: Any, clip: bool) -> tuple[Any, int]:
@@ -566,8 +556,7 @@ def _validate_numeric(col: Column, s: pd.Series, isna: Any, clip: bool) -> tuple
 
     if pd.api.types.is_bool_dtype(s):
         raise DataValidationError(
-            f"Column {col.name!r} is declared {col.kind} but holds true/false values; declare it "
-            "categorical."
+            f"Column {col.name!r} is declared {col.kind} but holds true/false values; declare it categorical."
         )
     num = pd.to_numeric(s, errors="coerce")
     bad_text = (~isna) & num.isna().to_numpy()
@@ -606,4 +595,4 @@ def _validate_numeric(col: Column, s: pd.Series, isna: Any, clip: bool) -> tuple
         )
     if n_out:
         arr = np.where(out_mask, np.clip(arr, lo, hi), arr)
-    return pd.Series(arr, index=s.index, name=col.name).astype(col.pandas_dtype), n_out
+    return pd.Series(arr, index=s.index, name=col.name).astype(np.dtype(col.pandas_dtype)), n_out

@@ -19,6 +19,11 @@ __all__ = ["available_backends", "get_backend_class", "register_backend"]
 
 _REGISTRY: dict[str, str] = {
     "independent": "tabpriv.backends.independent:IndependentBackend",
+    "dp2-vae": "tabpriv.backends.dp2vae:DP2VAEBackend",
+    "dpsgd-vae": "tabpriv.backends.dpsgd_vae:DPSGDVAEBackend",
+    "slicing": "tabpriv.backends.slicing:SlicingBackend",
+    "slicing-wasserstein": "tabpriv.backends.slicing:SlicingWassersteinBackend",
+    "lipschitz-vae": "tabpriv.backends.lipschitz_vae:LipschitzVAEBackend",
 }
 
 
@@ -39,6 +44,7 @@ def get_backend_class(name: str) -> type[Backend]:
 
     Raises:
         UnknownBackendError: ``name`` is not registered.
+
     """
     target = _REGISTRY.get(name)
     if target is None:

@@ -35,6 +35,7 @@ class FitContext:
             :func:`tabpriv._random.derive_seed`.
         seeded: Whether the seed came from the user (reported).
         progress: Optional progress callback.
+
     """
 
     device: str
@@ -61,6 +62,7 @@ class PrivacyDetails:
         not_covered: What it does not cover.
         warnings: Caveats that make the release not end-to-end DP (empty for a clean DP release).
         extra: Any other figures (e.g. the epsilon with and without amplification).
+
     """
 
     mechanism: str
@@ -91,6 +93,8 @@ class Backend(ABC):
     devices: ClassVar[tuple[str, ...]] = ("cpu",)
     #: One-line description shown by ``tabpriv backends``.
     summary: ClassVar[str] = ""
+    #: Small hyper-parameters that fit a tiny table in seconds (conformance tests, smoke runs).
+    quick_params: ClassVar[dict[str, Any]] = {}
 
     # -- parameters -------------------------------------------------------------------------------
     def get_params(self) -> dict[str, Any]:
@@ -99,11 +103,7 @@ class Backend(ABC):
 
         sig = inspect.signature(type(self).__init__)
         kinds = (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-        return {
-            p: getattr(self, p)
-            for p, prm in sig.parameters.items()
-            if p != "self" and prm.kind in kinds
-        }
+        return {p: getattr(self, p) for p, prm in sig.parameters.items() if p != "self" and prm.kind in kinds}
 
     # -- training and sampling ---------------------------------------------------------------------
     @abstractmethod
@@ -139,9 +139,7 @@ class Backend(ABC):
     def check_fitted(self) -> None:
         """Raise :class:`NotFittedError` unless fitted."""
         if not self.is_fitted:
-            raise NotFittedError(
-                f"The {self.name!r} backend is not fitted yet; call fit() before sample()."
-            )
+            raise NotFittedError(f"The {self.name!r} backend is not fitted yet; call fit() before sample().")
 
     def set_spans(self, spans: tuple[ColumnSpan, ...]) -> None:
         """Record the spans of the table the backend was fitted on (used by loaders)."""

@@ -76,4 +76,4 @@ class OneHotTransformer:
         values = np.empty(len(idx), dtype=object)
         lookup = np.array([*cats, np.nan], dtype=object)
         values[:] = lookup[np.minimum(idx, len(cats))]
-        return pd.Series(values, name=self.column.name).astype(self.column.pandas_dtype)
+        return pd.Series(values, name=self.column.name).astype(np.dtype(self.column.pandas_dtype))

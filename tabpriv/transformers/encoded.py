@@ -24,6 +24,7 @@ class Block:
             (a 0/1 missing indicator).
         start: First coordinate (absolute, in the encoded matrix).
         width: Number of coordinates.
+
     """
 
     activation: Activation
@@ -50,6 +51,7 @@ class ColumnSpan:
             allowed).
         n_levels: For integer columns, how many distinct values the bounds allow.
         bins: Histogram bins hint from the schema (numbers only), or ``None``.
+
     """
 
     name: str
@@ -108,6 +110,7 @@ class EncodedTable:
     Attributes:
         data: ``(n_rows, width)`` float32 matrix.
         spans: One :class:`ColumnSpan` per original column, in order, covering the matrix exactly.
+
     """
 
     data: np.ndarray
@@ -158,6 +161,7 @@ class EncodedTable:
 
         Args:
             bound: Clipping norm; defaults to :attr:`row_norm_bound`.
+
         """
         c = self.row_norm_bound if bound is None else float(bound)
         norms = np.linalg.norm(self.data, axis=1, keepdims=True)

@@ -66,4 +66,4 @@ class ScaledNumericTransformer:
             ind = np.clip(np.nan_to_num(block[:, 1].astype(np.float64), nan=0.0), 0.0, 1.0)
             na = rng.random(len(ind)) < ind if rng is not None else ind > 0.5
             x = np.where(na, np.nan, x)
-        return pd.Series(x, name=self.column.name).astype(self.column.pandas_dtype)
+        return pd.Series(x, name=self.column.name).astype(np.dtype(self.column.pandas_dtype))

@@ -34,6 +34,7 @@ class TableTransformer:
         >>> tt = TableTransformer(schema).fit()
         >>> enc = tt.transform(df)
         >>> back = tt.inverse_transform(enc.data)
+
     """
 
     def __init__(self, schema: Schema) -> None:
@@ -50,9 +51,7 @@ class TableTransformer:
                 OneHotTransformer(col) if col.kind == "categorical" else ScaledNumericTransformer(col)
             )
             self.transformers_.append(t)
-            spans.append(
-                ColumnSpan(col.name, col.kind, pos, t.width, t.blocks(pos), col.n_levels, col.bins)
-            )
+            spans.append(ColumnSpan(col.name, col.kind, pos, t.width, t.blocks(pos), col.n_levels, col.bins))
             pos += t.width
         self.spans_: tuple[ColumnSpan, ...] = tuple(spans)
         self.width_: int = pos
@@ -67,6 +66,7 @@ class TableTransformer:
 
         Raises:
             DataValidationError: The table does not conform to the schema (see ``Schema.validate``).
+
         """
         self._check_fitted()
         clean, _ = self.schema.validate(df, clip=clip)
@@ -98,6 +98,7 @@ class TableTransformer:
 
         Returns:
             A DataFrame with the schema's columns, order and dtypes; every value inside the domain.
+
         """
         import pandas as pd
 

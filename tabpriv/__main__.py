@@ -1,0 +1,5 @@
+"""``python -m tabpriv`` runs the command-line interface."""
+
+from tabpriv.cli import main
+
+main()

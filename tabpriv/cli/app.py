@@ -1,0 +1,403 @@
+"""The typer application: ``tabpriv synthesize | evaluate | schema infer | backends``.
+
+Errors go to stderr as one readable sentence with exit code 1 (set ``TABPRIV_DEBUG=1`` for a
+traceback). Outputs are written atomically: an interrupted run leaves no partial file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+app = typer.Typer(
+    name="tabpriv",
+    help="Differentially private synthetic tables (census microdata first).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+schema_app = typer.Typer(help="Work with table schemas (*.schema.json).", no_args_is_help=True)
+app.add_typer(schema_app, name="schema")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _stderr(message: str, style: str = "red") -> None:
+    from rich.console import Console
+
+    Console(stderr=True, highlight=False, soft_wrap=True).print(message, style=style)
+
+
+@contextmanager
+def cli_errors() -> Iterator[None]:
+    """Turn tabpriv errors into one sentence on stderr and exit code 1; Ctrl-C into exit 130."""
+    from tabpriv.errors import TabprivError
+
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            yield
+        _show_warnings(caught)
+    except typer.Exit:
+        raise
+    except TabprivError as e:
+        _stderr(f"Error: {e}")
+        raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        _stderr("Interrupted; no output was written.")
+        raise typer.Exit(130) from None
+    except Exception as e:  # never show a bare traceback to a user
+        if os.environ.get("TABPRIV_DEBUG"):
+            raise
+        _stderr(
+            f"Internal error ({type(e).__name__}: {e}). This is a bug in tabpriv; rerun with "
+            "TABPRIV_DEBUG=1 for the traceback and report it."
+        )
+        raise typer.Exit(2) from None
+
+
+def _show_warnings(caught: list[warnings.WarningMessage]) -> None:
+    from tabpriv.errors import PrivacyWarning
+
+    seen: set[str] = set()
+    for w in caught:
+        text = str(w.message)
+        if text in seen:
+            continue
+        seen.add(text)
+        if issubclass(w.category, PrivacyWarning):
+            _stderr(f"Privacy warning: {text}", style="bold yellow")
+
+
+def _parse_params(items: list[str] | None) -> dict[str, Any]:
+    from tabpriv.errors import PrivacyParameterError
+
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise PrivacyParameterError(f"--param takes KEY=VALUE (e.g. --param epochs=50); got {item!r}.")
+        try:
+            out[key.strip()] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[key.strip()] = raw
+    return out
+
+
+def _default_output(input_path: Path) -> Path:
+    stem = input_path.name.split(".")[0]
+    suffix = ".parquet" if input_path.suffix.lower() in (".parquet", ".pq") else ".csv"
+    return Path.cwd() / f"{stem}.synthetic{suffix}"
+
+
+@app.command("synthesize")
+def synthesize_command(
+    input: Annotated[
+        Path | None,
+        typer.Argument(
+            help="CSV or Parquet table. Default: the bundled UCI Adult sample (datasets/adult.csv) "
+            "with its declared schema.",
+            show_default=False,
+        ),
+    ] = None,
+    eps: Annotated[float, typer.Option("--eps", "--epsilon", help="Privacy budget epsilon.")] = 5.1,
+    delta: Annotated[float, typer.Option(help="Privacy budget delta (public; < 1/rows).")] = 1e-5,
+    backend: Annotated[
+        str, typer.Option(help="Backend name; `tabpriv backends` lists them.")
+    ] = "independent",
+    schema: Annotated[
+        Path | None, typer.Option(help="Public schema (*.schema.json).", show_default=False)
+    ] = None,
+    infer_schema: Annotated[
+        bool,
+        typer.Option(
+            "--infer-schema",
+            help="Read bounds and categories off the data. NOT end-to-end DP; the report says so.",
+        ),
+    ] = False,
+    rows: Annotated[int | None, typer.Option(help="Rows to sample (default: as many as the input).")] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option("-o", "--output", help="Output file (.csv or .parquet).", show_default=False),
+    ] = None,
+    report: Annotated[
+        Path | None,
+        typer.Option(help="Privacy report JSON (default: OUTPUT + .privacy.json).", show_default=False),
+    ] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    seed: Annotated[
+        int | None,
+        typer.Option(help="Seed for reproducibility (marked in the report; keep it secret)."),
+    ] = None,
+    clip: Annotated[
+        bool, typer.Option("--clip", help="Clip numbers outside the declared bounds (reported).")
+    ] = False,
+    param: Annotated[
+        list[str] | None,
+        typer.Option("--param", "-p", help="Backend parameter KEY=VALUE (repeatable)."),
+    ] = None,
+    paper_mode: Annotated[
+        bool,
+        typer.Option(
+            "--paper-mode",
+            help="lipschitz-vae only: non-private training, per-record conditional guarantee "
+            "(NOT end-to-end DP).",
+        ),
+    ] = False,
+    save: Annotated[
+        Path | None, typer.Option(help="Also save the fitted synthesizer here.", show_default=False)
+    ] = None,
+    evaluate: Annotated[
+        bool, typer.Option("--evaluate", help="Evaluate the release (needs --holdout).")
+    ] = False,
+    holdout: Annotated[
+        Path | None, typer.Option(help="Real hold-out table for --evaluate.", show_default=False)
+    ] = None,
+    target: Annotated[
+        str | None, typer.Option(help="Target column for the utility metrics.", show_default=False)
+    ] = None,
+    evaluation_report: Annotated[
+        Path | None,
+        typer.Option(help="HTML evaluation report (default: OUTPUT + .evaluation.html).", show_default=False),
+    ] = None,
+) -> None:
+    """Fit a DP synthesizer to INPUT and write a synthetic table plus its privacy report."""
+    with cli_errors():
+        _synthesize(
+            input, eps, delta, backend, schema, infer_schema, rows, output, report, device, seed,
+            clip, param, paper_mode, save, evaluate, holdout, target, evaluation_report,
+        )  # fmt: skip
+
+
+def _synthesize(
+    input: Path | None,
+    eps: float,
+    delta: float,
+    backend: str,
+    schema_path: Path | None,
+    infer_schema: bool,
+    rows: int | None,
+    output: Path | None,
+    report_path: Path | None,
+    device: str,
+    seed: int | None,
+    clip: bool,
+    param: list[str] | None,
+    paper_mode: bool,
+    save: Path | None,
+    evaluate: bool,
+    holdout: Path | None,
+    target: str | None,
+    evaluation_report: Path | None,
+) -> None:
+    from rich.console import Console
+
+    from tabpriv.backends import get_backend_class
+    from tabpriv.datasets import BUNDLED_DIR, bundled_adult_path
+    from tabpriv.errors import PrivacyParameterError, SchemaError
+    from tabpriv.io import read_table, table_format, write_table
+    from tabpriv.schema import Schema
+
+    console = Console(stderr=True)
+    if schema_path is not None and infer_schema:
+        raise SchemaError("Give either --schema FILE or --infer-schema, not both.")
+    if input is None:
+        input = bundled_adult_path()
+        if schema_path is None and not infer_schema:
+            schema_path = BUNDLED_DIR / "adult.schema.json"
+        console.print(f"No input given: using the bundled UCI Adult sample ({input}).")
+    if schema_path is None and not infer_schema:
+        raise SchemaError(
+            "No schema given: pass --schema FILE (public bounds and categories; `tabpriv schema "
+            "infer` writes a draft to edit) or --infer-schema (not end-to-end DP)."
+        )
+    if rows is not None and rows <= 0:
+        raise PrivacyParameterError(f"--rows must be a positive integer; got {rows}.")
+    if evaluate and holdout is None:
+        raise PrivacyParameterError("--evaluate needs --holdout FILE (real rows not used for training).")
+    get_backend_class(backend)  # fail fast on an unknown name
+    params = _parse_params(param)
+    if paper_mode:
+        if backend != "lipschitz-vae":
+            raise PrivacyParameterError("--paper-mode applies to the lipschitz-vae backend only.")
+        params.update(mode="paper", allow_paper_mode=True)
+    out_path = output if output is not None else _default_output(input)
+    table_format(out_path)  # fail fast on a bad suffix
+    if not (out_path.parent if str(out_path.parent) else Path(".")).is_dir():
+        from tabpriv.errors import InputFileError
+
+        raise InputFileError(f"Cannot write {str(out_path)!r}: its folder does not exist.")
+    rep_path = report_path if report_path is not None else Path(str(out_path) + ".privacy.json")
+    schema_obj = Schema.load(schema_path) if schema_path is not None else None
+    df = read_table(input, schema_obj)
+
+    from tabpriv.synthesizer import Synthesizer
+
+    with _progress(console) as progress:
+        synth = Synthesizer(
+            backend=backend,
+            epsilon=eps,
+            delta=delta,
+            schema=schema_obj if schema_obj is not None else "infer",
+            device=device,
+            random_state=seed,
+            backend_params=params,
+            clip=clip,
+            progress=progress,
+        ).fit(df)
+    synthetic = synth.sample(rows)
+    write_table(synthetic, out_path)
+    rep = synth.privacy_report
+    rep.to_json(rep_path)
+    if save is not None:
+        synth.save(save)
+    eval_path = None
+    if evaluate:
+        eval_path = _run_evaluation(df, synthetic, synth, holdout, target, evaluation_report, out_path)
+    _summary(console, rep, input, out_path, rep_path, save, eval_path)
+
+
+def _run_evaluation(
+    df: Any, synthetic: Any, synth: Any, holdout: Path | None, target: str | None,
+    evaluation_report: Path | None, out_path: Path,
+) -> Path:  # fmt: skip
+    from tabpriv.evaluation import evaluate
+    from tabpriv.io import read_table
+
+    assert holdout is not None
+    hold = read_table(holdout, synth.schema_)
+    ev = evaluate(
+        df, synthetic, synth.schema_, holdout=hold, target=target,
+        privacy_report=synth.privacy_report.to_dict(),
+    )  # fmt: skip
+    path = evaluation_report or Path(str(out_path) + ".evaluation.html")
+    ev.to_html(path)
+    ev.to_json(Path(str(path) + ".json"))
+    return path
+
+
+@contextmanager
+def _progress(console: Any) -> Iterator[Callable[[int, int | None, str], None]]:
+    from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("[bold]fitting[/bold] {task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+        disable=not console.is_terminal,
+    ) as prog:
+        task = prog.add_task("", total=None)
+
+        def update(step: int, total: int | None, message: str) -> None:
+            prog.update(task, completed=step, total=total, description=message[:60])
+
+        yield update
+
+
+def _summary(
+    console: Any, rep: Any, input: Path, out: Path, rep_path: Path, save: Path | None,
+    eval_path: Path | None,
+) -> None:  # fmt: skip
+    from rich.panel import Panel
+    from rich.table import Table
+
+    t = Table.grid(padding=(0, 2))
+    t.add_column(style="bold")
+    t.add_column()
+    dp = rep.guarantee == "dp" and rep.end_to_end_dp
+    t.add_row("Guarantee", ("[green]" if dp else "[bold yellow]") + rep.headline)
+    t.add_row("Backend", rep.backend)
+    t.add_row("Epsilon spent", f"{rep.epsilon:.4f} of {rep.budget_epsilon:g}")
+    t.add_row("Delta spent", f"{rep.delta:.3g} of {rep.budget_delta:g}")
+    t.add_row("Mechanism", rep.mechanism)
+    t.add_row("Rows", f"{rep.rows_in:,} in -> {rep.rows_out:,} out")
+    t.add_row("Input", str(input))
+    t.add_row("Output", str(out))
+    t.add_row("Privacy report", str(rep_path))
+    if save is not None:
+        t.add_row("Saved model", str(save))
+    if eval_path is not None:
+        t.add_row("Evaluation", str(eval_path))
+    for w in rep.warnings:
+        t.add_row("[yellow]Warning", f"[yellow]{w}")
+    from rich.console import Console
+
+    Console().print(Panel(t, title="tabpriv release", expand=False))
+
+
+@schema_app.command("infer")
+def schema_infer_command(
+    input: Annotated[Path, typer.Argument(help="CSV or Parquet table.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Schema file to write.")],
+    max_categories: Annotated[int, typer.Option(help="Most categories per text column.")] = 1000,
+) -> None:
+    """Write a DRAFT schema read off INPUT (not private: edit it into public bounds before use)."""
+    with cli_errors():
+        from tabpriv.io import read_table
+        from tabpriv.schema import Schema
+
+        df = read_table(input)
+        s = Schema.infer(df, max_categories=max_categories, warn=False)
+        s.to_json(output)
+        typer.echo(
+            f"Wrote a draft schema of {len(s)} columns to {output}. It was read off the data and is "
+            "marked 'inferred': releases with it are not end-to-end DP until you replace the bounds "
+            "and categories with public knowledge and delete the 'source' key."
+        )
+
+
+@app.command("backends")
+def backends_command() -> None:
+    """List the registered backends: name, guarantee type and devices."""
+    with cli_errors():
+        from rich.console import Console
+        from rich.table import Table
+
+        from tabpriv.backends import available_backends, get_backend_class
+        from tabpriv.budget import GUARANTEE_TEXT
+
+        t = Table(title="tabpriv backends")
+        t.add_column("name", style="bold")
+        t.add_column("guarantee")
+        t.add_column("devices")
+        t.add_column("summary")
+        for name in available_backends():
+            cls = get_backend_class(name)
+            g = cls.guarantee
+            label = "(ε, δ)-DP" if g == "dp" else "conditional / mode-dependent"
+            t.add_row(name, label, ", ".join(cls.devices), cls.summary)
+        Console().print(t)
+        del GUARANTEE_TEXT
+
+
+def _register_optional_commands() -> None:
+    """Attach commands that live in their own modules (e.g. ``evaluate``) when present."""
+    try:
+        from tabpriv.cli.evaluate import evaluate_command
+    except ImportError:
+        return
+    app.command("evaluate")(evaluate_command)
+
+
+_register_optional_commands()
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app(prog_name="tabpriv")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,495 @@
+"""The ``Synthesizer`` facade, the one-call :func:`synthesize` and the ``df.tabpriv`` accessor."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import logging
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+
+from tabpriv import __version__
+from tabpriv._device import resolve_device
+from tabpriv._random import RandomSource
+from tabpriv.backends import get_backend_class
+from tabpriv.backends.base import Backend, FitContext, ProgressCallback
+from tabpriv.budget import (
+    DEFAULT_DELTA,
+    GUARANTEE_TEXT,
+    PrivacyBudget,
+    PrivacyLedger,
+    PrivacyReport,
+    check_delta_for_rows,
+)
+from tabpriv.errors import (
+    DataValidationError,
+    NotFittedError,
+    PrivacyParameterError,
+    PrivacyWarning,
+    SaveFileError,
+    SchemaError,
+    TabprivError,
+)
+from tabpriv.schema import Schema
+from tabpriv.transformers.encoded import ColumnSpan
+from tabpriv.transformers.table import TableTransformer
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["SAVE_FORMAT", "Synthesizer", "synthesize"]
+
+logger = logging.getLogger(__name__)
+
+#: Name and version of the save-file format (a safetensors file with tabpriv metadata).
+SAVE_FORMAT = "tabpriv-synthesizer"
+SAVE_FORMAT_VERSION = 1
+_META_KEY = "tabpriv"
+INFERRED_WARNING = "not end-to-end DP: domain inferred from the data"
+SEEDED_WARNING = (
+    "seeded run: the noise can be regenerated from the seed; keep the seed secret or the release is "
+    "not private"
+)
+
+
+def _resolve_schema(schema: Schema | str | Path | Mapping[str, Any] | None, df: Any) -> Schema:
+    if isinstance(schema, Schema):
+        return schema
+    if isinstance(schema, str) and schema == "infer":
+        return Schema.infer(df, warn=False)
+    if isinstance(schema, str | Path):
+        return Schema.load(schema)
+    if isinstance(schema, Mapping):
+        return Schema.from_dict(schema)
+    raise SchemaError(
+        "No schema given. Declare the table's domains from public knowledge "
+        "(schema=Schema.load('table.schema.json')), or pass schema='infer' to read them off the data, "
+        "which makes the release not end-to-end DP."
+    )
+
+
+class Synthesizer:
+    """Fit a differentially private generative model to a table and sample synthetic rows.
+
+    Args:
+        backend: Registered backend name (see :func:`tabpriv.backends.available_backends`).
+        epsilon: Privacy budget epsilon (> 0).
+        delta: Privacy budget delta, a public constant (default 1e-5); must be below 1/n.
+        schema: A :class:`Schema`, a path to a ``*.schema.json`` file, its dict form, or ``"infer"``
+            (not end-to-end DP: the report says so and a :class:`PrivacyWarning` is emitted).
+        device: ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+        random_state: ``None`` (noise from OS entropy; the default and the private choice) or an integer
+            seed for reproducibility (marked in the report; the seed must stay secret).
+        backend_params: Keyword arguments for the backend's constructor.
+        clip: Clip numbers outside their declared bounds instead of raising (counted in the report).
+        progress: Optional callback ``progress(step, total, message)``.
+
+    Attributes:
+        schema_: The schema used.
+        backend_: The fitted backend.
+        ledger_: Every privacy spend on the data through this object (kept across refits).
+        privacy_report: The :class:`PrivacyReport` of the latest release.
+
+    """
+
+    def __init__(
+        self,
+        backend: str = "independent",
+        epsilon: float = 5.1,
+        delta: float = DEFAULT_DELTA,
+        schema: Schema | str | Path | Mapping[str, Any] | None = None,
+        device: str = "auto",
+        random_state: int | None = None,
+        backend_params: Mapping[str, Any] | None = None,
+        clip: bool = False,
+        progress: ProgressCallback | None = None,
+    ) -> None:
+        self.backend = backend
+        self.epsilon = epsilon
+        self.delta = delta
+        self.schema = schema
+        self.device = device
+        self.random_state = random_state
+        self.backend_params = backend_params
+        self.clip = clip
+        self.progress = progress
+
+    # -- fitting ---------------------------------------------------------------------------------
+    def _make_backend(self) -> Backend:
+        cls = get_backend_class(self.backend)
+        params = dict(self.backend_params or {})
+        try:
+            return cls(**params)
+        except TypeError as e:
+            raise PrivacyParameterError(
+                f"Invalid backend_params for backend {self.backend!r}: {e}. Check the backend's "
+                "documented parameters."
+            ) from e
+
+    def fit(self, df: pd.DataFrame) -> Synthesizer:
+        """Validate ``df`` against the schema, spend the budget and fit the backend.
+
+        The budget is checked before anything touches the data. Refitting the same object spends
+        again on the same ledger, so the total is never hidden (and a second full-budget fit raises
+        :class:`~tabpriv.errors.BudgetExceededError`).
+        """
+        import pandas as pd
+
+        if not isinstance(df, pd.DataFrame):
+            raise DataValidationError(f"fit() expects a pandas DataFrame; got {type(df).__name__}.")
+        budget = PrivacyBudget(self.epsilon, self.delta)
+        backend = self._make_backend()
+        device = resolve_device(self.device, backend.devices)
+        schema = _resolve_schema(self.schema, df)
+        if schema.is_inferred:
+            warnings.warn(
+                "The schema was inferred from the private data: this release is not end-to-end "
+                "differentially private. Declare bounds and categories from public knowledge.",
+                PrivacyWarning,
+                stacklevel=2,
+            )
+        clean, summary = schema.validate(df, clip=self.clip)
+        check_delta_for_rows(budget.delta, len(clean))
+        source = RandomSource.from_random_state(self.random_state)
+        transformer = TableTransformer(schema).fit()
+        table = transformer.transform_validated(clean)
+        ledger = getattr(self, "ledger_", None)
+        if ledger is None or ledger.budget != budget:
+            ledger = PrivacyLedger(budget) if ledger is None else _carry_ledger(ledger, budget)
+        context = FitContext(
+            device=device, seed=source.child("fit"), seeded=source.seeded, progress=self.progress
+        )
+        logger.info(
+            "fitting backend %r on %d rows x %d encoded columns (device %s)",
+            self.backend, table.n_rows, table.width, device,
+        )  # fmt: skip
+        self.ledger_ = ledger
+        backend.fit(table, ledger, context)
+        self.schema_ = schema
+        self.transformer_ = transformer
+        self.backend_ = backend
+        self.random_source_ = source
+        self.columns_ = [str(c) for c in df.columns]
+        self.n_rows_in_ = len(clean)
+        self.clipped_ = dict(summary.clipped)
+        self.device_ = device
+        self.rows_out_: int | None = None
+        self._n_samples = 0
+        self.privacy_report = self._build_report()
+        return self
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "backend_"):
+            raise NotFittedError("This Synthesizer is not fitted yet; call fit(df) before sample().")
+
+    # -- sampling --------------------------------------------------------------------------------
+    def sample(
+        self, n: int | None = None, *, categorical: Literal["sample", "argmax"] = "sample"
+    ) -> pd.DataFrame:
+        """Draw ``n`` synthetic rows (default: as many as the private table). Spends no budget.
+
+        Args:
+            n: Number of rows (> 0).
+            categorical: Decode categorical blocks by sampling from the model's scores (default) or
+                by argmax.
+
+        Returns:
+            A DataFrame with the original columns, order and dtypes, every value inside the schema.
+
+        """
+        self._check_fitted()
+        n_rows = self.n_rows_in_ if n is None else n
+        if isinstance(n_rows, bool) or not isinstance(n_rows, int | np.integer) or n_rows <= 0:
+            raise DataValidationError(f"The number of rows to sample must be a positive integer; got {n!r}.")
+        n_rows = int(n_rows)
+        self._n_samples += 1
+        purpose = f"sample-{self._n_samples}"
+        seed = self.random_source_.child(purpose)
+        encoded = self.backend_.sample(n_rows, seed)
+        if encoded.shape != (n_rows, self.transformer_.width_):
+            raise TabprivError(
+                f"Backend {self.backend!r} returned shape {encoded.shape}; expected "
+                f"({n_rows}, {self.transformer_.width_}). This is a bug in the backend."
+            )
+        rng = np.random.default_rng(self.random_source_.child(purpose + "-decode"))
+        out = self.transformer_.inverse_transform(encoded, categorical=categorical, rng=rng)
+        self.schema_.validate(out)  # assurance: decoded rows always lie inside the schema
+        out = out[self.columns_]
+        self.rows_out_ = n_rows
+        self.privacy_report = self._build_report()
+        return out
+
+    # -- reporting --------------------------------------------------------------------------------
+    @property
+    def guarantee_(self) -> str:
+        """``"dp"`` or ``"conditional"`` for the fitted backend (mode-aware)."""
+        self._check_fitted()
+        return str(getattr(self.backend_, "effective_guarantee", self.backend_.guarantee))
+
+    def _build_report(self) -> PrivacyReport:
+        details = self.backend_.privacy_details()
+        guarantee = self.guarantee_
+        warns = list(details.warnings)
+        if guarantee != "dp" and GUARANTEE_TEXT["conditional"] not in warns:
+            warns.insert(0, GUARANTEE_TEXT["conditional"])
+        if self.schema_.is_inferred:
+            warns.append(INFERRED_WARNING)
+        covered = list(details.covered)
+        not_covered = list(details.not_covered)
+        if self.schema_.is_inferred:
+            not_covered.append("the column domains (bounds, categories), read off the private data")
+        else:
+            covered.append("column domains: declared public schema, no budget spent")
+        if self.clipped_:
+            covered.append(
+                "clipping of out-of-bounds numbers to the declared public bounds (a per-record "
+                "transformation; counts below)"
+            )
+        if self.random_source_.seeded:
+            warns.append(SEEDED_WARNING)
+        led = self.ledger_
+        return PrivacyReport(
+            backend=self.backend,
+            guarantee=guarantee,  # type: ignore[arg-type]
+            guarantee_text=GUARANTEE_TEXT[guarantee],
+            epsilon=led.epsilon_spent,
+            delta=led.delta_spent,
+            budget_epsilon=led.budget.epsilon,
+            budget_delta=led.budget.delta,
+            adjacency=details.adjacency,
+            accountant=details.accountant,
+            mechanism=details.mechanism,
+            noise=dict(details.noise),
+            covered=covered,
+            not_covered=not_covered,
+            end_to_end_dp=guarantee == "dp" and not self.schema_.is_inferred,
+            schema_source=self.schema_.source,
+            rows_in=self.n_rows_in_,
+            rows_out=self.rows_out_,
+            seeded=self.random_source_.seeded,
+            clipped_values=dict(self.clipped_),
+            spends=led.to_list(),
+            warnings=warns,
+            library_version=__version__,
+            timestamp=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+            extra=dict(details.extra),
+        )
+
+    # -- persistence ------------------------------------------------------------------------------
+    def save(self, path: str | Path) -> None:
+        """Save the fitted synthesizer to one file (safetensors arrays + JSON metadata; no pickle).
+
+        The file holds only released, differentially private state (never the private rows), the
+        schema, the ledger and the report. The random seed is never saved.
+        """
+        from safetensors.numpy import save
+
+        from tabpriv.io import atomic_write_bytes
+
+        self._check_fitted()
+        arrays, backend_meta = self.backend_.get_state()
+        arrays = {f"backend.{k}": np.ascontiguousarray(v) for k, v in arrays.items()}
+        meta = {
+            "format": SAVE_FORMAT,
+            "format_version": SAVE_FORMAT_VERSION,
+            "library_version": __version__,
+            "backend": self.backend,
+            "backend_params": self.backend_.get_params(),
+            "backend_state": backend_meta,
+            "schema": self.schema_.to_dict(),
+            "spans": [s.to_dict() for s in self.transformer_.spans_],
+            "columns": self.columns_,
+            "rows_in": self.n_rows_in_,
+            "clipped": self.clipped_,
+            "budget": {"epsilon": self.ledger_.budget.epsilon, "delta": self.ledger_.budget.delta},
+            "ledger": self.ledger_.to_list(),
+            "seeded": self.random_source_.seeded,
+            "device": self.device_,
+        }
+        meta_text = json.dumps(meta, sort_keys=True, default=_json_default)
+        digest = _digest(arrays, meta_text)
+        blob = save(arrays, metadata={_META_KEY: meta_text, "sha256": digest})
+        atomic_write_bytes(path, blob)
+
+    @classmethod
+    def load(cls, path: str | Path) -> Synthesizer:
+        """Load a synthesizer saved by :meth:`save`. Never executes code from the file.
+
+        Sampling from a loaded synthesizer uses fresh OS entropy (the original seed is not saved).
+
+        Raises:
+            SaveFileError: The file is missing, not a tabpriv file, corrupt, tampered with, or from an
+                incompatible version.
+
+        """
+        from safetensors.numpy import load
+
+        p = Path(path)
+        try:
+            blob = p.read_bytes()
+        except OSError as e:
+            raise SaveFileError(f"Cannot read saved synthesizer {str(p)!r}: {e.strerror}.") from e
+        try:
+            header_len = int.from_bytes(blob[:8], "little")
+            if not 2 <= header_len <= len(blob) - 8:
+                raise ValueError("bad header length")
+            header = json.loads(blob[8 : 8 + header_len])
+            file_meta = header.get("__metadata__") or {}
+            meta_text = file_meta[_META_KEY]
+            stored_digest = file_meta["sha256"]
+            arrays = load(blob)
+        except Exception as e:
+            raise SaveFileError(
+                f"{str(p)!r} is not a tabpriv synthesizer file (or it is corrupt): {e}."
+            ) from e
+        if _digest(arrays, meta_text) != stored_digest:
+            raise SaveFileError(
+                f"{str(p)!r} failed its integrity check: its content does not match its checksum "
+                "(corrupted or tampered with)."
+            )
+        try:
+            meta = json.loads(meta_text)
+        except json.JSONDecodeError as e:
+            raise SaveFileError(f"{str(p)!r} has unreadable metadata.") from e
+        if not isinstance(meta, dict) or meta.get("format") != SAVE_FORMAT:
+            raise SaveFileError(f"{str(p)!r} is not a tabpriv synthesizer file.")
+        if meta.get("format_version") != SAVE_FORMAT_VERSION or meta.get("library_version") != __version__:
+            raise SaveFileError(
+                f"{str(p)!r} was saved by tabpriv {meta.get('library_version')!r} (format "
+                f"{meta.get('format_version')!r}); this is tabpriv {__version__} (format "
+                f"{SAVE_FORMAT_VERSION}). Refit with this version."
+            )
+        try:
+            return cls._from_meta(meta, arrays)
+        except TabprivError:
+            raise
+        except Exception as e:
+            raise SaveFileError(f"{str(p)!r} has invalid content: {e}.") from e
+
+    @classmethod
+    def _from_meta(cls, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> Synthesizer:
+        schema = Schema.from_dict(meta["schema"])
+        budget = meta["budget"]
+        self = cls(
+            backend=str(meta["backend"]),
+            epsilon=float(budget["epsilon"]),
+            delta=float(budget["delta"]),
+            schema=schema,
+            device="cpu",
+            backend_params=dict(meta["backend_params"]),
+        )
+        transformer = TableTransformer(schema).fit()
+        spans = tuple(ColumnSpan.from_dict(s) for s in meta["spans"])
+        if spans != transformer.spans_:
+            raise SaveFileError("The saved spans do not match the saved schema.")
+        backend = self._make_backend()
+        backend.set_spans(spans)
+        backend_arrays = {k[len("backend.") :]: v for k, v in arrays.items() if k.startswith("backend.")}
+        backend.set_state(backend_arrays, dict(meta["backend_state"]))
+        self.schema_ = schema
+        self.transformer_ = transformer
+        self.backend_ = backend
+        self.ledger_ = PrivacyLedger.from_list(
+            PrivacyBudget(budget["epsilon"], budget["delta"]), meta["ledger"]
+        )
+        self.random_source_ = RandomSource.from_random_state(None)
+        # A seeded fit stays marked as seeded in the report of every later release.
+        self.random_source_ = RandomSource(self.random_source_.seed, seeded=bool(meta["seeded"]))
+        self.columns_ = [str(c) for c in meta["columns"]]
+        if sorted(self.columns_) != sorted(schema.names):
+            raise SaveFileError("The saved column order does not match the saved schema.")
+        self.n_rows_in_ = int(meta["rows_in"])
+        self.clipped_ = {str(k): int(v) for k, v in meta["clipped"].items()}
+        self.device_ = "cpu"
+        self.rows_out_ = None
+        self._n_samples = 0
+        self.privacy_report = self._build_report()
+        return self
+
+
+def _carry_ledger(old: PrivacyLedger, budget: PrivacyBudget) -> PrivacyLedger:
+    """A ledger under a new budget that keeps every earlier spend on the same data."""
+    new = PrivacyLedger(budget)
+    new.spends = list(old.spends)
+    return new
+
+
+def _digest(arrays: Mapping[str, np.ndarray], meta_text: str) -> str:
+    h = hashlib.sha256()
+    h.update(meta_text.encode("utf-8"))
+    for k in sorted(arrays):
+        a = np.ascontiguousarray(arrays[k])
+        h.update(k.encode("utf-8"))
+        h.update(str(a.dtype).encode())
+        h.update(repr(a.shape).encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"Object of type {type(o).__name__} is not JSON serialisable")
+
+
+def synthesize(
+    df: pd.DataFrame,
+    *,
+    epsilon: float,
+    delta: float = DEFAULT_DELTA,
+    schema: Schema | str | Path | Mapping[str, Any] | None = None,
+    backend: str = "independent",
+    n_rows: int | None = None,
+    device: str = "auto",
+    random_state: int | None = None,
+    backend_params: Mapping[str, Any] | None = None,
+    clip: bool = False,
+) -> pd.DataFrame:
+    """Fit a :class:`Synthesizer` and return a synthetic table in one call.
+
+    The privacy report is attached as ``result.attrs["privacy_report"]`` (a dict).
+    """
+    synth = Synthesizer(
+        backend=backend,
+        epsilon=epsilon,
+        delta=delta,
+        schema=schema,
+        device=device,
+        random_state=random_state,
+        backend_params=backend_params,
+        clip=clip,
+    ).fit(df)
+    out = synth.sample(n_rows)
+    out.attrs["privacy_report"] = synth.privacy_report.to_dict()
+    return out
+
+
+def _register_accessor() -> None:
+    import pandas as pd
+
+    @pd.api.extensions.register_dataframe_accessor("tabpriv")
+    class _TabprivAccessor:
+        """``df.tabpriv.synthesize(epsilon=..., schema=...)``."""
+
+        def __init__(self, df: pd.DataFrame) -> None:
+            self._df = df
+
+        def synthesize(self, **kwargs: Any) -> pd.DataFrame:
+            """Same as :func:`tabpriv.synthesize` on this DataFrame."""
+            return synthesize(self._df, **kwargs)
+
+        def fit(self, **kwargs: Any) -> Synthesizer:
+            """Return a fitted :class:`Synthesizer` for this DataFrame."""
+            return Synthesizer(**kwargs).fit(self._df)
+
+
+_register_accessor()

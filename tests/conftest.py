@@ -1,0 +1,62 @@
+"""Shared fixtures: the bundled Adult table, its schema, and a small mixed table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tabpriv.schema import Column, Schema
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared" / "datasets"
+
+
+@pytest.fixture(scope="session")
+def adult_df() -> pd.DataFrame:
+    from tabpriv.datasets import load_adult
+
+    return load_adult("train")
+
+
+@pytest.fixture(scope="session")
+def adult_schema() -> Schema:
+    from tabpriv.datasets import adult_schema
+
+    return adult_schema()
+
+
+def make_small_schema() -> Schema:
+    return Schema(
+        (
+            Column("color", "categorical", categories=("red", "green", "blue")),
+            Column("code", "categorical", categories=(1, 2, 3, 4), missing=True),
+            Column("age", "integer", lower=0, upper=99),
+            Column("score", "continuous", lower=-5.0, upper=5.0, missing=True),
+            Column("flag", "categorical", categories=("yes", "no")),
+        )
+    )
+
+
+def make_small_df(n: int = 400, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    color = rng.choice(["red", "green", "blue"], size=n, p=[0.5, 0.3, 0.2])
+    code = rng.choice([1.0, 2.0, 3.0, 4.0, np.nan], size=n)
+    age = rng.integers(0, 100, size=n)
+    score = np.where(rng.random(n) < 0.1, np.nan, np.clip(rng.normal(0, 2, n), -5, 5))
+    flag = np.where(age > 50, "yes", "no")
+    return pd.DataFrame({"color": color, "code": code, "age": age, "score": score, "flag": flag}).astype(
+        {"color": object, "flag": object}
+    )
+
+
+@pytest.fixture()
+def small_schema() -> Schema:
+    return make_small_schema()
+
+
+@pytest.fixture()
+def small_df() -> pd.DataFrame:
+    return make_small_df()
