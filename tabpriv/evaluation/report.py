@@ -1,0 +1,508 @@
+"""The :class:`EvaluationReport`: every number as JSON, and a self-contained HTML page with plots."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["METRIC_DEFINITIONS", "EvaluationReport"]
+
+#: The definition of every metric, shown in the HTML report and stored in the JSON.
+METRIC_DEFINITIONS: dict[str, str] = {
+    "discretisation": (
+        "Every column is cut into levels derived from the schema alone: categorical columns keep "
+        "their declared categories; numeric columns use equal-width bins over the declared "
+        "[lower, upper] bounds (default 20; an integer column with at most that many values keeps "
+        "one level per value). Missing values form their own level, and so do values outside the "
+        "schema (counted under 'out of schema', never dropped)."
+    ),
+    "tvd": (
+        "Total variation distance between the real and synthetic distributions of a marginal: "
+        "TVD = ½ Σ_cells |p_real(cell) − p_synthetic(cell)|, from 0 (identical) to 1 (disjoint). "
+        "1-way: each column; 2-way: every pair of columns; 3-way: every triple, or a seeded random "
+        "sample of at most max_triples triples. The hold-out baseline is the same figure between "
+        "the real training table and the real hold-out: the sampling noise a perfect synthesizer "
+        "would show."
+    ),
+    "utility": (
+        "Train on synthetic, test on real (TSTR): a scikit-learn logistic regression (one-hot "
+        "encoding of categorical features, median imputation and standardisation of numeric "
+        "features, max_iter=1000) is fit on the synthetic table and scored on the real hold-out. "
+        "The same model fit on the real training table is the ceiling (TRTR); always predicting "
+        "the majority class of the real training table is the floor. Accuracy; ROC AUC (binary: "
+        "score of the positive class, the minority class of the real training table; multiclass: "
+        "one-vs-rest macro average); F1 (binary: of the positive class; multiclass: macro)."
+    ),
+    "membership": (
+        "Membership inference. Members: a seeded sample of training rows; non-members: the same "
+        "number of hold-out rows; the remaining hold-out rows are the attacker's reference data. "
+        "Rows are encoded as one-hot categories (scaled by 1/√2 so a changed category costs "
+        "distance 1) and numbers scaled to [0, 1] by the declared bounds. Each attack scores every "
+        "attacked row (higher = 'member'); we report the ROC AUC (0.5 = no better than guessing) "
+        "and the true-positive rate at a false-positive rate of 1% and 0.1% (Carlini et al., "
+        "'Membership Inference Attacks From First Principles', 2022). The resolution of the FPR "
+        "is 1 / number of non-members."
+    ),
+    "dcr": (
+        "Distance to closest record: score = −(Euclidean distance from the row to its nearest "
+        "synthetic row). A synthesizer that copies or memorises training rows puts members closer."
+    ),
+    "density_ratio": (
+        "Density-ratio attack in the spirit of DOMIAS (van Breugel et al., 2023): score = "
+        "log p_synthetic(x) − log p_reference(x), both Gaussian kernel density estimates (at most "
+        "5,000 rows each) with one local bandwidth: half the median distance from a reference row "
+        "to its nearest other reference row (at least 0.02). Rows where the "
+        "synthetic data is denser than real data in general are flagged as members."
+    ),
+    "classifier": (
+        "Classifier attack: a HistGradientBoosting classifier is trained to tell synthetic rows "
+        "from reference rows (balanced, at most 5,000 each); its probability 'synthetic' is the "
+        "membership score. Members of an overfitted model look more synthetic than non-members."
+    ),
+    "exact_match": (
+        "Share of synthetic rows identical (every value) to a row of the real training table, and "
+        "the same against the hold-out (the base rate for tables whose rows repeat naturally). "
+        "Members copied / non-members copied: share of attacked members / non-members that appear "
+        "verbatim in the synthetic table."
+    ),
+    "sdmetrics": (
+        "SDMetrics (computed by the sdmetrics package itself, tables subsampled to at most "
+        "max_rows rows): QualityReport score (mean of Column Shapes and Column Pair Trends); "
+        "KSComplement = 1 − Kolmogorov–Smirnov statistic (mean over numeric columns); TVComplement "
+        "= 1 − TVD (mean over categorical columns); CorrelationSimilarity = 1 − |ρ_real − ρ_syn| / "
+        "2 with Pearson ρ (mean over numeric pairs); ContingencySimilarity = 1 − TVD of the "
+        "contingency table (mean over categorical column pairs); BinaryLogisticRegression = F1 of "
+        "sdmetrics' logistic regression trained on the synthetic table and tested on the real "
+        "hold-out (sdmetrics scores the class of the first test row as positive)."
+    ),
+}
+
+_ATTACK_NAMES = {
+    "dcr": "Distance to closest record",
+    "density_ratio": "Density ratio (DOMIAS-style)",
+    "classifier": "Classifier (synthetic vs reference)",
+}
+_REAL_COLOR = "#1f77b4"
+_SYN_COLOR = "#ff7f0e"
+
+
+def _jsonable(x: Any) -> Any:
+    if isinstance(x, dict):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, np.integer):
+        return int(x)
+    if isinstance(x, np.floating | float):
+        v = float(x)
+        return v if math.isfinite(v) else None
+    if isinstance(x, np.ndarray):
+        return _jsonable(x.tolist())
+    return x
+
+
+def _png(fig: Any) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+    return buf.getvalue()
+
+
+def _fmt(v: Any, digits: int = 3) -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, float):
+        return f"{v:.{digits}f}"
+    return html.escape(str(v))
+
+
+class EvaluationReport:
+    """Result of :func:`tabpriv.evaluation.evaluate`.
+
+    Attributes:
+        results: Every figure, JSON-ready (see :meth:`to_dict`).
+        privacy: The release's privacy report as a dict, when one was given.
+
+    """
+
+    def __init__(self, results: dict[str, Any], privacy: dict[str, Any] | None = None) -> None:
+        self.results = results
+        self.privacy = privacy
+
+    def __getitem__(self, key: str) -> Any:
+        return self.results[key]
+
+    # -- JSON ---------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """Every number of the evaluation, plus the metric definitions and the privacy report."""
+        out = dict(self.results)
+        out["definitions"] = METRIC_DEFINITIONS
+        if self.privacy is not None:
+            out["privacy_report"] = self.privacy
+        result: dict[str, Any] = _jsonable(out)
+        return result
+
+    def to_json(self, path: str | Path | None = None) -> str:
+        """Serialise to JSON (non-finite numbers become null); write it to ``path`` when given."""
+        text = json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n"
+        if path is not None:
+            from tabpriv.io import atomic_write_text
+
+            atomic_write_text(Path(path), text)
+        return text
+
+    # -- figures ------------------------------------------------------------------------------
+    def figures(self) -> dict[str, bytes]:
+        """Render the plots as PNG bytes: ``distributions``, ``tvd_heatmap``, ``mia_roc``."""
+        figs = {"distributions": self._fig_distributions(), "tvd_heatmap": self._fig_heatmap()}
+        roc = self._fig_roc()
+        if roc is not None:
+            figs["mia_roc"] = roc
+        return figs
+
+    def _fig_distributions(self) -> bytes:
+        from matplotlib.figure import Figure
+
+        dists: dict[str, Any] = self.results["distributions"]
+        per_col = self.results["marginals"]["one_way"]["per_column"]
+        names = list(dists)
+        ncols = 3
+        nrows = max(1, math.ceil(len(names) / ncols))
+        fig = Figure(figsize=(5.2 * ncols, 3.4 * nrows), layout="constrained")
+        axes = fig.subplots(nrows, ncols, squeeze=False)
+        for k, ax in enumerate(axes.flat):
+            if k >= len(names):
+                ax.set_axis_off()
+                continue
+            name = names[k]
+            d = dists[name]
+            labels, r, s = list(d["labels"]), np.array(d["real"]), np.array(d["synthetic"])
+            if d["kind"] == "categorical" and len(labels) > 12:
+                order = np.argsort(-(r + s), kind="stable")
+                top, rest = order[:11], order[11:]
+                labels = [labels[i] for i in top] + [f"other ({len(rest)})"]
+                r = np.r_[r[top], r[rest].sum()]
+                s = np.r_[s[top], s[rest].sum()]
+            x = np.arange(len(labels))
+            w = 0.4
+            ax.bar(x - w / 2, r, w, label="real", color=_REAL_COLOR)
+            ax.bar(x + w / 2, s, w, label="synthetic", color=_SYN_COLOR)
+            ax.set_title(f"{name}  (TVD {per_col[name]:.3f})", fontsize=11)
+            ax.set_ylabel("share of rows", fontsize=9)
+            short = [lab if len(lab) <= 18 else lab[:16] + "…" for lab in labels]
+            if d["kind"] != "categorical" and len(labels) > 8:
+                step = math.ceil(len(labels) / 6)
+                ticks = list(range(0, len(labels), step))
+                ax.set_xticks(ticks, [short[i] for i in ticks], rotation=30, ha="right", fontsize=8)
+            else:
+                ax.set_xticks(
+                    x,
+                    short,
+                    rotation=45 if len(labels) > 3 else 0,
+                    ha="right" if len(labels) > 3 else "center",
+                    fontsize=8,
+                )
+            ax.tick_params(axis="y", labelsize=8)
+            ax.grid(axis="y", alpha=0.3)
+            if k == 0:
+                ax.legend(fontsize=9)
+        return _png(fig)
+
+    def _fig_heatmap(self) -> bytes:
+        from matplotlib.figure import Figure
+
+        two = self.results["marginals"]["two_way"]
+        names = two["columns"]
+        m = np.array(two["matrix"], dtype=float)
+        one = self.results["marginals"]["one_way"]["per_column"]
+        for i, n in enumerate(names):
+            m[i, i] = one[n]
+        p = len(names)
+        size = max(4.5, 0.55 * p + 2.5)
+        fig = Figure(figsize=(size + 1.2, size), layout="constrained")
+        ax = fig.subplots()
+        vmax = max(float(m.max()), 0.05)
+        im = ax.imshow(m, cmap="viridis", vmin=0.0, vmax=vmax)
+        ax.set_xticks(range(p), names, rotation=45, ha="right", fontsize=9)
+        ax.set_yticks(range(p), names, fontsize=9)
+        if p <= 20:
+            for i in range(p):
+                for j in range(p):
+                    ax.text(
+                        j,
+                        i,
+                        f"{m[i, j]:.2f}",
+                        ha="center",
+                        va="center",
+                        fontsize=7,
+                        color="white" if m[i, j] < 0.6 * vmax else "black",
+                    )
+        ax.set_title("Total variation distance of 2-way marginals (diagonal: 1-way)")
+        fig.colorbar(im, ax=ax, label="TVD (0 = identical)", shrink=0.8)
+        return _png(fig)
+
+    def _fig_roc(self) -> bytes | None:
+        from matplotlib.figure import Figure
+
+        attacks = self.results.get("membership", {}).get("attacks")
+        if not attacks:
+            return None
+        fig = Figure(figsize=(11, 4.6), layout="constrained")
+        ax_lin, ax_log = fig.subplots(1, 2)
+        res = 1.0 / max(int(self.results["membership"]["n_non_members"]), 1)
+        for key, a in attacks.items():
+            fpr, tpr = np.array(a["roc"]["fpr"]), np.array(a["roc"]["tpr"])
+            label = f"{_ATTACK_NAMES.get(key, key)} (AUC {a['auc']:.3f})"
+            ax_lin.plot(fpr, tpr, label=label, lw=2)
+            ax_log.plot(np.maximum(fpr, res), np.maximum(tpr, res), label=label, lw=2)
+        ax_lin.plot([0, 1], [0, 1], "k--", lw=1, label="chance")
+        ax_log.plot([res, 1], [res, 1], "k--", lw=1, label="chance")
+        ax_lin.set(
+            xlabel="false-positive rate",
+            ylabel="true-positive rate",
+            title="Membership inference ROC (linear)",
+            xlim=(0, 1),
+            ylim=(0, 1),
+        )
+        ax_log.set(
+            xscale="log",
+            yscale="log",
+            xlabel="false-positive rate",
+            ylabel="true-positive rate",
+            title="Same, log-log (low-FPR regime)",
+            xlim=(res, 1),
+            ylim=(res, 1),
+        )
+        for ax in (ax_lin, ax_log):
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=8, loc="lower right")
+        return _png(fig)
+
+    # -- HTML ---------------------------------------------------------------------------------
+    def to_html(self, path: str | Path | None = None) -> str:
+        """Render a self-contained HTML page (plots embedded as PNG); write it to ``path``."""
+        figs = self.figures()
+        r = self.results
+
+        def img(key: str, alt: str) -> str:
+            if key not in figs:
+                return ""
+            b64 = base64.b64encode(figs[key]).decode("ascii")
+            return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{b64}">'
+
+        def definition(key: str) -> str:
+            return f'<p class="def"><b>Definition.</b> {html.escape(METRIC_DEFINITIONS[key])}</p>'
+
+        parts: list[str] = []
+        n = r["n_rows"]
+        parts.append("<h1>tabpriv evaluation report</h1>")
+        parts.append(
+            f"<p>Real training rows: {n['real_train']:,}; synthetic rows: {n['synthetic']:,}; "
+            f"hold-out rows: {n['holdout'] if n['holdout'] is None else format(n['holdout'], ',')}"
+            f"; columns: {len(r['columns'])}; schema: {html.escape(str(r['schema_source']))}.</p>"
+        )
+        oos = r["out_of_schema"]
+        if oos["total"]:
+            rows = "".join(
+                f"<tr><td>{html.escape(k)}</td><td>{v:,}</td></tr>" for k, v in oos["per_column"].items()
+            )
+            parts.append(
+                f'<p class="warn">The synthetic table holds {oos["total"]:,} value(s) outside the '
+                "schema. They are kept (as an '(out of schema)' level), not dropped.</p>"
+                f"<table><tr><th>column</th><th>values outside the schema</th></tr>{rows}</table>"
+            )
+        parts.append(self._html_summary())
+        if self.privacy is not None:
+            parts.append(self._html_privacy())
+        # Marginals.
+        mg = r["marginals"]
+        parts.append("<h2>1. Marginals</h2>")
+        parts.append(definition("discretisation"))
+        parts.append(definition("tvd"))
+        base = r.get("marginals_holdout_baseline", {})
+        rows = ""
+        for key, label in (("one_way", "1-way"), ("two_way", "2-way"), ("three_way", "3-way")):
+            b = base.get(key, {})
+            rows += (
+                f"<tr><td>{label}</td><td>{mg[key]['count']}</td><td>{_fmt(mg[key]['mean'])}</td>"
+                f"<td>{_fmt(mg[key]['max'])}</td><td>{_fmt(b.get('mean'))}</td>"
+                f"<td>{_fmt(b.get('max'))}</td></tr>"
+            )
+        parts.append(
+            "<table><tr><th>marginal</th><th>count</th><th>mean TVD</th><th>worst TVD</th>"
+            "<th>hold-out baseline mean</th><th>hold-out baseline worst</th></tr>"
+            f"{rows}</table>"
+        )
+        if mg["three_way"]["sampled"]:
+            parts.append(
+                f"<p>3-way: a seeded sample of {mg['three_way']['count']} of "
+                f"{mg['three_way']['total_triples']} triples.</p>"
+            )
+        worst = "".join(
+            f"<tr><td>{html.escape(' × '.join(w['columns']))}</td><td>{w['tvd']:.3f}</td></tr>"
+            for w in mg["two_way"]["worst"]
+        )
+        parts.append(f"<h3>Worst column pairs</h3><table><tr><th>pair</th><th>TVD</th></tr>{worst}</table>")
+        parts.append("<h3>Per-column distributions (real vs synthetic)</h3>")
+        parts.append(img("distributions", "per-column distributions"))
+        parts.append("<h3>2-way TVD heatmap</h3>")
+        parts.append(img("tvd_heatmap", "2-way TVD heatmap"))
+        parts.append(self._html_sdmetrics())
+        parts.append(self._html_utility())
+        parts.append(self._html_membership(img))
+        t = r.get("timings_s", {})
+        parts.append(
+            "<h2>Timings</h2><p>" + ", ".join(f"{html.escape(k)} {v:.2f} s" for k, v in t.items()) + "</p>"
+        )
+        body = "\n".join(p for p in parts if p)
+        page = (
+            '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+            "<title>tabpriv evaluation report</title><style>"
+            "body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;"
+            "color:#222}table{border-collapse:collapse;margin:.6em 0}td,th{border:1px solid #ccc;"
+            "padding:.25em .6em;text-align:right}th{background:#f2f2f2}td:first-child{text-align:"
+            "left}img{max-width:100%}.def{color:#444;font-size:.92em;background:#f8f8f8;padding:"
+            ".5em .8em;border-left:3px solid #aaa}.warn{color:#a40000;font-weight:bold}"
+            "</style></head><body>\n" + body + "\n</body></html>\n"
+        )
+        if path is not None:
+            from tabpriv.io import atomic_write_text
+
+            atomic_write_text(Path(path), page)
+        return page
+
+    def _html_summary(self) -> str:
+        r = self.results
+        items = [
+            f"mean 2-way TVD {_fmt(r['marginals']['two_way']['mean'])}",
+        ]
+        u = r.get("utility", {})
+        lr = u.get("models", {}).get("logistic_regression")
+        if lr:
+            items.append(
+                f"logistic-regression accuracy {_fmt(lr['synthetic']['accuracy'])} (synthetic) vs "
+                f"{_fmt(lr['real']['accuracy'])} (real) vs {_fmt(lr['majority']['accuracy'])} "
+                "(majority class)"
+            )
+        att = r.get("membership", {}).get("attacks")
+        if att:
+            worst = max(att.values(), key=lambda a: a["auc"])
+            items.append(f"highest membership-inference AUC {worst['auc']:.3f} (0.5 = guessing)")
+        em = r.get("membership", {}).get("exact_match", {})
+        items.append(f"{100 * em.get('synthetic_in_train', 0.0):.2f}% of synthetic rows copy a training row")
+        return "<h2>Summary</h2><ul>" + "".join(f"<li>{i}</li>" for i in items) + "</ul>"
+
+    def _html_privacy(self) -> str:
+        p = self.privacy or {}
+        keys = (
+            "backend",
+            "guarantee_text",
+            "epsilon",
+            "delta",
+            "mechanism",
+            "accountant",
+            "adjacency",
+            "end_to_end_dp",
+            "schema_source",
+            "covered",
+            "not_covered",
+            "warnings",
+        )
+        rows = "".join(
+            f"<tr><td>{html.escape(k)}</td><td style='text-align:left'>{html.escape(str(p[k]))}</td></tr>"
+            for k in keys
+            if k in p
+        )
+        return f"<h2>Privacy report of the release</h2><table>{rows}</table>"
+
+    def _html_sdmetrics(self) -> str:
+        sd = self.results.get("sdmetrics", {})
+        head = "<h2>SDMetrics</h2>" + (
+            f'<p class="def"><b>Definition.</b> {html.escape(METRIC_DEFINITIONS["sdmetrics"])}</p>'
+        )
+        if "skipped" in sd:
+            return head + f"<p>Skipped: {html.escape(sd['skipped'])}.</p>"
+        rows = ""
+        for k in (
+            "quality_score",
+            "KSComplement",
+            "TVComplement",
+            "ContingencySimilarity",
+            "CorrelationSimilarity",
+            "BinaryLogisticRegression",
+        ):
+            rows += f"<tr><td>{k}</td><td>{_fmt(sd.get(k))}</td></tr>"
+        for k, v in sd.get("properties", {}).items():
+            rows += f"<tr><td>QualityReport: {html.escape(k)}</td><td>{_fmt(v)}</td></tr>"
+        err = "".join(f'<p class="warn">{html.escape(str(v))}</p>' for k, v in sd.items() if "error" in k)
+        err += "".join(f"<p>Note: {html.escape(str(v))}.</p>" for k, v in sd.items() if k.endswith("_note"))
+        return head + f"<table><tr><th>metric</th><th>score (1 = best)</th></tr>{rows}</table>" + err
+
+    def _html_utility(self) -> str:
+        u = self.results.get("utility", {})
+        head = "<h2>2. Utility (train on synthetic, test on real)</h2>" + (
+            f'<p class="def"><b>Definition.</b> {html.escape(METRIC_DEFINITIONS["utility"])}</p>'
+        )
+        if "skipped" in u:
+            return head + f"<p>Skipped: {html.escape(u['skipped'])}.</p>"
+        rows = ""
+        for model, m in u["models"].items():
+            for who, label in (
+                ("synthetic", "trained on synthetic (TSTR)"),
+                ("real", "trained on real (ceiling)"),
+                ("majority", "majority class (floor)"),
+            ):
+                s = m[who]
+                rows += (
+                    f"<tr><td>{html.escape(model)}: {label}</td><td>{_fmt(s['accuracy'])}</td>"
+                    f"<td>{_fmt(s['roc_auc'])}</td><td>{_fmt(s['f1'])}</td></tr>"
+                )
+        pos = u.get("positive_class")
+        info = (
+            f"<p>Target {html.escape(str(u['target']))!s}; classes "
+            f"{html.escape(', '.join(u['classes']))}"
+            + (f"; positive class {html.escape(str(pos))}" if pos is not None else "")
+            + f"; tested on {u['n_test']:,} hold-out rows.</p>"
+        )
+        notes = "".join(f"<p>Note: {html.escape(n)}.</p>" for n in u.get("notes", []))
+        return (
+            head
+            + info
+            + "<table><tr><th>model</th><th>accuracy</th><th>ROC AUC</th>"
+            + f"<th>F1 ({u['f1_average']})</th></tr>{rows}</table>"
+            + notes
+        )
+
+    def _html_membership(self, img: Any) -> str:
+        m = self.results.get("membership", {})
+        head = "<h2>3. Membership inference</h2>" + "".join(
+            f'<p class="def"><b>{html.escape(k)}.</b> {html.escape(METRIC_DEFINITIONS[k])}</p>'
+            for k in ("membership", "dcr", "density_ratio", "classifier", "exact_match")
+        )
+        em = m.get("exact_match", {})
+        em_rows = "".join(
+            f"<tr><td>{html.escape(k.replace('_', ' '))}</td><td>{_fmt(v, 4)}</td></tr>"
+            for k, v in em.items()
+        )
+        em_html = f"<table><tr><th>exact match</th><th>rate</th></tr>{em_rows}</table>"
+        if "skipped" in m:
+            return head + f"<p>Attacks skipped: {html.escape(m['skipped'])}.</p>" + em_html
+        rows = "".join(
+            f"<tr><td>{html.escape(_ATTACK_NAMES.get(k, k))}</td><td>{a['auc']:.3f}</td>"
+            f"<td>{a['tpr_at_fpr_1pct']:.4f}</td><td>{a['tpr_at_fpr_0.1pct']:.4f}</td></tr>"
+            for k, a in m["attacks"].items()
+        )
+        return (
+            head + f"<p>{m['n_members']:,} members, {m['n_non_members']:,} non-members, "
+            f"{m['n_reference']:,} reference rows.</p>"
+            + "<table><tr><th>attack</th><th>ROC AUC</th><th>TPR @ FPR 1%</th>"
+            + f"<th>TPR @ FPR 0.1%</th></tr>{rows}</table>"
+            + img("mia_roc", "membership inference ROC curves")
+            + em_html
+        )

@@ -1,0 +1,244 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tabpriv.errors import DataValidationError, TabprivError
+from tabpriv.evaluation import METRIC_DEFINITIONS, EvaluationReport, evaluate
+from tabpriv.schema import Schema
+
+from .conftest import draw
+
+#: Tolerance on the AUC of attacks against an independent draw: 1000 members / 1000 non-members
+#: give an AUC standard error of about 0.013; 0.06 is about 4.5 standard errors.
+AUC_TOL = 0.06
+
+
+def test_real_vs_itself(small_schema: Schema, tables) -> None:  # type: ignore[no-untyped-def]
+    train, hold, _ = tables
+    rep = evaluate(train, train, small_schema, holdout=hold, target="label", sdmetrics=False, n_attack=300)
+    mg = rep["marginals"]
+    for key in ("one_way", "two_way", "three_way"):
+        assert mg[key]["max"] == 0.0
+    assert rep["out_of_schema"]["total"] == 0
+    u = rep["utility"]["models"]["logistic_regression"]
+    assert u["synthetic"] == pytest.approx(u["real"])
+
+
+def test_copy_of_training_data_is_caught(small_schema: Schema, tables) -> None:  # type: ignore[no-untyped-def]
+    train, hold, _ = tables
+    rep = evaluate(train, train.copy(), small_schema, holdout=hold, sdmetrics=False, n_attack=500)
+    em = rep["membership"]["exact_match"]
+    assert em["synthetic_in_train"] == 1.0
+    assert em["members_copied"] == 1.0
+    assert em["non_members_copied"] == 0.0  # continuous income: no natural duplicates
+    dcr = rep["membership"]["attacks"]["dcr"]
+    assert dcr["auc"] >= 0.99
+    assert dcr["tpr_at_fpr_1pct"] >= 0.99
+    # The density and classifier attacks are weaker against verbatim copies than DCR (they smooth
+    # over neighbours) but still clearly above chance (measured: 0.654 and 0.661 with this seed).
+    assert rep["membership"]["attacks"]["density_ratio"]["auc"] > 0.6
+    assert rep["membership"]["attacks"]["classifier"]["auc"] > 0.6
+
+
+def test_independent_draw_attacks_near_chance(small_schema: Schema) -> None:
+    train, hold, syn = draw(3000, 11), draw(3000, 12), draw(3000, 13)
+    rep = evaluate(train, syn, small_schema, holdout=hold, sdmetrics=False, n_attack=1000)
+    attacks = rep["membership"]["attacks"]
+    assert set(attacks) == {"dcr", "density_ratio", "classifier"}
+    for name, a in attacks.items():
+        assert abs(a["auc"] - 0.5) < AUC_TOL, name
+        assert 0.0 <= a["tpr_at_fpr_1pct"] <= 0.05, name
+    assert rep["membership"]["exact_match"]["synthetic_in_train"] == 0.0
+
+
+def test_out_of_schema_synthetic_values_reported(small_schema: Schema, tables) -> None:  # type: ignore[no-untyped-def]
+    train, hold, syn = tables
+    syn = syn.copy()
+    syn.loc[:9, "colour"] = "purple"
+    syn["income"] = syn["income"].astype(float)
+    syn.loc[10:14, "income"] = 250.0
+    rep = evaluate(train, syn, small_schema, holdout=hold, target="label", sdmetrics=False, n_attack=300)
+    assert rep["out_of_schema"]["per_column"] == {"colour": 10, "income": 5}
+    assert rep["out_of_schema"]["total"] == 15
+    assert rep["n_rows"]["synthetic"] == len(syn)
+    labels = rep["distributions"]["colour"]["labels"]
+    assert "(out of schema)" in labels
+    share = rep["distributions"]["colour"]["synthetic"][labels.index("(out of schema)")]
+    assert share == pytest.approx(10 / len(syn))
+
+
+def test_report_outputs(small_schema: Schema, tables, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    train, hold, syn = tables
+    priv = {"backend": "independent", "epsilon": 1.0, "delta": 1e-5, "mechanism": "Gaussian"}
+    rep = evaluate(
+        train,
+        syn,
+        small_schema,
+        holdout=hold,
+        target="label",
+        sdmetrics=False,
+        n_attack=300,
+        privacy_report=priv,
+        hgb=True,
+    )
+    assert isinstance(rep, EvaluationReport)
+    rep.to_json(tmp_path / "r.json")
+    d = json.loads((tmp_path / "r.json").read_text())
+    assert d["privacy_report"]["epsilon"] == 1.0
+    assert set(d["definitions"]) == set(METRIC_DEFINITIONS)
+    assert "hist_gradient_boosting" in d["utility"]["models"]
+    page = rep.to_html(tmp_path / "r.html")
+    assert page == (tmp_path / "r.html").read_text()
+    assert page.count("data:image/png;base64,") == 3
+    assert "Privacy report of the release" in page
+    for key in ("tvd", "dcr", "density_ratio", "classifier", "utility", "exact_match"):
+        assert METRIC_DEFINITIONS[key][:40].replace("'", "&#x27;") in page
+    figs = rep.figures()
+    assert all(v[:8] == b"\x89PNG\r\n\x1a\n" for v in figs.values())
+
+
+def test_without_holdout_skips_utility_and_attacks(small_schema: Schema, tables) -> None:  # type: ignore[no-untyped-def]
+    train, _, syn = tables
+    rep = evaluate(train, syn, small_schema, sdmetrics=False)
+    assert "skipped" in rep["utility"]
+    assert "skipped" in rep["membership"]
+    assert rep["membership"]["exact_match"]["synthetic_in_train"] == 0.0
+    assert "<html" in rep.to_html()
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda s: s.drop(columns=["age"]), "missing 'age'"),
+        (lambda s: s.assign(extra=1), "not in the schema: 'extra'"),
+        (lambda s: s.iloc[:0], "no rows"),
+        (lambda s: s.assign(age="old"), "not numbers"),
+        (lambda s: s.assign(colour=1.5), "holds numbers"),
+    ],
+)
+def test_bad_synthetic(small_schema: Schema, tables, mutate, message: str) -> None:  # type: ignore[no-untyped-def]
+    train, hold, syn = tables
+    with pytest.raises(DataValidationError, match=message):
+        evaluate(train, mutate(syn), small_schema, holdout=hold, sdmetrics=False)
+
+
+def test_bad_target_and_holdout(small_schema: Schema, tables) -> None:  # type: ignore[no-untyped-def]
+    train, hold, syn = tables
+    with pytest.raises(DataValidationError, match="not in the schema"):
+        evaluate(train, syn, small_schema, holdout=hold, target="nope", sdmetrics=False)
+    with pytest.raises(DataValidationError, match="constant"):
+        evaluate(train.assign(label="no"), syn, small_schema, holdout=hold, target="label", sdmetrics=False)
+    with pytest.raises(DataValidationError, match="has 150 rows.*need at least 200"):
+        evaluate(train, syn, small_schema, holdout=hold.iloc[:150], sdmetrics=False)
+    with pytest.raises(DataValidationError, match="n_attack=5000"):
+        evaluate(train, syn, small_schema, holdout=hold, sdmetrics=False, n_attack=5000)
+    bad_real = train.copy()
+    bad_real.loc[0, "age"] = 200
+    with pytest.raises(TabprivError, match="outside the declared bounds"):
+        evaluate(bad_real, syn, small_schema, holdout=hold, sdmetrics=False)
+
+
+def test_synthetic_with_single_class_is_scored(small_schema: Schema, tables) -> None:  # type: ignore[no-untyped-def]
+    train, hold, syn = tables
+    rep = evaluate(
+        train,
+        syn.assign(label="no"),
+        small_schema,
+        holdout=hold,
+        target="label",
+        sdmetrics=False,
+        n_attack=300,
+    )
+    u = rep["utility"]
+    lr = u["models"]["logistic_regression"]
+    assert lr["synthetic"]["accuracy"] == pytest.approx(lr["majority"]["accuracy"])
+    assert any("single target class" in n for n in u["notes"])
+
+
+def test_sdmetrics_figures(small_schema: Schema, tables) -> None:  # type: ignore[no-untyped-def]
+    train, hold, _ = tables
+    rep = evaluate(train, train, small_schema, holdout=hold, target="label", n_attack=300)
+    sd = rep["sdmetrics"]
+    assert "error" not in sd
+    assert sd["quality_score"] == pytest.approx(1.0)
+    for k in ("KSComplement", "TVComplement", "ContingencySimilarity", "CorrelationSimilarity"):
+        assert sd[k] == pytest.approx(1.0), k
+    assert 0.0 < sd["BinaryLogisticRegression"] <= 1.0
+
+
+def test_sdmetrics_failure_does_not_break(small_schema: Schema, tables, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import sdmetrics.reports
+
+    class Boom:
+        def generate(self, *a: object, **k: object) -> None:
+            raise RuntimeError("boom")
+
+    monkeypatch.setattr(sdmetrics.reports, "QualityReport", Boom)
+    train, hold, syn = tables
+    rep = evaluate(train, syn, small_schema, holdout=hold, target="label", n_attack=300)
+    assert "boom" in rep["sdmetrics"]["error"]
+    assert rep["marginals"]["two_way"]["mean"] > 0
+    assert "boom" in rep.to_html()
+
+
+# -- Adult ------------------------------------------------------------------------------------------
+
+ADULT_DIR = Path(__file__).resolve().parents[3] / "shared" / "datasets" / "adult"
+COLS = ["age", "workclass", "fnlwgt", "education", "education-num", "marital-status", "occupation",
+        "relationship", "race", "sex", "capital-gain", "capital-loss", "hours-per-week",
+        "native-country", "income"]  # fmt: skip
+
+
+def _adult() -> tuple[pd.DataFrame, pd.DataFrame]:
+    if not (ADULT_DIR / "adult.data").exists():
+        pytest.skip("shared Adult data not available")
+    kw = {"header": None, "names": COLS, "skipinitialspace": True, "na_values": "?"}
+    train = pd.read_csv(ADULT_DIR / "adult.data", **kw)
+    test = pd.read_csv(ADULT_DIR / "adult.test", skiprows=1, **kw)
+    test["income"] = test["income"].str.rstrip(".")
+    return train, test
+
+
+def test_adult_utility_ceiling_matches_plain_sklearn() -> None:
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    train, test = _adult()
+    schema = Schema.infer(pd.concat([train, test]), warn=False)
+    syn = train.sample(2000, random_state=0)
+    rep = evaluate(train, syn, schema, holdout=test, target="income", sdmetrics=False, n_attack=200)
+    got = rep["utility"]["models"]["logistic_regression"]["real"]
+
+    cat = [c for c in COLS[:-1] if train[c].dtype == object]
+    num = [c for c in COLS[:-1] if c not in cat]
+
+    def features(df: pd.DataFrame) -> pd.DataFrame:
+        out = df[cat + num].copy()
+        out[cat] = out[cat].fillna("(missing)")
+        return out
+
+    model = make_pipeline(
+        ColumnTransformer([
+            ("cat", OneHotEncoder(handle_unknown="ignore"), cat),
+            ("num", make_pipeline(SimpleImputer(strategy="median"), StandardScaler()), num),
+        ]),
+        LogisticRegression(max_iter=1000, random_state=0),
+    )  # fmt: skip
+    model.fit(features(train), train["income"])
+    proba = model.predict_proba(features(test))[:, list(model.classes_).index(">50K")]
+    pred = model.predict(features(test))
+    assert got["accuracy"] == pytest.approx(accuracy_score(test["income"], pred), abs=1e-9)
+    assert got["roc_auc"] == pytest.approx(roc_auc_score(test["income"] == ">50K", proba), abs=1e-9)
+    assert got["f1"] == pytest.approx(f1_score(test["income"], pred, pos_label=">50K"), abs=1e-9)
+    assert 0.84 < got["accuracy"] < 0.87  # the published ceiling for logistic regression on Adult
+    floor = rep["utility"]["models"]["logistic_regression"]["majority"]
+    assert floor["accuracy"] == pytest.approx((test["income"] == "<=50K").mean())
+    assert rep["utility"]["positive_class"] == ">50K"
