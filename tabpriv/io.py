@@ -168,7 +168,13 @@ def write_table(df: pd.DataFrame, path: str | Path) -> None:
             if fmt == "parquet":
                 df.to_parquet(tmp, index=False)
             else:
-                df.to_csv(tmp, index=False, na_rep="")
+                # A bare "\r" inside a value is quoted only when it is part of the line terminator.
+                has_cr = any(
+                    df[c].astype(str).str.contains("\r", regex=False).any()
+                    for c in df.columns
+                    if df[c].dtype == object
+                )
+                df.to_csv(tmp, index=False, na_rep="", lineterminator="\r\n" if has_cr else "\n")
     except OSError as e:
         if isinstance(e, InputFileError):
             raise

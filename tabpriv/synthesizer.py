@@ -391,6 +391,14 @@ class Synthesizer:
         backend.set_spans(spans)
         backend_arrays = {k[len("backend.") :]: v for k, v in arrays.items() if k.startswith("backend.")}
         backend.set_state(backend_arrays, dict(meta["backend_state"]))
+        try:  # a file whose parameters or state only fail when used must fail now, as a SaveFileError
+            probe = backend.sample(2, seed=0)
+            transformer.inverse_transform(probe)
+        except Exception as e:
+            raise SaveFileError(
+                f"The saved backend parameters {meta['backend_params']!r} or state do not work "
+                f"({type(e).__name__}: {e})."
+            ) from e
         self.schema_ = schema
         self.transformer_ = transformer
         self.backend_ = backend
