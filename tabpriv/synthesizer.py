@@ -235,7 +235,7 @@ class Synthesizer:
         details = self.backend_.privacy_details()
         guarantee = self.guarantee_
         warns = list(details.warnings)
-        if guarantee != "dp" and GUARANTEE_TEXT["conditional"] not in warns:
+        if guarantee != "dp" and not any(w.startswith("per-record guarantee conditional") for w in warns):
             warns.insert(0, GUARANTEE_TEXT["conditional"])
         if self.schema_.is_inferred:
             warns.append(INFERRED_WARNING)

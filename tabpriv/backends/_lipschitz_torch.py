@@ -1,0 +1,337 @@
+"""Torch code of the ``lipschitz-vae`` backend (imported only when the backend is fitted or used).
+
+The encoder mean is a ReLU MLP whose every linear layer is kept at spectral norm <= ``L ** (1/m)`` by an
+exact projection after each optimiser step (``W <- W / max(1, sigma_max(W) / c)`` with ``sigma_max``
+from an SVD in float64). Projection is post-processing of the parameters, so it composes with opacus'
+DP-SGD (opacus' GradSampleModule does not need to know about it). The certified Lipschitz constant of
+the encoder mean is the product of the exact spectral norms of the final weights (ReLU is 1-Lipschitz;
+biases do not matter).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from tabpriv.transformers.encoded import ColumnSpan
+
+# Multiplicative safety margin of the projection, so float32 rounding of the rescaled weights can never
+# push an exact spectral norm above its target (the final weights are re-certified exactly anyway).
+_MARGIN = 1.0 - 1e-5
+
+
+@dataclass(frozen=True)
+class Arch:
+    """Architecture of the VAE."""
+
+    width: int
+    hidden: int
+    latent: int
+    encoder_layers: int
+
+
+class LipschitzVAE(nn.Module):
+    """VAE with a Lipschitz-constrained encoder mean and a fixed isotropic encoder noise scale."""
+
+    def __init__(self, arch: Arch) -> None:
+        super().__init__()
+        self.arch = arch
+        dims = [arch.width] + [arch.hidden] * (arch.encoder_layers - 1) + [arch.latent]
+        self.enc = nn.ModuleList(nn.Linear(a, b) for a, b in itertools.pairwise(dims))
+        self.dec = nn.Sequential(
+            nn.Linear(arch.latent, arch.hidden),
+            nn.ReLU(),
+            nn.Linear(arch.hidden, arch.hidden),
+            nn.ReLU(),
+            nn.Linear(arch.hidden, arch.width),
+        )
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """Encoder mean mu(x) (works on any leading shape)."""
+        h = x
+        for i, layer in enumerate(self.enc):
+            h = layer(h)
+            if i < len(self.enc) - 1:
+                h = torch.relu(h)
+        return h
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - unused
+        return self.encode(x)
+
+
+def linears(model: LipschitzVAE) -> list[nn.Linear]:
+    """The encoder-mean linear layers, in order."""
+    return [m for m in model.enc if isinstance(m, nn.Linear)]
+
+
+def build_model(arch: Arch, seed: int) -> LipschitzVAE:
+    """Build the model with a seeded initialisation (global RNG left untouched)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed % (2**63 - 1))
+        return LipschitzVAE(arch)
+
+
+def spectral_norms(model: LipschitzVAE) -> list[float]:
+    """Exact spectral norms (float64 SVD) of the encoder-mean weights."""
+    with torch.no_grad():
+        return [
+            float(torch.linalg.matrix_norm(layer.weight.detach().double().cpu(), ord=2))
+            for layer in linears(model)
+        ]
+
+
+def certified_lipschitz(model: LipschitzVAE) -> float:
+    """Certified upper bound on the L2->L2 Lipschitz constant of the encoder mean."""
+    return float(math.prod(spectral_norms(model)))
+
+
+def project_(model: LipschitzVAE, lipschitz: float) -> None:
+    """Divide each encoder weight by ``max(1, sigma_max / c)`` with ``c = lipschitz ** (1/m)``."""
+    c = lipschitz ** (1.0 / len(linears(model)))
+    with torch.no_grad():
+        for layer in linears(model):
+            w = layer.weight
+            s = float(torch.linalg.matrix_norm(w.detach().double(), ord=2))
+            if s > c * _MARGIN:
+                w.mul_(c * _MARGIN / s)
+
+
+def enforce_certified_(model: LipschitzVAE, lipschitz: float) -> float:
+    """Project, then verify the exact product bound; shrink the last layer until it holds."""
+    project_(model, lipschitz)
+    cert = certified_lipschitz(model)
+    while cert > lipschitz:  # float32 rounding; practically never taken
+        with torch.no_grad():
+            linears(model)[-1].weight.mul_(_MARGIN)
+        cert = certified_lipschitz(model)
+    return cert
+
+
+class Heads:
+    """Per-block output activations and per-sample reconstruction losses."""
+
+    def __init__(self, spans: tuple[ColumnSpan, ...]) -> None:
+        self.softmax: list[tuple[int, int]] = []
+        self.tanh: list[int] = []
+        self.sigmoid: list[int] = []
+        for span in spans:
+            for b in span.blocks:
+                if b.activation == "softmax":
+                    self.softmax.append((b.start, b.stop))
+                elif b.activation == "tanh":
+                    self.tanh.extend(range(b.start, b.stop))
+                else:
+                    self.sigmoid.extend(range(b.start, b.stop))
+
+    def loss(self, logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """Per-sample reconstruction loss (cross-entropy, squared error, binary cross-entropy)."""
+        total = torch.zeros(logits.shape[0], device=logits.device)
+        for a, b in self.softmax:
+            total = total - (torch.log_softmax(logits[:, a:b], dim=1) * x[:, a:b]).sum(1)
+        if self.tanh:
+            t = self.tanh
+            total = total + ((torch.tanh(logits[:, t]) - x[:, t]) ** 2).sum(1)
+        if self.sigmoid:
+            g = self.sigmoid
+            total = total + nn.functional.binary_cross_entropy_with_logits(
+                logits[:, g], x[:, g], reduction="none"
+            ).sum(1)
+        return total
+
+    def activate(self, logits: torch.Tensor) -> torch.Tensor:
+        """Apply the output activations (probabilities, tanh values, indicator probabilities)."""
+        out = logits.clone()
+        for a, b in self.softmax:
+            out[:, a:b] = torch.softmax(logits[:, a:b], dim=1)
+        if self.tanh:
+            out[:, self.tanh] = torch.tanh(logits[:, self.tanh])
+        if self.sigmoid:
+            out[:, self.sigmoid] = torch.sigmoid(logits[:, self.sigmoid])
+        return out
+
+
+@dataclass
+class TrainConfig:
+    """Training settings."""
+
+    lipschitz: float | None  # None: unconstrained
+    encoder_noise: float
+    prior_scale: float
+    beta: float
+    enforcement: str  # "spectral" | "penalty"
+    penalty_weight: float
+    epochs: int
+    batch_size: int
+    lr: float
+    dp: bool
+    noise_multiplier: float = 0.0
+    max_grad_norm: float = 1.0
+
+
+def _per_sample_loss(
+    model: LipschitzVAE, heads: Heads, x: torch.Tensor, cfg: TrainConfig, gen: torch.Generator
+) -> torch.Tensor:
+    if cfg.enforcement == "penalty" and cfg.lipschitz is not None:
+        # Finite-difference penalty on a random direction, evaluated inside the same sample (shape
+        # (B, 2, d)), so that opacus' per-sample gradients stay per-sample. Certifies nothing.
+        u = torch.randn(x.shape, generator=gen, device=x.device)
+        u = u / u.norm(dim=1, keepdim=True).clamp_min(1e-12)
+        r = 0.5
+        pair = torch.stack([x, x + r * u], dim=1)
+        mus = model.encode(pair)
+        mu = mus[:, 0]
+        ratio = (mus[:, 0] - mus[:, 1]).norm(dim=1) / r
+        pen = cfg.penalty_weight * torch.relu(ratio - cfg.lipschitz) ** 2
+    else:
+        mu = model.encode(x)
+        pen = torch.zeros(x.shape[0], device=x.device)
+    z = mu + cfg.encoder_noise * torch.randn(mu.shape, generator=gen, device=x.device)
+    logits = model.dec(z)
+    rec = heads.loss(logits, x)
+    kl = 0.5 * (mu**2).sum(1) / cfg.prior_scale**2
+    return rec + cfg.beta * kl + pen
+
+
+def train(
+    model: LipschitzVAE,
+    heads: Heads,
+    data: np.ndarray,
+    cfg: TrainConfig,
+    seed: int,
+    device: str,
+    progress: Any = None,
+) -> dict[str, Any]:
+    """Train (DP-SGD with opacus when ``cfg.dp``), projecting after every step when spectral."""
+    from tabpriv._random import derive_seed, torch_generator
+
+    model.to(device)
+    x_all = torch.as_tensor(data, dtype=torch.float32, device=device)
+    n = x_all.shape[0]
+    gen = torch_generator(derive_seed(seed, "encoder-noise"), device)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    spectral = cfg.enforcement == "spectral" and cfg.lipschitz is not None
+    if spectral:
+        assert cfg.lipschitz is not None
+        project_(model, cfg.lipschitz)
+    steps = 0
+    losses: list[float] = []
+    if cfg.dp:
+        import warnings
+
+        from opacus import PrivacyEngine
+        from torch.utils.data import DataLoader, TensorDataset
+
+        loader = DataLoader(
+            TensorDataset(x_all),
+            batch_size=cfg.batch_size,
+            generator=torch_generator(derive_seed(seed, "poisson"), "cpu"),
+        )
+        with warnings.catch_warnings():
+            # "Secure RNG turned off": the noise comes from a torch generator seeded with the run's
+            # seed (128-bit OS entropy unless the user passed a seed), as everywhere in tabpriv.
+            warnings.simplefilter("ignore")
+            engine = PrivacyEngine(accountant="rdp", secure_mode=False)
+            gmodel, dp_opt, dp_loader = engine.make_private(
+                module=model,
+                optimizer=opt,
+                data_loader=loader,
+                noise_multiplier=cfg.noise_multiplier,
+                max_grad_norm=cfg.max_grad_norm,
+                poisson_sampling=True,
+                noise_generator=torch_generator(derive_seed(seed, "dp-noise"), device),
+            )
+        inner: LipschitzVAE = gmodel._module
+        for epoch in range(cfg.epochs):
+            for (xb,) in dp_loader:
+                dp_opt.zero_grad(set_to_none=True)
+                per = _per_sample_loss(inner, heads, xb, cfg, gen)
+                loss = per.sum() / max(1, xb.shape[0])  # == mean; 0 on an empty Poisson batch
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    loss.backward()
+                if xb.shape[0] > 0:
+                    losses.append(float(loss.detach()))
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    dp_opt.step()
+                steps += 1
+                if spectral:
+                    assert cfg.lipschitz is not None
+                    project_(inner, cfg.lipschitz)
+            if progress is not None:
+                progress(epoch + 1, cfg.epochs, "DP-SGD epoch")
+        # Leave the plain module behind: strip opacus hooks and per-sample grads.
+        gmodel._close()
+        for p in inner.parameters():
+            if hasattr(p, "grad_sample"):
+                p.grad_sample = None
+    else:
+        rng = np.random.default_rng(derive_seed(seed, "batches"))
+        for epoch in range(cfg.epochs):
+            perm = rng.permutation(n)
+            for i in range(0, n, cfg.batch_size):
+                xb = x_all[torch.as_tensor(perm[i : i + cfg.batch_size], device=device)]
+                opt.zero_grad(set_to_none=True)
+                loss = _per_sample_loss(model, heads, xb, cfg, gen).mean()
+                loss.backward()
+                opt.step()
+                losses.append(float(loss.detach()))
+                steps += 1
+                if spectral:
+                    assert cfg.lipschitz is not None
+                    project_(model, cfg.lipschitz)
+            if progress is not None:
+                progress(epoch + 1, cfg.epochs, "epoch")
+    model.eval()
+    return {"steps": steps, "final_loss": float(np.mean(losses[-20:])) if losses else None}
+
+
+def encode_noisy(
+    model: LipschitzVAE, data: np.ndarray, encoder_noise: float, k: int, seed: int, device: str
+) -> np.ndarray:
+    """Noisy latent codes ``mu(x_i) + s * xi`` (K per row), the per-record Gaussian mechanism."""
+    from tabpriv._random import derive_seed, torch_generator
+
+    gen = torch_generator(derive_seed(seed, "release-noise"), device)
+    with torch.no_grad():
+        x = torch.as_tensor(data, dtype=torch.float32, device=device)
+        mu = model.encode(x)
+        mu = mu.repeat_interleave(k, dim=0)
+        z = mu + encoder_noise * torch.randn(mu.shape, generator=gen, device=device)
+    return z.cpu().numpy().astype(np.float32)
+
+
+def decode(model: LipschitzVAE, heads: Heads, z: np.ndarray, device: str) -> np.ndarray:
+    """Decode latents into encoded rows (activated)."""
+    with torch.no_grad():
+        out = heads.activate(model.dec(torch.as_tensor(z, dtype=torch.float32, device=device)))
+    return out.cpu().numpy().astype(np.float32)
+
+
+def encoder_mean(model: LipschitzVAE, x: np.ndarray) -> np.ndarray:
+    """mu(x) in float64 on the CPU (for tests of the certified bound)."""
+    with torch.no_grad():
+        enc = [(layer.weight.double().cpu(), layer.bias.double().cpu()) for layer in linears(model)]
+        h = torch.as_tensor(x, dtype=torch.float64)
+        for i, (w, b) in enumerate(enc):
+            h = h @ w.T + b
+            if i < len(enc) - 1:
+                h = torch.relu(h)
+    return h.numpy()
+
+
+def state_arrays(model: LipschitzVAE) -> dict[str, np.ndarray]:
+    """Model parameters as numpy arrays."""
+    return {f"model.{k}": v.detach().cpu().numpy().copy() for k, v in model.state_dict().items()}
+
+
+def load_arrays(model: LipschitzVAE, arrays: dict[str, np.ndarray]) -> None:
+    """Inverse of :func:`state_arrays`."""
+    sd = {k[len("model.") :]: torch.as_tensor(v) for k, v in arrays.items() if k.startswith("model.")}
+    model.load_state_dict(sd)

@@ -1,0 +1,564 @@
+"""``lipschitz-vae``: Lipschitz-constrained VAE (Groß & Wunder, arXiv 2304.11336), honestly labelled.
+
+Idea of the paper: if the encoder mean ``mu(.)`` is ``L``-Lipschitz (L2 -> L2), the encoder noise is a
+fixed isotropic Gaussian of scale ``s`` and every record lies in a set of L2 diameter ``D``, then one
+noisy latent code ``mu(x) + s * xi`` (and anything decoded from it) is a Gaussian mechanism with L2
+sensitivity ``L * D``: ``mu``-GDP with ``mu = L * D / s``; ``K`` codes per record give
+``sqrt(K) * L * D / s``. This covers the record *given the trained model*; it does not cover training
+encoder and decoder on the same data.
+
+Two modes:
+
+* ``mode="dp"`` (default, end-to-end DP): the VAE is trained with DP-SGD (opacus, RDP accountant,
+  Poisson sampling, add/remove-one adjacency), the encoder mean is kept ``L``-Lipschitz by an exact
+  spectral projection after each step and certified at the end by SVD. ``release="prior"`` releases
+  decoded prior samples (cost: the training epsilon); ``release="reconstruction"`` releases ``K``
+  decoded noisy codes per training row (cost: training epsilon + the per-record Gaussian mechanism,
+  converted from GDP to (epsilon, delta) exactly and recorded as a second ledger spend).
+* ``mode="paper"``: non-private training, noisy reconstructions released. The guarantee is
+  conditional on the trained model and **not** end-to-end differential privacy; refused unless
+  ``allow_paper_mode=True``.
+
+torch and opacus are imported lazily; the torch code lives in :mod:`tabpriv.backends._lipschitz_torch`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import warnings
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+
+from tabpriv.backends.base import Backend, FitContext, PrivacyDetails
+from tabpriv.budget import GuaranteeType, PrivacyLedger
+from tabpriv.errors import BudgetExceededError, PrivacyParameterError, TabprivError
+from tabpriv.transformers.encoded import ColumnSpan, EncodedTable
+
+if TYPE_CHECKING:
+    from tabpriv.backends._lipschitz_torch import LipschitzVAE
+
+__all__ = ["PAPER_MODE_WARNING", "LipschitzVAEBackend", "gdp_delta", "gdp_epsilon", "gdp_mu"]
+
+logger = logging.getLogger(__name__)
+
+#: RDP orders for opacus' accountant: a sparse grid reaching large orders (high epsilons). Any order
+#: gives a valid bound; a sparse grid only costs a little tightness and keeps planning fast.
+_ALPHAS: list[float] = [1.25, 1.5, 1.75, 2.0, 2.5, 3.0, 3.5, 4.0, 5.0, 6.0, 7.0, 8.0, 10.0, 12.0, 14.0] + [
+    float(a) for a in (16, 20, 24, 28, 32, 40, 48, 56, 64, 80, 96, 128, 160, 192, 256, 384, 512, 768, 1024)
+]
+
+#: The sentence every paper-mode report carries.
+PAPER_MODE_WARNING = (
+    "per-record guarantee conditional on the trained model — not end-to-end differential privacy"
+)
+
+
+class PaperModeNotAllowedError(TabprivError, ValueError):
+    """Paper mode was requested without the explicit ``allow_paper_mode=True`` flag."""
+
+
+# -- Gaussian differential privacy (Dong, Roth & Su 2019/2022) ----------------------------------------
+def gdp_delta(epsilon: float, mu: float) -> float:
+    """Exact delta(epsilon) of a mu-GDP mechanism: Phi(-eps/mu + mu/2) - e^eps Phi(-eps/mu - mu/2)."""
+    from scipy.stats import norm
+
+    a = float(norm.cdf(-epsilon / mu + mu / 2))
+    b = math.exp(epsilon + float(norm.logcdf(-epsilon / mu - mu / 2)))
+    return max(0.0, a - b)
+
+
+def gdp_epsilon(mu: float, delta: float) -> float:
+    """Smallest epsilon with ``gdp_delta(epsilon, mu) <= delta`` (exact conversion, rounded up)."""
+    from scipy.optimize import brentq
+
+    if not (math.isfinite(mu) and mu > 0):
+        raise PrivacyParameterError(f"mu must be finite and > 0; got {mu!r}.")
+    if gdp_delta(0.0, mu) <= delta:
+        return 0.0
+    hi = 1.0
+    while gdp_delta(hi, mu) > delta:
+        hi *= 2.0
+        if hi > 1e6:
+            raise PrivacyParameterError(f"mu={mu:g} is too large to convert at delta={delta:g}.")
+    eps = float(brentq(lambda e: gdp_delta(e, mu) - delta, 0.0, hi, xtol=1e-12, rtol=1e-12))
+    while gdp_delta(eps, mu) > delta:  # make sure the rounding is on the safe side
+        eps *= 1 + 1e-9
+    return eps
+
+
+def gdp_mu(epsilon: float, delta: float) -> float:
+    """Largest mu (up to 1e-9 relative) whose exact (epsilon, delta) conversion fits the target."""
+    from scipy.optimize import brentq
+
+    mu = float(brentq(lambda m: gdp_delta(epsilon, m) - delta, 1e-8, 200.0, xtol=1e-14, rtol=1e-12))
+    while gdp_delta(epsilon, mu) > delta:
+        mu *= 1 - 1e-9
+    return mu
+
+
+def _opacus_version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("opacus")
+    except Exception:  # pragma: no cover
+        return "unknown"
+
+
+class LipschitzVAEBackend(Backend):
+    """Lipschitz-constrained VAE with a fixed encoder noise scale (see the module docstring).
+
+    Args:
+        mode: ``"dp"`` (DP-SGD training, end-to-end DP) or ``"paper"`` (non-private training; needs
+            ``allow_paper_mode=True``; guarantee conditional on the trained model).
+        allow_paper_mode: Explicit opt-in to paper mode.
+        lipschitz: Target Lipschitz constant ``L`` of the encoder mean (L2 -> L2).
+        encoder_noise: Encoder noise scale ``s``. ``None``: calibrated so the per-record mechanism uses
+            ``reconstruction_fraction`` of epsilon (all of it in paper mode).
+        release: ``"prior"`` (decoded prior samples; dp mode only) or ``"reconstruction"`` (``K``
+            decoded noisy codes of every training row).
+        n_samples_per_record: ``K``.
+        reconstruction_fraction: Share of (epsilon, delta) given to the per-record mechanism in dp mode
+            with ``release="reconstruction"`` and ``encoder_noise=None``.
+        enforcement: ``"spectral"`` (exact projection, certified) or ``"penalty"`` (finite-difference
+            Lipschitz penalty; certifies nothing, so a reconstruction release becomes conditional).
+        penalty_weight: Weight of the Lipschitz penalty.
+        latent_dim, hidden, encoder_layers: Architecture.
+        beta: Weight of the prior (KL) term.
+        epochs, batch_size, lr: Training (``batch_size`` is the expected Poisson batch in dp mode).
+        max_grad_norm: DP-SGD per-sample clipping norm.
+
+    """
+
+    name: ClassVar[str] = "lipschitz-vae"
+    guarantee: ClassVar[GuaranteeType] = "conditional"  # worst case over modes; see effective_guarantee
+    devices: ClassVar[tuple[str, ...]] = ("cpu", "cuda")
+    summary: ClassVar[str] = (
+        "Lipschitz-constrained VAE (Gross & Wunder): DP-SGD + certified encoder Lipschitz bound; "
+        "paper mode (conditional guarantee) only with an explicit flag"
+    )
+
+    #: Small settings for the conformance suite.
+    quick_params: ClassVar[dict[str, Any]] = {"epochs": 2, "hidden": 16, "batch_size": 64}
+
+    def __init__(
+        self,
+        *,
+        mode: str = "dp",
+        allow_paper_mode: bool = False,
+        lipschitz: float = 1.0,
+        encoder_noise: float | None = None,
+        release: str = "prior",
+        n_samples_per_record: int = 1,
+        reconstruction_fraction: float = 0.5,
+        enforcement: str = "spectral",
+        penalty_weight: float = 10.0,
+        latent_dim: int = 8,
+        hidden: int = 64,
+        encoder_layers: int = 2,
+        beta: float = 1.0,
+        epochs: int = 10,
+        batch_size: int = 256,
+        lr: float = 1e-3,
+        max_grad_norm: float = 1.0,
+    ) -> None:
+        self.mode = mode
+        self.allow_paper_mode = allow_paper_mode
+        self.lipschitz = lipschitz
+        self.encoder_noise = encoder_noise
+        self.release = release
+        self.n_samples_per_record = n_samples_per_record
+        self.reconstruction_fraction = reconstruction_fraction
+        self.enforcement = enforcement
+        self.penalty_weight = penalty_weight
+        self.latent_dim = latent_dim
+        self.hidden = hidden
+        self.encoder_layers = encoder_layers
+        self.beta = beta
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.max_grad_norm = max_grad_norm
+
+    # -- guarantee -------------------------------------------------------------------------------
+    @property
+    def effective_guarantee(self) -> GuaranteeType:
+        """``"dp"`` for an end-to-end DP configuration, ``"conditional"`` otherwise."""
+        if self.mode != "dp":
+            return "conditional"
+        if self.release == "reconstruction" and self.enforcement != "spectral":
+            return "conditional"
+        return "dp"
+
+    # -- validation ------------------------------------------------------------------------------
+    def _check_params(self) -> None:
+        if self.mode not in ("dp", "paper"):
+            raise PrivacyParameterError(f"mode must be 'dp' or 'paper'; got {self.mode!r}.")
+        if self.mode == "paper" and self.allow_paper_mode is not True:
+            raise PaperModeNotAllowedError(
+                "mode='paper' trains on the private data without differential privacy: its guarantee "
+                f"is a {PAPER_MODE_WARNING}. It runs only with the explicit flag "
+                "allow_paper_mode=True (CLI: --paper-mode); got allow_paper_mode="
+                f"{self.allow_paper_mode!r}. Use mode='dp' for end-to-end DP."
+            )
+        if self.release not in ("prior", "reconstruction"):
+            raise PrivacyParameterError(f"release must be 'prior' or 'reconstruction'; got {self.release!r}.")
+        if self.mode == "paper" and self.release != "reconstruction":
+            raise PrivacyParameterError(
+                "mode='paper' with release='prior' has no privacy guarantee at all (the model is "
+                "trained non-privately); use release='reconstruction' or mode='dp'."
+            )
+        if self.enforcement not in ("spectral", "penalty"):
+            raise PrivacyParameterError(
+                f"enforcement must be 'spectral' or 'penalty'; got {self.enforcement!r}."
+            )
+        if not (isinstance(self.lipschitz, int | float) and 0 < self.lipschitz < math.inf):
+            raise PrivacyParameterError(f"lipschitz must be finite and > 0; got {self.lipschitz!r}.")
+        if self.encoder_noise is not None and not (
+            isinstance(self.encoder_noise, int | float) and 0 < self.encoder_noise < math.inf
+        ):
+            raise PrivacyParameterError(
+                f"encoder_noise must be None or finite and > 0; got {self.encoder_noise!r}."
+            )
+        if not (isinstance(self.n_samples_per_record, int) and self.n_samples_per_record >= 1):
+            raise PrivacyParameterError(
+                f"n_samples_per_record must be an integer >= 1; got {self.n_samples_per_record!r}."
+            )
+        if not 0 < self.reconstruction_fraction < 1:
+            raise PrivacyParameterError(
+                "reconstruction_fraction must lie strictly between 0 and 1; got "
+                f"{self.reconstruction_fraction!r}."
+            )
+        if self.epochs < 1 or self.batch_size < 1 or self.encoder_layers < 1:
+            raise PrivacyParameterError("epochs, batch_size and encoder_layers must be >= 1.")
+
+    # -- planning (no data touched) ----------------------------------------------------------------
+    def _plan(self, table: EncodedTable, eps: float, delta: float) -> dict[str, Any]:
+        """Split the budget and calibrate every noise scale from public quantities only."""
+        plan: dict[str, Any] = {}
+        diameter = 2.0 * table.row_norm_bound
+        plan["diameter"] = diameter
+        k = self.n_samples_per_record
+        recon = self.release == "reconstruction"
+        if recon:
+            if self.mode == "paper":
+                eps_r, delta_r = eps, delta
+            else:
+                eps_r, delta_r = eps * self.reconstruction_fraction, delta / 2
+            if self.encoder_noise is None:
+                s = math.sqrt(k) * self.lipschitz * diameter / gdp_mu(eps_r, delta_r)
+                mu = math.sqrt(k) * self.lipschitz * diameter / s
+                eps_rec = gdp_epsilon(mu, delta_r)
+                while eps_rec > eps_r:  # floating-point rounding: nudge s up until it fits
+                    s *= 1 + 1e-9
+                    mu = math.sqrt(k) * self.lipschitz * diameter / s
+                    eps_rec = gdp_epsilon(mu, delta_r)
+            else:
+                s = float(self.encoder_noise)
+                mu = math.sqrt(k) * self.lipschitz * diameter / s
+                eps_rec = gdp_epsilon(mu, delta_r)
+            if eps_rec > eps_r:
+                raise PrivacyParameterError(
+                    f"The per-record mechanism with L={self.lipschitz:g}, D={diameter:.4g}, K={k}, "
+                    f"s={s:.4g} is mu={mu:.4g}-GDP, i.e. epsilon={eps_rec:.4g} at delta={delta_r:g}, "
+                    f"more than the {eps_r:.4g} available to it. Raise encoder_noise, lower lipschitz "
+                    "or n_samples_per_record, or pass encoder_noise=None to calibrate it."
+                )
+            plan.update(encoder_noise=s, mu=mu, eps_reconstruction=eps_rec, delta_reconstruction=delta_r)
+        else:
+            s = float(self.encoder_noise) if self.encoder_noise is not None else 1.0
+            plan["encoder_noise"] = s
+            eps_rec, delta_r = 0.0, 0.0
+        if self.mode == "dp":
+            from opacus.accountants import RDPAccountant
+            from opacus.accountants.utils import get_noise_multiplier
+
+            eps_t = eps - eps_rec
+            delta_t = delta - delta_r
+            n = table.n_rows  # row count treated as public
+            batch = min(self.batch_size, n)
+            q = batch / n
+            steps = self.epochs * max(1, round(1 / q))
+            if eps_t <= 0:
+                raise PrivacyParameterError(
+                    f"No epsilon is left for training after the reconstruction spend of "
+                    f"{eps_rec:.4g}; lower reconstruction_fraction or raise encoder_noise."
+                )
+            with warnings.catch_warnings():
+                # opacus warns when the best RDP order is the largest one tried; we pass a wide grid.
+                warnings.simplefilter("ignore", UserWarning)
+                z = float(
+                    get_noise_multiplier(
+                        target_epsilon=eps_t,
+                        target_delta=delta_t,
+                        sample_rate=q,
+                        steps=steps,
+                        accountant="rdp",
+                        epsilon_tolerance=0.01,
+                        alphas=_ALPHAS,
+                    )
+                )
+                acc = RDPAccountant()
+                acc.history = [(z, q, steps)]
+                eps_sgd = float(acc.get_epsilon(delta=delta_t, alphas=_ALPHAS))
+                while eps_sgd > eps_t:
+                    z *= 1.001
+                    acc.history = [(z, q, steps)]
+                    eps_sgd = float(acc.get_epsilon(delta=delta_t, alphas=_ALPHAS))
+            plan.update(
+                noise_multiplier=z,
+                sample_rate=q,
+                steps=steps,
+                expected_batch=batch,
+                eps_training=eps_sgd,
+                delta_training=delta_t,
+            )
+        return plan
+
+    # -- fit -------------------------------------------------------------------------------------
+    def fit(self, table: EncodedTable, ledger: PrivacyLedger, context: FitContext) -> Backend:
+        """Spend the budget (one or two ledger entries), then train and (optionally) encode rows."""
+        self._check_params()
+        eps, delta = ledger.epsilon_left, ledger.delta_left
+        if not (eps > 1e-9 * ledger.budget.epsilon and delta > 1e-9 * ledger.budget.delta):
+            raise BudgetExceededError(
+                f"The lipschitz-vae backend needs epsilon > 0 and delta > 0 left in the budget; "
+                f"only epsilon={max(eps, 0.0):.3g}, delta={max(delta, 0.0):.3g} of "
+                f"({ledger.budget.epsilon:g}, {ledger.budget.delta:g}) are left. Use a new budget."
+            )
+        plan = self._plan(table, eps, delta)
+        k = self.n_samples_per_record
+        # --- spends, before the data is touched -----------------------------------------------
+        if self.mode == "dp":
+            ledger.spend(
+                "DP-SGD training of a Lipschitz-constrained VAE (Poisson sampling, per-sample "
+                "clipping, Gaussian noise)",
+                plan["eps_training"],
+                plan["delta_training"],
+                f"opacus {_opacus_version()} RDP accountant (add/remove-one adjacency)",
+                {
+                    "noise_multiplier": plan["noise_multiplier"],
+                    "max_grad_norm": self.max_grad_norm,
+                    "sample_rate": plan["sample_rate"],
+                    "steps": plan["steps"],
+                },
+            )
+        if self.release == "reconstruction":
+            what = (
+                "per-record Gaussian mechanism mu(x)+s*xi of a certified L-Lipschitz encoder"
+                if self.mode == "dp"
+                else f"paper mode: {PAPER_MODE_WARNING}"
+            )
+            ledger.spend(
+                f"{what}; K={k} noisy reconstructions per row",
+                plan["eps_reconstruction"],
+                plan["delta_reconstruction"],
+                "exact mu-GDP to (epsilon, delta) conversion (Dong, Roth & Su), replace-one",
+                {
+                    "mu": plan["mu"],
+                    "lipschitz_target": self.lipschitz,
+                    "encoder_noise": plan["encoder_noise"],
+                    "diameter": plan["diameter"],
+                    "n_samples_per_record": k,
+                },
+            )
+        # --- training -------------------------------------------------------------------------
+        from tabpriv._random import derive_seed
+        from tabpriv.backends import _lipschitz_torch as lt
+
+        data = table.clipped_rows()  # enforces ||x|| <= row_norm_bound, hence diameter <= D
+        arch = lt.Arch(table.width, self.hidden, self.latent_dim, self.encoder_layers)
+        model = lt.build_model(arch, derive_seed(context.seed, "init"))
+        heads = lt.Heads(table.spans)
+        s = float(plan["encoder_noise"])
+        cfg = lt.TrainConfig(
+            lipschitz=float(self.lipschitz),
+            encoder_noise=s,
+            prior_scale=math.sqrt(1.0 + s**2),
+            beta=self.beta,
+            enforcement=self.enforcement,
+            penalty_weight=self.penalty_weight,
+            epochs=self.epochs,
+            batch_size=int(plan.get("expected_batch", min(self.batch_size, table.n_rows))),
+            lr=self.lr,
+            dp=self.mode == "dp",
+            noise_multiplier=float(plan.get("noise_multiplier", 0.0)),
+            max_grad_norm=self.max_grad_norm,
+        )
+        info = lt.train(model, heads, data, cfg, context.seed, context.device, context.progress)
+        product = lt.certified_lipschitz(model)
+        if self.enforcement == "spectral":
+            product = lt.enforce_certified_(model, float(self.lipschitz))
+            if product > self.lipschitz:  # pragma: no cover - enforce_certified_ guarantees it
+                raise TabprivError("certified Lipschitz bound exceeds its target")
+        self.model_ = model
+        self.heads_ = heads
+        self.device_ = context.device
+        self.layer_norms_ = lt.spectral_norms(model)
+        self.lipschitz_bound_ = product
+        self.plan_ = plan
+        self.train_info_ = info
+        self.latents_: np.ndarray | None = None
+        if self.release == "reconstruction":
+            self.latents_ = lt.encode_noisy(model, data, s, k, context.seed, context.device)
+        self.seeded_ = context.seeded
+        self.spans_ = table.spans
+        logger.info("lipschitz-vae fitted: certified L=%.4g, plan=%s", product, plan)
+        return self
+
+    # -- sampling ----------------------------------------------------------------------------------
+    def sample(self, n: int, seed: int) -> np.ndarray:
+        """Decode prior samples, or ``n`` of the released noisy codes (post-processing only)."""
+        self.check_fitted()
+        from tabpriv.backends import _lipschitz_torch as lt
+
+        rng = np.random.default_rng(seed)
+        if self.release == "prior":
+            tau = math.sqrt(1.0 + float(self.plan_["encoder_noise"]) ** 2)
+            z = (tau * rng.standard_normal((n, self.latent_dim))).astype(np.float32)
+        else:
+            assert self.latents_ is not None
+            m = self.latents_.shape[0]
+            idx = rng.permutation(m)[:n] if n <= m else rng.integers(0, m, size=n)
+            z = self.latents_[idx]
+        return lt.decode(self.model_, self.heads_, z, self.device_)
+
+    def encoder_mean(self, x: np.ndarray) -> np.ndarray:
+        """The encoder mean on rows ``x`` (float64, CPU) — for checks of the Lipschitz bound."""
+        self.check_fitted()
+        from tabpriv.backends import _lipschitz_torch as lt
+
+        return lt.encoder_mean(self.model_, x)
+
+    # -- report ------------------------------------------------------------------------------------
+    def privacy_details(self) -> PrivacyDetails:
+        """Mechanism, accountants, noise, coverage and warnings of the fitted release."""
+        self.check_fitted()
+        p = self.plan_
+        recon = self.release == "reconstruction"
+        noise: dict[str, Any] = {
+            "encoder_noise_s": p["encoder_noise"],
+            "lipschitz_target": self.lipschitz,
+            "lipschitz_bound": self.lipschitz_bound_,
+            "lipschitz_bound_certified": self.enforcement == "spectral",
+            "layer_spectral_norms": self.layer_norms_,
+            "diameter_D": p["diameter"],
+        }
+        mech: list[str] = []
+        covered: list[str] = []
+        not_covered: list[str] = []
+        warns: list[str] = []
+        adjacency: list[str] = []
+        accountant: list[str] = []
+        if self.mode == "dp":
+            noise.update(
+                noise_multiplier=p["noise_multiplier"],
+                max_grad_norm=self.max_grad_norm,
+                sample_rate=p["sample_rate"],
+                steps=p["steps"],
+            )
+            mech.append("DP-SGD (opacus) training of encoder and decoder")
+            adjacency.append("training: add/remove-one (opacus Poisson-sampled RDP analysis)")
+            accountant.append(f"opacus {_opacus_version()} RDP")
+            covered.append(
+                f"training of encoder and decoder: ({p['eps_training']:.4g}, "
+                f"{p['delta_training']:.3g})-DP, add/remove-one"
+            )
+            if not recon:
+                covered.append("decoded prior samples and the decoder (post-processing)")
+        else:
+            warns.append(PAPER_MODE_WARNING)
+            warns.append(
+                "paper mode: encoder and decoder are trained on the private rows without any "
+                "privacy protection; run membership-inference attacks before releasing"
+            )
+            not_covered.append("training of encoder and decoder on the private data")
+            not_covered.append("the decoder (released implicitly through the decoded rows)")
+        if recon:
+            noise.update(mu_gdp=p["mu"], n_samples_per_record=self.n_samples_per_record)
+            mech.append(
+                f"K={self.n_samples_per_record} noisy codes mu(x)+s*xi per row, decoded "
+                f"(mu={p['mu']:.4g}-GDP with certified L)"
+            )
+            adjacency.append("reconstruction release: replace-one (row count public)")
+            accountant.append("exact GDP -> (epsilon, delta) conversion (Dong, Roth & Su)")
+            covered.append(
+                f"each record's noisy reconstructions: ({p['eps_reconstruction']:.4g}, "
+                f"{p['delta_reconstruction']:.3g}), replace-one, given the model"
+            )
+            not_covered.append(
+                "a single-adjacency end-to-end statement: the training part is add/remove-one and "
+                "the reconstruction part replace-one (by group privacy add/remove (eps, delta) "
+                "implies replace-one (2 eps, (1+e^eps) delta))"
+            )
+            if self.enforcement != "spectral":
+                warns.append(
+                    "Lipschitz constant enforced by a penalty: uncertified; the per-record "
+                    f"guarantee assumes L={self.lipschitz:g} but the only certified bound is "
+                    f"{self.lipschitz_bound_:.4g}"
+                )
+        else:
+            not_covered.append(
+                "replace-one adjacency directly: the opacus figure is add/remove-one; by group "
+                "privacy it implies replace-one (2 eps, (1+e^eps) delta)"
+            )
+        if self.seeded_:
+            warns.append("seeded run: anyone who knows the seed can reproduce the noise")
+        return PrivacyDetails(
+            mechanism="; ".join(mech),
+            adjacency="; ".join(adjacency),
+            accountant="; ".join(accountant),
+            noise=noise,
+            covered=covered,
+            not_covered=not_covered,
+            warnings=warns,
+            extra={
+                "mode": self.mode,
+                "release": self.release,
+                "effective_guarantee": self.effective_guarantee,
+                "enforcement": self.enforcement,
+                "train_steps": self.train_info_.get("steps"),
+            },
+        )
+
+    # -- persistence ---------------------------------------------------------------------------------
+    def get_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """Model weights (and released latent codes) as arrays; plan and spans as JSON."""
+        self.check_fitted()
+        from tabpriv.backends import _lipschitz_torch as lt
+
+        arrays = lt.state_arrays(self.model_)
+        if self.latents_ is not None:
+            arrays["latents"] = self.latents_
+        meta = {
+            "width": int(self.spans_[-1].stop),
+            "spans": [s.to_dict() for s in self.spans_],
+            "plan": self.plan_,
+            "lipschitz_bound": self.lipschitz_bound_,
+            "layer_norms": self.layer_norms_,
+            "train_info": self.train_info_,
+            "seeded": self.seeded_,
+        }
+        return arrays, meta
+
+    def set_state(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
+        """Restore a state saved by :meth:`get_state` (on the CPU)."""
+        from tabpriv.backends import _lipschitz_torch as lt
+
+        spans = tuple(ColumnSpan.from_dict(d) for d in meta["spans"])
+        arch = lt.Arch(int(meta["width"]), self.hidden, self.latent_dim, self.encoder_layers)
+        model: LipschitzVAE = lt.build_model(arch, 0)
+        lt.load_arrays(model, arrays)
+        model.eval()
+        self.model_ = model
+        self.heads_ = lt.Heads(spans)
+        self.device_ = "cpu"
+        self.plan_ = dict(meta["plan"])
+        self.lipschitz_bound_ = float(meta["lipschitz_bound"])
+        self.layer_norms_ = [float(v) for v in meta["layer_norms"]]
+        self.train_info_ = dict(meta["train_info"])
+        self.seeded_ = bool(meta["seeded"])
+        self.latents_ = np.asarray(arrays["latents"], dtype=np.float32) if "latents" in arrays else None
+        self.spans_ = spans

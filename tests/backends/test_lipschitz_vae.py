@@ -1,0 +1,217 @@
+"""Tests of the ``lipschitz-vae`` backend (issue 6)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from tabpriv.backends import get_backend_class
+from tabpriv.backends.base import FitContext
+from tabpriv.backends.lipschitz_vae import (
+    PAPER_MODE_WARNING,
+    LipschitzVAEBackend,
+    gdp_delta,
+    gdp_epsilon,
+    gdp_mu,
+)
+from tabpriv.budget import PrivacyBudget, PrivacyLedger
+from tabpriv.errors import BudgetExceededError, PrivacyParameterError, TabprivError
+from tabpriv.transformers import TableTransformer
+from tabpriv.transformers.encoded import EncodedTable
+
+from ..conftest import make_small_df, make_small_schema
+
+QUICK = {"epochs": 2, "hidden": 16, "batch_size": 64}
+
+
+@pytest.fixture(scope="module")
+def table() -> EncodedTable:
+    schema = make_small_schema()
+    tt = TableTransformer(schema).fit()
+    return tt.transform(schema.conform(make_small_df(300)))
+
+
+def _fit(table: EncodedTable, seed: int = 0, eps: float = 5.0, **kw: object) -> tuple:
+    led = PrivacyLedger(PrivacyBudget(eps, 1e-5))
+    b = LipschitzVAEBackend(**{**QUICK, **kw})  # type: ignore[arg-type]
+    b.fit(table, led, FitContext("cpu", seed, True))
+    return b, led
+
+
+def _pairs_ratio(b: LipschitzVAEBackend, x: np.ndarray, rng: np.random.Generator) -> float:
+    """Largest ||mu(a) - mu(b)|| / ||a - b|| over random row pairs and random nearby points."""
+    n = 3000
+    a = x[rng.integers(0, len(x), n)].astype(np.float64)
+    far = x[rng.integers(0, len(x), n)].astype(np.float64)
+    near = a + 1e-3 * rng.standard_normal(a.shape)
+    wide = a + rng.standard_normal(a.shape)
+    ratios = []
+    for other in (far, near, wide):
+        num = np.linalg.norm(b.encoder_mean(a) - b.encoder_mean(other), axis=1)
+        den = np.linalg.norm(a - other, axis=1)
+        ok = den > 1e-9
+        ratios.append((num[ok] / den[ok]).max())
+    return float(max(ratios))
+
+
+def test_registered() -> None:
+    cls = get_backend_class("lipschitz-vae")
+    assert cls is LipschitzVAEBackend
+    assert cls.guarantee == "conditional"  # worst case over modes
+    assert "cuda" in cls.devices
+
+
+def test_certified_bound_upper_bounds_empirical(table: EncodedTable) -> None:
+    b, _ = _fit(table, lipschitz=2.0)
+    rng = np.random.default_rng(0)
+    emp = _pairs_ratio(b, table.clipped_rows(), rng)
+    cert = b.lipschitz_bound_
+    assert cert <= 2.0
+    assert cert == pytest.approx(math.prod(b.layer_norms_), rel=1e-12)
+    assert 0 < emp <= cert * (1 + 1e-9)
+
+
+def test_projection_is_tight_and_certified_on_large_weights() -> None:
+    """Weights far above the target are projected to it exactly; the bound holds empirically."""
+    import torch
+
+    from tabpriv.backends import _lipschitz_torch as lt
+
+    model = lt.build_model(lt.Arch(12, 32, 4, 3), seed=1)
+    with torch.no_grad():
+        for layer in model.enc:
+            layer.weight.mul_(25.0)
+    before = lt.certified_lipschitz(model)
+    cert = lt.enforce_certified_(model, 0.5)
+    assert before > 10.0
+    assert 0.5 * (1 - 1e-4) <= cert <= 0.5  # every layer was above c, so the product is ~tight
+    norms = lt.spectral_norms(model)
+    c = 0.5 ** (1 / 3)
+    assert all(n <= c for n in norms)
+    rng = np.random.default_rng(3)
+    a = rng.standard_normal((4000, 12))
+    d = rng.standard_normal((4000, 12)) * 10 ** rng.uniform(-3, 1, (4000, 1))
+    num = np.linalg.norm(lt.encoder_mean(model, a) - lt.encoder_mean(model, a + d), axis=1)
+    emp = float((num / np.linalg.norm(d, axis=1)).max())
+    assert emp <= cert * (1 + 1e-9)
+    assert emp > 0.05 * cert  # the check is not vacuous
+
+
+def test_paper_mode_needs_explicit_flag(table: EncodedTable) -> None:
+    led = PrivacyLedger(PrivacyBudget(5.0, 1e-5))
+    b = LipschitzVAEBackend(mode="paper", release="reconstruction", **QUICK)  # type: ignore[arg-type]
+    with pytest.raises(TabprivError, match="allow_paper_mode=True"):
+        b.fit(table, led, FitContext("cpu", 0, True))
+    assert led.spends == []
+    assert not b.is_fitted
+    b2 = LipschitzVAEBackend(mode="paper", release="reconstruction", allow_paper_mode="yes")  # type: ignore[arg-type]
+    with pytest.raises(TabprivError):
+        b2.fit(table, led, FitContext("cpu", 0, True))
+
+
+def test_paper_mode_with_flag_is_labelled_conditional(table: EncodedTable) -> None:
+    b, led = _fit(table, mode="paper", allow_paper_mode=True, release="reconstruction")
+    assert b.effective_guarantee == "conditional"
+    det = b.privacy_details()
+    assert PAPER_MODE_WARNING in det.warnings
+    assert any("training" in s for s in det.not_covered)
+    assert len(led.spends) == 1 and led.epsilon_spent <= 5.0
+    # paper mode + prior samples has no guarantee at all: refused
+    with pytest.raises(PrivacyParameterError):
+        _fit(table, mode="paper", allow_paper_mode=True, release="prior")
+
+
+def test_default_mode_is_dp(table: EncodedTable) -> None:
+    b, led = _fit(table)
+    assert b.effective_guarantee == "dp"
+    det = b.privacy_details()
+    assert det.warnings == ["seeded run: anyone who knows the seed can reproduce the noise"]
+    assert "add/remove-one" in det.adjacency
+    assert len(led.spends) == 1
+    assert 4.5 < led.epsilon_spent <= 5.0 and led.delta_spent <= 1e-5
+    # penalty enforcement certifies nothing: a reconstruction release becomes conditional
+    bp, _ = _fit(table, release="reconstruction", enforcement="penalty")
+    assert bp.effective_guarantee == "conditional"
+    assert bp.privacy_details().noise["lipschitz_bound_certified"] is False
+
+
+def test_reconstruction_budget_split_and_gdp(table: EncodedTable) -> None:
+    b, led = _fit(table, release="reconstruction", n_samples_per_record=2, lipschitz=1.0)
+    assert len(led.spends) == 2
+    assert led.epsilon_spent <= 5.0 * (1 + 1e-12) and led.delta_spent <= 1e-5 * (1 + 1e-12)
+    p = b.plan_
+    d = 2 * table.row_norm_bound
+    assert p["mu"] == pytest.approx(math.sqrt(2) * 1.0 * d / p["encoder_noise"], rel=1e-12)
+    assert led.spends[1].epsilon <= 2.5 and led.spends[1].epsilon == pytest.approx(2.5, rel=1e-6)
+    assert gdp_delta(led.spends[1].epsilon, p["mu"]) <= led.spends[1].delta
+    assert b.lipschitz_bound_ <= 1.0
+    assert b.latents_ is not None and b.latents_.shape == (300 * 2, 8)
+    # an encoder noise too small for the budget is refused before any spend
+    led2 = PrivacyLedger(PrivacyBudget(1.0, 1e-5))
+    small = LipschitzVAEBackend(release="reconstruction", encoder_noise=0.1, **QUICK)  # type: ignore[arg-type]
+    with pytest.raises(PrivacyParameterError, match="encoder_noise"):
+        small.fit(table, led2, FitContext("cpu", 0, True))
+    assert led2.spends == []
+
+
+@pytest.mark.parametrize("mu", [0.1, 0.5, 1.0, 3.0])
+def test_gdp_conversion_matches_analytic_gaussian(mu: float) -> None:
+    import dp_accounting
+
+    delta = 1e-5
+    eps = gdp_epsilon(mu, delta)
+    assert gdp_delta(eps, mu) <= delta
+    # mu-GDP is exactly the Gaussian mechanism with noise multiplier 1/mu (Balle & Wang, analytic)
+    ref = dp_accounting.get_epsilon_gaussian(1 / mu, delta)
+    assert eps == pytest.approx(ref, rel=1e-4, abs=1e-6)
+    assert gdp_mu(eps, delta) == pytest.approx(mu, rel=1e-6)
+
+
+def test_spend_before_data(table: EncodedTable) -> None:
+    led = PrivacyLedger(PrivacyBudget(5.0, 1e-5))
+    seen: list[int] = []
+
+    class Watched(EncodedTable):
+        def clipped_rows(self, bound: float | None = None) -> np.ndarray:
+            seen.append(len(led.spends))
+            return super().clipped_rows(bound)
+
+    w = Watched(table.data, table.spans)
+    LipschitzVAEBackend(release="reconstruction", **QUICK).fit(  # type: ignore[arg-type]
+        w, led, FitContext("cpu", 0, True)
+    )
+    assert seen and min(seen) == 2
+    with pytest.raises(BudgetExceededError):
+        LipschitzVAEBackend(**QUICK).fit(w, led, FitContext("cpu", 0, True))  # type: ignore[arg-type]
+
+
+def test_seed_reproducible(table: EncodedTable) -> None:
+    a, _ = _fit(table, seed=5, release="reconstruction")
+    b, _ = _fit(table, seed=5, release="reconstruction")
+    c, _ = _fit(table, seed=6, release="reconstruction")
+    np.testing.assert_array_equal(a.sample(40, 1), b.sample(40, 1))
+    assert not np.array_equal(a.sample(40, 1), c.sample(40, 1))
+    assert not np.array_equal(a.sample(40, 1), a.sample(40, 2))
+
+
+@pytest.mark.parametrize("release", ["prior", "reconstruction"])
+def test_save_load_round_trip(table: EncodedTable, release: str) -> None:
+    b, _ = _fit(table, release=release)
+    arrays, meta = b.get_state()
+    assert all(isinstance(v, np.ndarray) for v in arrays.values())
+    meta2 = json.loads(json.dumps(meta))
+    fresh = LipschitzVAEBackend(**b.get_params())
+    fresh.set_state(arrays, meta2)
+    np.testing.assert_array_equal(fresh.sample(30, 4), b.sample(30, 4))
+    assert fresh.privacy_details().noise == b.privacy_details().noise
+    out = fresh.sample(30, 4)
+    assert out.shape == (30, table.width) and out.dtype == np.float32
+
+
+def test_invalid_parameters(table: EncodedTable) -> None:
+    for kw in ({"mode": "fast"}, {"release": "all"}, {"enforcement": "none"}, {"lipschitz": -1.0}):
+        with pytest.raises(PrivacyParameterError):
+            _fit(table, **kw)

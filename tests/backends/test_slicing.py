@@ -1,0 +1,241 @@
+"""Tests of the slicing mechanism's accounting, its release, and the two slicing backends."""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import pytest
+
+from tabpriv import Synthesizer
+from tabpriv.backends import get_backend_class
+from tabpriv.backends._slicing_mechanism import (
+    SlicingRelease,
+    block_sensitivity,
+    calibrate_sigma,
+    enforce_blocks,
+    privatise,
+    rdp_to_dp,
+    slicing_epsilon,
+    slicing_rdp,
+)
+from tabpriv.backends.base import FitContext
+from tabpriv.backends.slicing import SlicingBackend, retrain_from_release
+from tabpriv.budget import PrivacyBudget, PrivacyLedger
+from tabpriv.errors import BudgetExceededError
+from tabpriv.transformers import TableTransformer
+
+from ..conftest import make_small_df, make_small_schema
+
+QUICK = {"n_slices": 8, "steps": 15, "batch_size": 64, "real_batch": 32, "hidden": 32,
+         "latent_dim": 8, "n_features": 16}  # fmt: skip
+
+
+def _gauss_renyi(cov_p: np.ndarray, cov_q: np.ndarray, alpha: float) -> float:
+    """Closed-form Renyi divergence between N(0, cov_p) and N(0, cov_q)."""
+    mix = alpha * cov_q + (1 - alpha) * cov_p
+    _, ld_mix = np.linalg.slogdet(mix)
+    _, ld_p = np.linalg.slogdet(cov_p)
+    _, ld_q = np.linalg.slogdet(cov_q)
+    return float(-(ld_mix - (1 - alpha) * ld_p - alpha * ld_q) / (2 * (alpha - 1)))
+
+
+def _joint_cov(x: np.ndarray, sigma: float) -> np.ndarray:
+    """Covariance of (u, x.u + v) with u ~ N(0, I/d), v ~ N(0, sigma^2)."""
+    d = len(x)
+    cov = np.zeros((d + 1, d + 1))
+    cov[:d, :d] = np.eye(d) / d
+    cov[:d, d] = cov[d, :d] = x / d
+    cov[d, d] = x @ x / d + sigma**2
+    return cov
+
+
+@pytest.mark.parametrize(("alpha", "sigma"), [(2.0, 1.5), (5.0, 6.0), (1.5, 1.2)])
+def test_rdp_formula_matches_joint_gaussian_divergence(alpha: float, sigma: float) -> None:
+    # Independent computation: the pair (u, y) for one projection is jointly Gaussian; the other
+    # rows are the same function of u under both tables, so their divergence is this one.
+    d = 3
+    x = np.array([1.0, 0.0, 0.5])
+    xp = np.array([0.0, 1.0, -0.5])
+    delta = float(np.linalg.norm(x - xp))
+    exact = _gauss_renyi(_joint_cov(x, sigma), _joint_cov(xp, sigma), alpha)
+    assert slicing_rdp(alpha, sigma, d, 1, delta) == pytest.approx(exact, rel=1e-9)
+    # m' independent projections add up
+    assert slicing_rdp(alpha, sigma, d, 7, delta) == pytest.approx(7 * exact, rel=1e-9)
+
+
+def test_rdp_formula_matches_monte_carlo() -> None:
+    rng = np.random.default_rng(0)
+    d, sigma, alpha = 2, 3.0, 2.0
+    x, xp = np.array([1.0, 0.0]), np.array([0.0, 1.0])
+    n = 400_000
+    u = rng.normal(0, 1 / math.sqrt(d), size=(n, d))
+    y = u @ x + rng.normal(0, sigma, n)
+    # log p(u, y) - log q(u, y): the u-densities cancel
+    llr = (-((y - u @ x) ** 2) + (y - u @ xp) ** 2) / (2 * sigma**2)
+    mc = math.log(np.mean(np.exp((alpha - 1) * llr))) / (alpha - 1)
+    assert mc == pytest.approx(slicing_rdp(alpha, sigma, d, 1, math.sqrt(2.0)), rel=0.03)
+
+
+def test_large_noise_limit_is_the_gaussian_mechanism() -> None:
+    import dp_accounting
+
+    d, m_prime, delta_s, sigma = 50, 100_000, 2.0, 90.0
+    z = sigma * math.sqrt(d) / (delta_s * math.sqrt(m_prime))  # effective noise multiplier
+    eps, _ = slicing_epsilon(sigma, d, m_prime, delta_s, 1e-5)
+    acc = dp_accounting.rdp.RdpAccountant(orders=list(np.linspace(1.01, 100, 4000)))
+    acc.compose(dp_accounting.GaussianDpEvent(z))
+    eps_gauss = acc.get_epsilon(1e-5)
+    assert eps >= eps_gauss - 1e-9  # the slicing curve dominates the Gaussian one
+    assert eps == pytest.approx(eps_gauss, rel=0.01)
+
+
+def test_conversion_matches_dp_accounting() -> None:
+    from dp_accounting.rdp.rdp_privacy_accountant import compute_epsilon
+
+    orders = np.array([1.5, 2.0, 4.0, 8.0, 16.0])
+    rdp = np.array([0.3, 0.5, 1.1, 2.4, 5.0])
+    mine = min(rdp_to_dp(a, r, 1e-5) for a, r in zip(orders, rdp, strict=True))
+    theirs, _ = compute_epsilon(orders, rdp, 1e-5)
+    assert mine == pytest.approx(theirs, rel=1e-9)
+
+
+@pytest.mark.parametrize(("target", "m_prime"), [(5.1, 128), (1.0, 500), (0.3, 16)])
+def test_calibration_respects_target_within_one_percent(target: float, m_prime: int) -> None:
+    cal = calibrate_sigma(target, 1e-5, 109, m_prime, 6.0)
+    assert cal.epsilon <= target
+    assert cal.epsilon >= 0.99 * target
+    # a slightly smaller sigma overspends
+    assert slicing_epsilon(cal.sigma * 0.99, 109, m_prime, 6.0, 1e-5)[0] > target
+
+
+def _encoded(n: int = 300):
+    schema = make_small_schema()
+    tt = TableTransformer(schema).fit()
+    return tt.transform(make_small_df(n))
+
+
+def test_block_sensitivity_and_enforcement() -> None:
+    table = _encoded()
+    # color (softmax) + code (softmax) + age (tanh) + score (tanh, sigmoid) + flag (softmax)
+    assert block_sensitivity(table.spans) == pytest.approx(math.sqrt(2 + 2 + 4 + 4 + 1 + 2))
+    np.testing.assert_array_equal(enforce_blocks(table.data, table.spans), table.data)
+    wild = np.random.default_rng(0).normal(0, 5, size=(1000, table.width)).astype(np.float32)
+    e = enforce_blocks(wild, table.spans)
+    diffs = np.linalg.norm(e[:500] - e[500:], axis=1)
+    assert diffs.max() <= block_sensitivity(table.spans) + 1e-5
+
+
+def test_released_noise_has_stated_variance() -> None:
+    table = _encoded(2000)
+    sigma = 1.7
+    rel = privatise(table, sigma=sigma, n_slices=50, k=2, seed=1, accounting={}, chunk_rows=333)
+    x = enforce_blocks(table.data, table.spans)
+    resid = rel.noisy.astype(np.float64) - x.astype(np.float64) @ rel.projection.astype(np.float64)
+    n_vals = resid.size  # 200,000 values: the sample variance has relative sd sqrt(2/n) ~ 0.3%
+    assert resid.var() == pytest.approx(sigma**2, rel=5 * math.sqrt(2 / n_vals))
+    assert abs(resid.mean()) < 5 * sigma / math.sqrt(n_vals)
+    d = table.width
+    assert rel.projection.var() == pytest.approx(1 / d, rel=0.1)
+    assert rel.noisy.dtype == np.float32
+
+
+class _NoTouch:
+    """An encoded table whose data must not be read."""
+
+    def __init__(self, table) -> None:  # type: ignore[no-untyped-def]
+        self.spans = table.spans
+        self.width = table.width
+        self.n_rows = table.n_rows
+        self.row_norm_bound = table.row_norm_bound
+        self.n_columns = table.n_columns
+
+    @property
+    def data(self) -> np.ndarray:
+        raise AssertionError("the data was touched before the budget was spent")
+
+
+def test_budget_spent_once_and_over_budget_touches_nothing() -> None:
+    table = _encoded()
+    ledger = PrivacyLedger(PrivacyBudget(2.0, 1e-5))
+    ctx = FitContext(device="cpu", seed=3, seeded=True)
+    SlicingBackend(**QUICK).fit(table, ledger, ctx)
+    assert len(ledger.spends) == 1
+    assert 0.99 * 2.0 <= ledger.epsilon_spent <= 2.0
+    with pytest.raises(BudgetExceededError):
+        SlicingBackend(**QUICK).fit(_NoTouch(table), ledger, ctx)  # type: ignore[arg-type]
+    assert len(ledger.spends) == 1
+
+
+def test_retrain_from_saved_release_needs_no_table_and_no_ledger(tmp_path) -> None:
+    synth = Synthesizer("slicing", epsilon=3.0, schema=make_small_schema(), device="cpu",
+                        random_state=0, backend_params=QUICK)  # fmt: skip
+    synth.fit(make_small_df(300))
+    spends_before = synth.ledger_.to_list()
+    path = tmp_path / "release.safetensors"
+    synth.backend_.save_release(path)
+    rel = SlicingRelease.load(path)
+    assert rel.accounting["epsilon"] <= 3.0
+    assert rel.accounting["adjacency"] == "replace-one"
+    b = retrain_from_release(path, seed=5, **{**QUICK, "estimator": "rff", "steps": 10})
+    rows = b.sample(100, seed=1)
+    assert rows.shape == (100, synth.transformer_.width_)
+    assert np.isfinite(rows).all()
+    df = synth.transformer_.inverse_transform(rows)
+    make_small_schema().validate(df)
+    assert synth.ledger_.to_list() == spends_before
+    # the retrained generator replaces the old one in a synthesizer without touching the ledger
+    synth.backend_ = b
+    assert synth.sample(50).shape == (50, 5)
+    assert synth.ledger_.to_list() == spends_before
+
+
+@pytest.mark.parametrize(
+    ("backend", "params"),
+    [
+        ("slicing", {"estimator": "kmm", "divergence": "kl"}),
+        ("slicing", {"estimator": "kmm", "divergence": "js", "head": "softmax"}),
+        ("slicing", {"estimator": "rff", "divergence": "pearson"}),
+        ("slicing", {"estimator": "mmd", "k": 3}),
+        ("slicing-wasserstein", {}),
+    ],
+)
+def test_tiny_cpu_fit_every_estimator(backend: str, params: dict) -> None:
+    cls = get_backend_class(backend)
+    base = dict(cls.quick_params)
+    synth = Synthesizer(backend, epsilon=4.0, schema=make_small_schema(), device="cpu",
+                        random_state=1, backend_params={**base, **params})  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        synth.fit(make_small_df(300))
+    out = synth.sample(200)
+    assert out.shape == (200, 5)
+    hist = synth.backend_.loss_history_
+    assert len(hist) == base["steps"] and all(math.isfinite(v) for v in hist)
+    det = synth.backend_.privacy_details()
+    assert det.adjacency == "replace-one"
+    assert det.noise["sigma"] > 0
+    assert synth.privacy_report.epsilon <= 4.0
+
+
+def test_wasserstein_rejects_k_other_than_one() -> None:
+    from tabpriv.errors import PrivacyParameterError
+
+    synth = Synthesizer("slicing-wasserstein", epsilon=1.0, schema=make_small_schema(),
+                        device="cpu", backend_params={"k": 2})  # fmt: skip
+    with pytest.raises(PrivacyParameterError, match="k=1"):
+        synth.fit(make_small_df(100))
+
+
+def test_training_learns_a_marginal_at_low_noise() -> None:
+    synth = Synthesizer("slicing", epsilon=50.0, delta=1e-5, schema=make_small_schema(),
+                        device="cpu", random_state=2,
+                        backend_params={**QUICK, "steps": 150, "n_slices": 32})  # fmt: skip
+    synth.fit(make_small_df(3000))
+    h = synth.backend_.loss_history_
+    assert np.mean(h[-20:]) < np.mean(h[:5])
+    out = synth.sample(4000)
+    freq = out["color"].value_counts(normalize=True).reindex(["red", "green", "blue"]).fillna(0)
+    # true marginal (0.5, 0.3, 0.2); uniform would be 0.2 TVD away
+    assert 0.5 * np.abs(freq.to_numpy() - np.array([0.5, 0.3, 0.2])).sum() < 0.1
