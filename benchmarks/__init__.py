@@ -1,0 +1,1 @@
+"""Benchmark suite of tabpriv (see benchmarks/README.md)."""

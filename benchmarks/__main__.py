@@ -1,0 +1,45 @@
+"""``python -m benchmarks run --config benchmarks/config.toml [--quick]`` (see benchmarks/README.md)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line of the benchmark suite."""
+    p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("run", help="run the benchmark grid")
+    r.add_argument("--config", default="benchmarks/config.toml")
+    r.add_argument("--quick", action="store_true", help="reduced grid (< 10 min on 2 CPU cores)")
+    r.add_argument("--systems", nargs="*", default=None, help="override the config's systems")
+    r.add_argument("--max-train-rows", type=int, default=None, help="seeded subsample of training rows")
+    t = sub.add_parser("tables", help="rebuild Markdown tables and plots from a results JSONL file")
+    t.add_argument("jsonl")
+    c = sub.add_parser("_child", help=argparse.SUPPRESS)
+    c.add_argument("spec")
+    a = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+
+    from benchmarks import runner
+
+    if a.cmd == "_child":
+        return runner.child(a.spec)
+    if a.cmd == "tables":
+        import json
+        from pathlib import Path
+
+        path = Path(a.jsonl)
+        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        for out in runner.write_outputs(rows, path.parent, path.stem):
+            print(out)
+        return 0
+    jsonl = runner.run(a.config, quick=a.quick, only_systems=a.systems, max_train_rows=a.max_train_rows)
+    print(jsonl)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
