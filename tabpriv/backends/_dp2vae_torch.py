@@ -1,0 +1,216 @@
+"""Torch implementation of DP²-VAE training and sampling (imported only by ``dp2vae``)."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from torch.func import functional_call, stack_module_state, vmap
+
+from tabpriv._random import derive_seed, torch_generator
+from tabpriv.backends._vae import (
+    MLP,
+    SpanLayout,
+    decode_rows,
+    decoder_sizes,
+    encoder_sizes,
+    init_linear_,
+    kl_divergence,
+    recon_loss,
+    sample_condition,
+)
+from tabpriv.backends.base import FitContext
+from tabpriv.transformers.encoded import EncodedTable
+
+if TYPE_CHECKING:
+    from tabpriv.backends.dp2vae import DP2VAEBackend, DP2VAECalibration
+
+#: Per-encoder gradient-norm clip of stage 1 (stability only; stage 1 is not private).
+_STAGE1_CLIP = 5.0
+
+
+@dataclass
+class DP2VAEResult:
+    """What training returns: only released state (decoder, condition probabilities) and losses."""
+
+    decoder_state: dict[str, np.ndarray]
+    condition_probs: np.ndarray | None
+    losses: list[float] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def _partition(n: int, k: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Random partition of ``range(n)`` into ``k`` near-equal subsets: (padded index matrix, sizes)."""
+    parts = np.array_split(rng.permutation(n), k)
+    sizes = np.array([len(p) for p in parts], dtype=np.int64)
+    m = int(sizes.max())
+    idx = np.zeros((k, m), dtype=np.int64)
+    for i, p in enumerate(parts):
+        idx[i, : len(p)] = p
+        idx[i, len(p) :] = p[0]
+    return idx, sizes
+
+
+def train_dp2vae(
+    backend: DP2VAEBackend,
+    table: EncodedTable,
+    cal: DP2VAECalibration,
+    context: FitContext,
+    eps_total: float,
+    delta: float,
+) -> DP2VAEResult:
+    """Run stage 1 (K vectorised encoders) and stage 2 (noisy decoder); return the release."""
+    from tabpriv.backends.dp2vae import dp2vae_epsilon_curve
+
+    dev = torch.device(context.device)
+    layout = SpanLayout.from_spans(table.spans, backend.condition_on)
+    k_sub, latent, hidden = backend.n_subsets_, backend.latent_dim, backend.hidden
+    gen_cpu = torch_generator(derive_seed(context.seed, "dp2vae-train"), "cpu")
+    gen_dev = torch_generator(derive_seed(context.seed, "dp2vae-train-device"), str(dev))
+    gen_noise = torch_generator(derive_seed(context.seed, "dp2vae-noise"), str(dev))
+    rng = np.random.default_rng(derive_seed(context.seed, "dp2vae-partition"))
+
+    x_all = torch.as_tensor(np.ascontiguousarray(table.data), dtype=torch.float32, device=dev)
+    idx_np, sizes_np = _partition(table.n_rows, k_sub, rng)
+    idx = torch.as_tensor(idx_np, device=dev)
+    sizes = torch.as_tensor(sizes_np, device=dev, dtype=torch.float32)
+    timings: dict[str, float] = {}
+
+    # -- condition histogram (Gaussian mechanism, accounted in cal) -------------------------------
+    cond_probs: np.ndarray | None = None
+    if layout.cond is not None and cal.hist_multiplier is not None:
+        a, w = layout.cond
+        counts = table.data[:, a : a + w].sum(axis=0).astype(np.float64)
+        hist_rng = np.random.default_rng(derive_seed(context.seed, "dp2vae-hist"))
+        noisy = counts + hist_rng.normal(0.0, cal.hist_multiplier * math.sqrt(2.0), size=w)
+        noisy = np.clip(noisy, 0.0, None)
+        cond_probs = noisy / noisy.sum() if noisy.sum() > 0 else np.full(w, 1.0 / w)
+
+    # -- stage 1: K encoders, each with a throwaway decoder, vectorised with vmap ---------------
+    t0 = time.perf_counter()
+    enc_sizes = encoder_sizes(layout.width, hidden, latent)
+    dec_sizes = decoder_sizes(layout.width, hidden, latent, layout.cond_width)
+    encs = [MLP(enc_sizes) for _ in range(k_sub)]
+    decs = [MLP(dec_sizes) for _ in range(k_sub)]
+    for m in (*encs, *decs):
+        init_linear_(m, gen_cpu)
+    enc_p, _ = stack_module_state(encs)
+    dec_p, _ = stack_module_state(decs)
+    enc_p = {n: p.detach().to(dev).requires_grad_(True) for n, p in enc_p.items()}
+    dec_p = {n: p.detach().to(dev).requires_grad_(True) for n, p in dec_p.items()}
+    base_enc = MLP(enc_sizes).to("meta")
+    base_dec = MLP(dec_sizes).to("meta")
+    del encs, decs
+
+    def enc_fn(p: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = functional_call(base_enc, (p,), (x,))
+        return out
+
+    def dec_fn(p: dict[str, torch.Tensor], z: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = functional_call(base_dec, (p,), (z,))
+        return out
+
+    venc, vdec = vmap(enc_fn), vmap(dec_fn)
+    opt1 = torch.optim.Adam([*enc_p.values(), *dec_p.values()], lr=backend.lr)
+    b1 = max(1, min(backend.batch_size, int(sizes_np.min())))
+    all_p = [*enc_p.values(), *dec_p.values()]
+    for _ in range(backend.pretrain_steps):
+        r = (torch.rand((k_sub, b1), generator=gen_dev, device=dev) * sizes[:, None]).long()
+        xb = x_all[torch.gather(idx, 1, r)]  # (K, b1, d)
+        h = venc(enc_p, xb)
+        mu, logvar = h[..., :latent], h[..., latent:].clamp(-10.0, 10.0)
+        z = mu + torch.exp(0.5 * logvar) * torch.randn(mu.shape, generator=gen_dev, device=dev)
+        logits = vdec(dec_p, torch.cat([z, layout.condition(xb)], dim=-1))
+        loss = (recon_loss(logits, xb, layout) + kl_divergence(mu, logvar)).mean(dim=1).sum()
+        opt1.zero_grad(set_to_none=True)
+        loss.backward()
+        with torch.no_grad():  # clip each encoder/decoder pair's gradient separately
+            sq = sum(p.grad.pow(2).flatten(1).sum(1) for p in all_p if p.grad is not None)
+            scale = (_STAGE1_CLIP / (torch.as_tensor(sq).sqrt() + 1e-12)).clamp(max=1.0)
+            for p in all_p:
+                if p.grad is not None:
+                    p.grad.mul_(scale.view(-1, *([1] * (p.grad.dim() - 1))))
+        opt1.step()
+    with torch.no_grad():  # frozen encoders: posterior parameters of every row, once
+        h = venc(enc_p, x_all[idx])
+        post_mu, post_logvar = h[..., :latent], h[..., latent:].clamp(-10.0, 10.0)
+    del enc_p, dec_p, opt1, all_p
+    timings["stage1_s"] = time.perf_counter() - t0
+
+    # -- stage 2: fresh decoder, batch-mean gradient clipped to C plus N(0, sigma^2 C^2 I) -------
+    t1 = time.perf_counter()
+    dec = MLP(dec_sizes)
+    init_linear_(dec, gen_cpu)
+    dec = dec.to(dev)
+    params = [p for p in dec.parameters()]
+    opt2 = torch.optim.Adam(params, lr=backend.lr)
+    clip, std = float(backend.clip), float(cal.noise) * float(backend.clip)
+    losses: list[float] = []
+    report_every = max(1, backend.steps // 20)
+    report_at = [t for t in range(1, backend.steps + 1) if t % report_every == 0]
+    curve = dict(
+        zip(
+            report_at,
+            dp2vae_epsilon_curve(cal.noise, k_sub, report_at, delta, cal.hist_multiplier),
+            strict=True,
+        )
+    )
+    for t in range(backend.steps):
+        k = int(torch.randint(k_sub, (1,), generator=gen_cpu).item())
+        m_k = int(sizes_np[k])
+        rows = torch.randperm(m_k, generator=gen_cpu)[: min(backend.batch_size, m_k)].to(dev)
+        xb = x_all[idx[k, rows]]
+        mu, lv = post_mu[k, rows], post_logvar[k, rows]
+        z = mu + torch.exp(0.5 * lv) * torch.randn(mu.shape, generator=gen_dev, device=dev)
+        logits = dec(torch.cat([z, layout.condition(xb)], dim=-1))
+        loss = recon_loss(logits, xb, layout).mean()
+        grads = torch.autograd.grad(loss, params)
+        with torch.no_grad():
+            norm = torch.sqrt(sum(g.pow(2).sum() for g in grads))  # type: ignore[arg-type]
+            factor = min(1.0, clip / (float(norm) + 1e-12))
+            for p, g in zip(params, grads, strict=True):
+                noise = torch.randn(g.shape, generator=gen_noise, device=dev) * std
+                p.grad = g * factor + noise
+        opt2.step()
+        losses.append(float(loss.detach()))
+        if (t + 1) % report_every == 0 or t + 1 == backend.steps:
+            spent = eps_total if t + 1 == backend.steps else curve[t + 1]
+            context.report(t + 1, backend.steps, f"dp2-vae decoder step {t + 1}: epsilon spent {spent:.3f}")
+    timings["stage2_s"] = time.perf_counter() - t1
+    state = {n: v.detach().cpu().numpy().copy() for n, v in dec.state_dict().items()}
+    return DP2VAEResult(state, cond_probs, losses, timings)
+
+
+def _decoder_from_state(backend: Any) -> tuple[MLP, SpanLayout]:
+    layout = SpanLayout.from_spans(backend.spans_, backend.condition_on)
+    dec = MLP(decoder_sizes(layout.width, backend.hidden, backend.latent_dim, layout.cond_width))
+    dec.load_state_dict({k: torch.as_tensor(v) for k, v in backend.decoder_state_.items()})
+    dec.eval()
+    return dec, layout
+
+
+def sample_decoder(backend: Any, n: int, seed: int) -> np.ndarray:
+    """Draw ``n`` encoded rows from a released decoder (CPU; pure post-processing)."""
+    dec, layout = _decoder_from_state(backend)
+    gen = torch_generator(seed, "cpu")
+    out = np.zeros((n, layout.width), dtype=np.float32)
+    chunk = 65536
+    with torch.no_grad():
+        for s in range(0, n, chunk):
+            m = min(chunk, n - s)
+            z = torch.randn((m, backend.latent_dim), generator=gen)
+            c = (
+                sample_condition(backend.condition_probs_, m, gen)
+                if layout.cond is not None
+                else torch.zeros((m, 0))
+            )
+            rows = decode_rows(dec(torch.cat([z, c], dim=-1)), layout, gen)
+            if layout.cond is not None:
+                a, w = layout.cond
+                rows[:, a : a + w] = c.numpy()
+            out[s : s + m] = rows
+    return out

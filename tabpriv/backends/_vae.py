@@ -1,0 +1,188 @@
+"""Shared torch architecture of the VAE backends (``dp2-vae`` and ``dpsgd-vae``).
+
+The VAE works on the encoded table (:class:`~tabpriv.transformers.encoded.EncodedTable`): the encoder
+is an MLP ``d -> hidden -> 2 * latent`` (mean and log-variance), the decoder an MLP
+``latent (+ condition) -> hidden -> d`` whose raw outputs get one head per activation block: a softmax
+for a categorical block, tanh for a number and a sigmoid for a missing indicator. The reconstruction
+loss matches the heads: cross-entropy, squared error and binary cross-entropy.
+
+Conditional variant: when a target column is chosen, the decoder also receives that column's encoded
+block (a one-hot vector for a categorical target), so samples can be drawn per target value.
+
+This module imports torch at the top: only the private ``_*_torch`` modules import it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from tabpriv.transformers.encoded import ColumnSpan
+
+__all__ = [
+    "MLP",
+    "SpanLayout",
+    "decode_rows",
+    "init_linear_",
+    "kl_divergence",
+    "recon_loss",
+]
+
+
+@dataclass(frozen=True)
+class SpanLayout:
+    """Where each activation block of the encoded rows lies.
+
+    Attributes:
+        width: Encoded width d.
+        softmax: ``(start, width)`` of each categorical block.
+        tanh: Indices of the numeric coordinates.
+        sigmoid: Indices of the missing indicators.
+        cond: ``(start, width)`` of the conditioning column's span, or ``None``.
+
+    """
+
+    width: int
+    softmax: tuple[tuple[int, int], ...]
+    tanh: tuple[int, ...]
+    sigmoid: tuple[int, ...]
+    cond: tuple[int, int] | None = None
+
+    @classmethod
+    def from_spans(cls, spans: tuple[ColumnSpan, ...], condition_on: str | None = None) -> SpanLayout:
+        """Build the layout of ``spans``; ``condition_on`` names the conditioning column."""
+        softmax: list[tuple[int, int]] = []
+        tanh: list[int] = []
+        sigmoid: list[int] = []
+        cond: tuple[int, int] | None = None
+        for s in spans:
+            if condition_on is not None and s.name == condition_on:
+                cond = (s.start, s.width)
+            for b in s.blocks:
+                if b.activation == "softmax":
+                    softmax.append((b.start, b.width))
+                elif b.activation == "tanh":
+                    tanh.extend(range(b.start, b.stop))
+                else:
+                    sigmoid.extend(range(b.start, b.stop))
+        width = spans[-1].stop if spans else 0
+        return cls(width, tuple(softmax), tuple(tanh), tuple(sigmoid), cond)
+
+    @property
+    def cond_width(self) -> int:
+        """Width of the condition vector (0 when unconditional)."""
+        return 0 if self.cond is None else self.cond[1]
+
+    def condition(self, x: torch.Tensor) -> torch.Tensor:
+        """The condition vector of encoded rows ``x`` (``(..., 0)`` when unconditional)."""
+        if self.cond is None:
+            return x[..., :0]
+        a, w = self.cond
+        return x[..., a : a + w]
+
+
+class MLP(nn.Module):
+    """``in -> hidden (ReLU) -> ... -> out`` (linear output)."""
+
+    def __init__(self, sizes: list[int]) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        for i in range(len(sizes) - 1):
+            layers.append(nn.Linear(sizes[i], sizes[i + 1]))
+            if i < len(sizes) - 2:
+                layers.append(nn.ReLU())
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Apply the MLP."""
+        out: torch.Tensor = self.net(x)
+        return out
+
+
+def init_linear_(module: nn.Module, gen: torch.Generator) -> None:
+    """Re-initialise every ``nn.Linear`` of ``module`` from ``gen`` (PyTorch's default law)."""
+    with torch.no_grad():
+        for m in module.modules():
+            if isinstance(m, nn.Linear):
+                bound = 1.0 / math.sqrt(m.in_features)
+                w = torch.rand(m.weight.shape, generator=gen, device=m.weight.device)
+                m.weight.copy_((w * 2 - 1) * bound)
+                b = torch.rand(m.bias.shape, generator=gen, device=m.bias.device)
+                m.bias.copy_((b * 2 - 1) * bound)
+
+
+def encoder_sizes(width: int, hidden: int, latent: int) -> list[int]:
+    """Layer sizes of the encoder."""
+    return [width, hidden, hidden, 2 * latent]
+
+
+def decoder_sizes(width: int, hidden: int, latent: int, cond_width: int) -> list[int]:
+    """Layer sizes of the decoder."""
+    return [latent + cond_width, hidden, hidden, width]
+
+
+def recon_loss(logits: torch.Tensor, x: torch.Tensor, layout: SpanLayout) -> torch.Tensor:
+    """Per-example reconstruction loss, summed over blocks: shape ``logits.shape[:-1]``.
+
+    Softmax blocks: cross-entropy against the one-hot target; numbers: squared error of tanh(output);
+    indicators: binary cross-entropy with the sigmoid of the output.
+    """
+    loss = torch.zeros(logits.shape[:-1], dtype=logits.dtype, device=logits.device)
+    for a, w in layout.softmax:
+        logp = torch.log_softmax(logits[..., a : a + w], dim=-1)
+        loss = loss - (logp * x[..., a : a + w]).sum(-1)
+    if layout.tanh:
+        idx = list(layout.tanh)
+        loss = loss + ((torch.tanh(logits[..., idx]) - x[..., idx]) ** 2).sum(-1) * 4.0
+    if layout.sigmoid:
+        idx = list(layout.sigmoid)
+        loss = loss + nn.functional.binary_cross_entropy_with_logits(
+            logits[..., idx], x[..., idx], reduction="none"
+        ).sum(-1)
+    return loss
+
+
+def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """Per-example KL(N(mu, exp(logvar)) || N(0, I))."""
+    return 0.5 * (mu**2 + logvar.exp() - 1.0 - logvar).sum(-1)
+
+
+def decode_rows(logits: torch.Tensor, layout: SpanLayout, gen: torch.Generator) -> np.ndarray:
+    """Turn decoder outputs into encoded rows: categories and indicators are sampled.
+
+    Categorical blocks become one-hot vectors drawn from the softmax; numbers are ``tanh(output)``;
+    a missing indicator is drawn from its sigmoid, and a missing number is set to 0 (the encoding of
+    a missing value). The conditioning block, if any, is copied from ``cond`` by the caller.
+    """
+    n = logits.shape[0]
+    out = torch.zeros((n, layout.width), dtype=torch.float32)
+    lg = logits.detach().float().cpu()
+    for a, w in layout.softmax:
+        p = torch.softmax(lg[:, a : a + w], dim=-1)
+        codes = torch.multinomial(p, 1, generator=gen).squeeze(1)
+        out[torch.arange(n), a + codes] = 1.0
+    if layout.tanh:
+        idx = list(layout.tanh)
+        out[:, idx] = torch.tanh(lg[:, idx])
+    if layout.sigmoid:
+        idx = list(layout.sigmoid)
+        p = torch.sigmoid(lg[:, idx])
+        miss = (torch.rand(p.shape, generator=gen) < p).float()
+        out[:, idx] = miss
+        # A missing number is encoded as value 0; its value coordinate precedes its indicator.
+        val_idx = [i - 1 for i in idx]
+        out[:, val_idx] = out[:, val_idx] * (1.0 - miss)
+    return out.numpy()
+
+
+def sample_condition(probs: np.ndarray, n: int, gen: torch.Generator) -> torch.Tensor:
+    """Draw ``n`` one-hot condition vectors from a (released, noisy) distribution ``probs``."""
+    p = torch.as_tensor(probs, dtype=torch.float32)
+    codes = torch.multinomial(p, n, replacement=True, generator=gen)
+    c = torch.zeros((n, p.shape[0]), dtype=torch.float32)
+    c[torch.arange(n), codes] = 1.0
+    return c

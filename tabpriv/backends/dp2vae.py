@@ -1,0 +1,420 @@
+"""The ``dp2-vae`` backend: DP²-VAE (Jiang et al., arXiv 2208.03409) on the encoded table.
+
+Only the decoder (plus the standard normal prior) is released. The rows are split at random into K
+disjoint subsets; stage 1 trains K encoders (vectorised with ``torch.func.vmap``), each with a throwaway
+decoder, non-privately on its own subset; stage 2 trains a fresh decoder: each step picks a subset
+uniformly at random, draws a batch from it, and updates the decoder with the batch-mean gradient
+clipped to norm C plus N(0, sigma^2 C^2 I).
+
+Privacy (replace-one adjacency; the argument is in ``docs/privacy_dp2vae.md``): a replaced row lives in
+one subset k*. Whatever the data and the encoders, every noiseless update is a vector of norm <= C, so
+a step on subset k* is a Gaussian mechanism of L2 sensitivity 2C with noise sigma*C — noise multiplier
+sigma/2 relative to unit sensitivity — and any other subset's step is the same under both tables. Each
+step uses subset k* with probability 1/K, i.e. it samples 1 of K "units" without replacement under
+replace-one at the unit level. The T steps are accounted with Google dp-accounting's RDP accountant:
+``SelfComposedDpEvent(SampledWithoutReplacementDpEvent(K, 1, GaussianDpEvent(sigma/2)), T)`` with
+``NeighboringRelation.REPLACE_ONE`` (Wang, Balle & Kasiviswanathan 2019, Thm 27). For that argument to
+hold the encoders are **frozen during stage 2** (the paper keeps updating theta_k, which makes the
+step mechanisms share hidden state and breaks the per-step adaptive-composition argument; see the doc).
+
+This module is light: torch is imported only inside :mod:`tabpriv.backends._dp2vae_torch`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+
+from tabpriv.accounting import DP_ACCOUNTING_VERSION, calibrate_gaussian
+from tabpriv.backends.base import Backend, FitContext, PrivacyDetails
+from tabpriv.budget import PrivacyLedger, check_delta_for_rows
+from tabpriv.errors import BudgetExceededError, DataValidationError, PrivacyParameterError
+from tabpriv.transformers.encoded import ColumnSpan, EncodedTable
+
+__all__ = [
+    "DP2VAEBackend",
+    "DP2VAECalibration",
+    "calibrate_dp2vae",
+    "dp2vae_epsilon",
+    "dp2vae_epsilon_curve",
+]
+
+_AUTO_MAX_SUBSETS = 1000
+_AUTO_SUBSET_ROWS = 32
+
+#: RDP orders (integer orders keep the sampled-without-replacement bound cheap and exact).
+_RDP_ORDERS: tuple[float, ...] = (1.5, 1.75, *range(2, 33), 40, 48, 56, 64, 80, 96)
+
+
+def _dp2vae_event(noise: float, n_subsets: int, steps: int, hist_multiplier: float | None) -> Any:
+    import dp_accounting
+
+    step = dp_accounting.SampledWithoutReplacementDpEvent(
+        source_dataset_size=n_subsets,
+        sample_size=1,
+        # Sensitivity 2C, noise std sigma*C: noise multiplier sigma/2 at unit sensitivity.
+        event=dp_accounting.GaussianDpEvent(noise / 2.0),
+    )
+    event = dp_accounting.SelfComposedDpEvent(step, steps)
+    if hist_multiplier is not None:
+        event = dp_accounting.ComposedDpEvent([event, dp_accounting.GaussianDpEvent(hist_multiplier)])
+    return event
+
+
+def _rdp_accountant() -> Any:
+    import dp_accounting
+
+    return dp_accounting.rdp.RdpAccountant(
+        orders=list(_RDP_ORDERS),
+        neighboring_relation=dp_accounting.NeighboringRelation.REPLACE_ONE,
+    )
+
+
+def dp2vae_epsilon(
+    noise: float,
+    n_subsets: int,
+    steps: int,
+    delta: float,
+    hist_multiplier: float | None = None,
+) -> float:
+    """Epsilon (at ``delta``, replace-one) of ``steps`` DP²-VAE decoder updates.
+
+    Args:
+        noise: sigma (noise std in units of the clipping norm C).
+        n_subsets: K; each step uses the subset holding a given row with probability 1/K.
+        steps: T.
+        delta: Target delta.
+        hist_multiplier: Noise multiplier (std / L2 sensitivity) of the released condition histogram,
+            if any; composed with the decoder updates.
+
+    """
+    if not noise > 0:
+        raise PrivacyParameterError(f"noise must be > 0; got {noise!r}.")
+    acc = _rdp_accountant()
+    acc.compose(_dp2vae_event(noise, n_subsets, steps, hist_multiplier))
+    return float(acc.get_epsilon(delta))
+
+
+def dp2vae_epsilon_curve(
+    noise: float,
+    n_subsets: int,
+    steps: list[int],
+    delta: float,
+    hist_multiplier: float | None = None,
+) -> list[float]:
+    """Epsilon after each number of steps in ``steps`` (same accountant; one RDP evaluation)."""
+    from dp_accounting.rdp import compute_epsilon
+
+    acc = _rdp_accountant()
+    acc.compose(_dp2vae_event(noise, n_subsets, 1, None))
+    per_step = np.asarray(acc.rdp, dtype=np.float64)
+    base = np.zeros_like(per_step)
+    if hist_multiplier is not None:
+        hacc = _rdp_accountant()
+        hacc.compose(_dp2vae_event(noise, n_subsets, 0, hist_multiplier))
+        base = np.asarray(hacc.rdp, dtype=np.float64)
+    orders = np.asarray(acc.orders, dtype=np.float64)
+    return [float(compute_epsilon(orders, base + t * per_step, delta)[0]) for t in steps]
+
+
+@dataclass(frozen=True)
+class DP2VAECalibration:
+    """Noise calibrated for a DP²-VAE fit."""
+
+    noise: float
+    epsilon: float
+    delta: float
+    hist_multiplier: float | None
+    accountant: str
+
+
+def calibrate_dp2vae(
+    epsilon: float,
+    delta: float,
+    n_subsets: int,
+    steps: int,
+    condition_fraction: float | None = None,
+) -> DP2VAECalibration:
+    """Smallest sigma such that the DP²-VAE run (plus the condition histogram) is (epsilon, delta)-DP.
+
+    ``condition_fraction``: when conditioning, the histogram of the condition column (replace-one L2
+    sensitivity sqrt(2)) gets the noise that would alone cost that fraction of epsilon; sigma is then
+    calibrated on the composition.
+    """
+    import dp_accounting
+
+    hist: float | None = None
+    if condition_fraction is not None:
+        cal = calibrate_gaussian(condition_fraction * epsilon, delta, math.sqrt(2.0))
+        hist = cal.sigma / math.sqrt(2.0)
+
+    def make_event(s: float) -> Any:
+        return _dp2vae_event(s, n_subsets, steps, hist)
+
+    try:
+        noise = float(
+            dp_accounting.calibrate_dp_mechanism(
+                _rdp_accountant,
+                make_event,
+                epsilon,
+                delta,
+                dp_accounting.LowerEndpointAndGuess(1e-3, 1.0),
+                tol=1e-3,
+            )
+        )
+    except Exception as exc:  # dp-accounting raises plain errors when no bracket fits
+        raise BudgetExceededError(
+            f"Could not calibrate DP²-VAE noise for epsilon={epsilon:g}, delta={delta:g}, "
+            f"K={n_subsets}, T={steps}: {exc}. Nothing was run on the data. Raise epsilon or "
+            "lower condition_fraction."
+        ) from exc
+    eps = dp2vae_epsilon(noise, n_subsets, steps, delta, hist)
+    while eps > epsilon:
+        noise *= 1.0 + 1e-6
+        eps = dp2vae_epsilon(noise, n_subsets, steps, delta, hist)
+    return DP2VAECalibration(
+        noise=noise,
+        epsilon=eps,
+        delta=delta,
+        hist_multiplier=hist,
+        accountant=(
+            f"dp-accounting {DP_ACCOUNTING_VERSION} RDP accountant, REPLACE_ONE: "
+            "SelfComposed(SampledWithoutReplacement(K, 1, Gaussian(sigma/2)), T)"
+            + (" + Gaussian(condition histogram)" if hist is not None else "")
+        ),
+    )
+
+
+class DP2VAEBackend(Backend):
+    """DP²-VAE: non-private encoders on K disjoint subsets, decoder trained with noisy gradients.
+
+    Args:
+        n_subsets: K, the number of disjoint subsets (and encoders). ``None``: ``min(1000, n // 32)``
+            (at least 1), i.e. subsets of about 32 rows (n is public under replace-one).
+        steps: T, the number of noisy decoder updates in stage 2.
+        clip: C, the clipping norm of the batch-mean decoder gradient.
+        batch_size: Rows per step (capped by the subset size).
+        latent_dim: Latent size.
+        hidden: Width of the hidden layers.
+        lr: Adam learning rate (both stages).
+        pretrain_steps: Stage-1 steps (each step updates all K encoders at once).
+        condition_on: Optional categorical column to condition the decoder on.
+        condition_fraction: Share of epsilon (as a standalone Gaussian) spent on the condition's
+            histogram when ``condition_on`` is set.
+
+    """
+
+    name = "dp2-vae"
+    guarantee = "dp"
+    devices = ("cpu", "cuda")
+    summary = "DP²-VAE: private decoder trained on K non-private encoders (Jiang et al. 2022)"
+    quick_params: ClassVar[dict[str, Any]] = {
+        "n_subsets": 10,
+        "steps": 40,
+        "pretrain_steps": 20,
+        "hidden": 16,
+        "latent_dim": 4,
+        "batch_size": 16,
+    }
+
+    def __init__(
+        self,
+        *,
+        n_subsets: int | None = None,
+        steps: int = 10000,
+        clip: float = 1.0,
+        batch_size: int = 32,
+        latent_dim: int = 8,
+        hidden: int = 32,
+        lr: float = 1e-3,
+        pretrain_steps: int = 50,
+        condition_on: str | None = None,
+        condition_fraction: float = 0.1,
+    ) -> None:
+        self.n_subsets = n_subsets
+        self.steps = steps
+        self.clip = clip
+        self.batch_size = batch_size
+        self.latent_dim = latent_dim
+        self.hidden = hidden
+        self.lr = lr
+        self.pretrain_steps = pretrain_steps
+        self.condition_on = condition_on
+        self.condition_fraction = condition_fraction
+
+    def n_subsets_for(self, n_rows: int) -> int:
+        """K used for a table of ``n_rows`` rows."""
+        if self.n_subsets is None:
+            return max(1, min(_AUTO_MAX_SUBSETS, n_rows // _AUTO_SUBSET_ROWS))
+        return int(self.n_subsets)
+
+    def _check_params(self, table: EncodedTable, n_rows: int) -> None:
+        if self.n_subsets is not None and (
+            isinstance(self.n_subsets, bool) or not isinstance(self.n_subsets, int) or self.n_subsets < 1
+        ):
+            raise PrivacyParameterError(
+                f"n_subsets must be a positive integer or None; got {self.n_subsets!r}."
+            )
+        for k in ("steps", "batch_size", "latent_dim", "hidden", "pretrain_steps"):
+            v = getattr(self, k)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise PrivacyParameterError(f"{k} must be a positive integer; got {v!r}.")
+        for k in ("clip", "lr"):
+            v = getattr(self, k)
+            if not (isinstance(v, int | float) and math.isfinite(v) and v > 0):
+                raise PrivacyParameterError(f"{k} must be a finite number > 0; got {v!r}.")
+        if n_rows < self.n_subsets_for(n_rows):
+            raise DataValidationError(
+                f"dp2-vae needs at least n_subsets={self.n_subsets} rows; got {n_rows}. Lower n_subsets."
+            )
+        if self.condition_on is not None:
+            span = next((s for s in table.spans if s.name == self.condition_on), None)
+            if span is None or span.kind != "categorical":
+                raise DataValidationError(
+                    f"condition_on must name a categorical column of the table; got "
+                    f"{self.condition_on!r}. Categorical columns: "
+                    f"{[s.name for s in table.spans if s.kind == 'categorical']}."
+                )
+            if not 0 < self.condition_fraction < 1:
+                raise PrivacyParameterError(
+                    f"condition_fraction must lie in (0, 1); got {self.condition_fraction!r}."
+                )
+
+    def fit(self, table: EncodedTable, ledger: PrivacyLedger, context: FitContext) -> DP2VAEBackend:
+        """Calibrate sigma, spend the whole budget left, then run both stages."""
+        n_rows = table.n_rows  # the shape only (public under replace-one)
+        self._check_params(table, n_rows)
+        eps, delta = ledger.epsilon_left, ledger.delta_left
+        if not (eps > 1e-6 * ledger.budget.epsilon and delta > 1e-6 * ledger.budget.delta):
+            raise BudgetExceededError(
+                f"The {self.name} backend needs some budget left; the ledger has epsilon={eps:.3g}, "
+                f"delta={delta:.3g} left of (epsilon={ledger.budget.epsilon:g}, "
+                f"delta={ledger.budget.delta:g}). Nothing was run on the data. Use a new budget."
+            )
+        check_delta_for_rows(delta, n_rows)
+        k_sub = self.n_subsets_for(n_rows)
+        cal = calibrate_dp2vae(
+            eps,
+            delta,
+            k_sub,
+            self.steps,
+            self.condition_fraction if self.condition_on is not None else None,
+        )
+        params: dict[str, Any] = {
+            "sigma": cal.noise,
+            "clip_norm": float(self.clip),
+            "noise_std": cal.noise * float(self.clip),
+            "l2_sensitivity_per_step": 2.0 * float(self.clip),
+            "n_subsets": k_sub,
+            "sampling_probability": 1.0 / k_sub,
+            "steps": self.steps,
+        }
+        if cal.hist_multiplier is not None:
+            params["condition_histogram_noise_multiplier"] = cal.hist_multiplier
+            params["condition_histogram_sigma"] = cal.hist_multiplier * math.sqrt(2.0)
+        ledger.spend(
+            "DP²-VAE decoder training (batch-mean clipped Gaussian updates on 1 of K subsets)"
+            + (" + Gaussian condition histogram" if cal.hist_multiplier is not None else ""),
+            cal.epsilon,
+            delta,
+            cal.accountant,
+            params,
+        )
+        # -- only now is the data touched --------------------------------------------------------
+        from tabpriv.backends._dp2vae_torch import train_dp2vae
+
+        self.n_subsets_ = k_sub
+        result = train_dp2vae(self, table, cal, context, eps_total=cal.epsilon, delta=delta)
+        self.decoder_state_ = result.decoder_state
+        self.condition_probs_ = result.condition_probs
+        self.sigma_ = cal.noise
+        self.hist_multiplier_ = cal.hist_multiplier
+        self.epsilon_ = cal.epsilon
+        self.delta_ = delta
+        self.accountant_ = cal.accountant
+        self.losses_ = result.losses
+        self.timings_ = result.timings
+        self.spans_ = table.spans
+        return self
+
+    def sample(self, n: int, seed: int) -> np.ndarray:
+        """Decode ``n`` draws z ~ N(0, I) (post-processing of the released decoder)."""
+        self.check_fitted()
+        from tabpriv.backends._dp2vae_torch import sample_decoder
+
+        return sample_decoder(self, n, seed)
+
+    def privacy_details(self) -> PrivacyDetails:
+        """State the mechanism, accountant and noise."""
+        self.check_fitted()
+        noise: dict[str, Any] = {
+            "sigma": self.sigma_,
+            "noise_std": self.sigma_ * self.clip,
+            "clip_norm": self.clip,
+            "l2_sensitivity_per_step": 2 * self.clip,
+            "noise_multiplier_unit_sensitivity": self.sigma_ / 2,
+            "n_subsets": self.n_subsets_,
+            "sampling_probability": 1 / self.n_subsets_,
+            "steps": self.steps,
+        }
+        if self.hist_multiplier_ is not None:
+            noise["condition_histogram_noise_multiplier"] = self.hist_multiplier_
+        return PrivacyDetails(
+            mechanism=(
+                "DP²-VAE: decoder updated T times with the batch-mean gradient of one random subset "
+                "(of K disjoint subsets) clipped to C plus N(0, sigma^2 C^2 I); encoders trained "
+                "non-privately per subset and never released; frozen during decoder training"
+            ),
+            adjacency="replace-one",
+            accountant=self.accountant_,
+            noise=noise,
+            covered=[
+                "the released decoder weights (and the fixed N(0, I) prior) and every table sampled "
+                "from them",
+                "the noisy condition histogram, when conditioning",
+            ],
+            not_covered=[
+                "the encoders: trained without privacy, discarded and never saved",
+                "the number of rows n, treated as public (replace-one adjacency)",
+                "side channels: floating-point noise sampling (Mironov 2012) is not hardened",
+            ],
+            extra={"epsilon": self.epsilon_, "delta": self.delta_},
+        )
+
+    def get_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """Decoder weights (only) as arrays; figures as metadata."""
+        self.check_fitted()
+        arrays = {f"decoder.{k}": v for k, v in self.decoder_state_.items()}
+        if self.condition_probs_ is not None:
+            arrays["condition_probs"] = self.condition_probs_
+        meta = {
+            "sigma": self.sigma_,
+            "hist_multiplier": self.hist_multiplier_,
+            "epsilon": self.epsilon_,
+            "delta": self.delta_,
+            "accountant": self.accountant_,
+            "n_subsets": self.n_subsets_,
+            "spans": [s.to_dict() for s in self.spans_],
+        }
+        return arrays, meta
+
+    def set_state(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
+        """Restore from :meth:`get_state` output."""
+        self.decoder_state_ = {
+            k[len("decoder.") :]: np.asarray(v) for k, v in arrays.items() if k.startswith("decoder.")
+        }
+        cp = arrays.get("condition_probs")
+        self.condition_probs_ = None if cp is None else np.asarray(cp, dtype=np.float64)
+        self.sigma_ = float(meta["sigma"])
+        hm = meta.get("hist_multiplier")
+        self.hist_multiplier_ = None if hm is None else float(hm)
+        self.epsilon_ = float(meta["epsilon"])
+        self.delta_ = float(meta["delta"])
+        self.accountant_ = str(meta["accountant"])
+        self.n_subsets_ = int(meta["n_subsets"])
+        self.losses_ = []
+        if "spans" in meta:
+            self.spans_ = tuple(ColumnSpan.from_dict(d) for d in meta["spans"])
