@@ -188,6 +188,25 @@ def calibrate_dp2vae(
     )
 
 
+def pack_decoder_state(
+    decoder_state: dict[str, np.ndarray], condition_probs: np.ndarray | None
+) -> dict[str, np.ndarray]:
+    """Arrays to save for a VAE release: the decoder weights and, if any, the noisy condition marginal."""
+    arrays = {f"decoder.{k}": v for k, v in decoder_state.items()}
+    if condition_probs is not None:
+        arrays["condition_probs"] = condition_probs
+    return arrays
+
+
+def unpack_decoder_state(
+    arrays: dict[str, np.ndarray],
+) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
+    """Inverse of :func:`pack_decoder_state`."""
+    decoder = {k[len("decoder.") :]: np.asarray(v) for k, v in arrays.items() if k.startswith("decoder.")}
+    cp = arrays.get("condition_probs")
+    return decoder, None if cp is None else np.asarray(cp, dtype=np.float64)
+
+
 class DP2VAEBackend(Backend):
     """DP²-VAE: non-private encoders on K disjoint subsets, decoder trained with noisy gradients.
 
@@ -387,9 +406,7 @@ class DP2VAEBackend(Backend):
     def get_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         """Decoder weights (only) as arrays; figures as metadata."""
         self.check_fitted()
-        arrays = {f"decoder.{k}": v for k, v in self.decoder_state_.items()}
-        if self.condition_probs_ is not None:
-            arrays["condition_probs"] = self.condition_probs_
+        arrays = pack_decoder_state(self.decoder_state_, self.condition_probs_)
         meta = {
             "sigma": self.sigma_,
             "hist_multiplier": self.hist_multiplier_,
@@ -403,11 +420,7 @@ class DP2VAEBackend(Backend):
 
     def set_state(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
         """Restore from :meth:`get_state` output."""
-        self.decoder_state_ = {
-            k[len("decoder.") :]: np.asarray(v) for k, v in arrays.items() if k.startswith("decoder.")
-        }
-        cp = arrays.get("condition_probs")
-        self.condition_probs_ = None if cp is None else np.asarray(cp, dtype=np.float64)
+        self.decoder_state_, self.condition_probs_ = unpack_decoder_state(arrays)
         self.sigma_ = float(meta["sigma"])
         hm = meta.get("hist_multiplier")
         self.hist_multiplier_ = None if hm is None else float(hm)

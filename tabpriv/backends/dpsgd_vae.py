@@ -22,6 +22,7 @@ import numpy as np
 
 from tabpriv.accounting import calibrate_gaussian
 from tabpriv.backends.base import Backend, FitContext, PrivacyDetails
+from tabpriv.backends.dp2vae import pack_decoder_state, unpack_decoder_state
 from tabpriv.budget import PrivacyLedger, check_delta_for_rows
 from tabpriv.errors import BudgetExceededError, DataValidationError, PrivacyParameterError
 from tabpriv.transformers.encoded import ColumnSpan, EncodedTable
@@ -270,9 +271,7 @@ class DPSGDVAEBackend(Backend):
     def get_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         """Decoder weights as arrays; figures as metadata."""
         self.check_fitted()
-        arrays = {f"decoder.{k}": v for k, v in self.decoder_state_.items()}
-        if self.condition_probs_ is not None:
-            arrays["condition_probs"] = self.condition_probs_
+        arrays = pack_decoder_state(self.decoder_state_, self.condition_probs_)
         meta = {
             "noise_multiplier": self.noise_multiplier_,
             "sample_rate": self.sample_rate_,
@@ -288,11 +287,7 @@ class DPSGDVAEBackend(Backend):
 
     def set_state(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
         """Restore from :meth:`get_state` output."""
-        self.decoder_state_ = {
-            k[len("decoder.") :]: np.asarray(v) for k, v in arrays.items() if k.startswith("decoder.")
-        }
-        cp = arrays.get("condition_probs")
-        self.condition_probs_ = None if cp is None else np.asarray(cp, dtype=np.float64)
+        self.decoder_state_, self.condition_probs_ = unpack_decoder_state(arrays)
         self.noise_multiplier_ = float(meta["noise_multiplier"])
         self.sample_rate_ = float(meta["sample_rate"])
         self.steps_ = int(meta["steps"])
