@@ -111,7 +111,7 @@ def _markdown(rows: list[dict[str, Any]], title: str) -> str:
 
 
 #: The search actually run (small: a shared 2-core CPU, ~3 min per fit). Earlier single runs,
-#: recorded in docs/privacy_dp2vae.md: K=100, T=2000, hidden 128, latent 16, batch 64 (the first
+#: recorded in docs/privacy.md: K=100, T=2000, hidden 128, latent 16, batch 64 (the first
 #: defaults) gave LR AUC 0.494 / TVD 0.664; K=1000, T=10000, hidden 64, latent 8, batch 32,
 #: pretrain 100 gave 0.354 / 0.271.
 BASE: dict[str, Any] = {"n_subsets": 1000, "steps": 10000, "latent_dim": 8, "batch_size": 32}

@@ -6,7 +6,7 @@ decoder, non-privately on its own subset; stage 2 trains a fresh decoder: each s
 uniformly at random, draws a batch from it, and updates the decoder with the batch-mean gradient
 clipped to norm C plus N(0, sigma^2 C^2 I).
 
-Privacy (replace-one adjacency; the argument is in ``docs/privacy_dp2vae.md``): a replaced row lives in
+Privacy (replace-one adjacency; the argument is in ``docs/privacy.md``): a replaced row lives in
 one subset k*. Whatever the data and the encoders, every noiseless update is a vector of norm <= C, so
 a step on subset k* is a Gaussian mechanism of L2 sensitivity 2C with noise sigma*C — noise multiplier
 sigma/2 relative to unit sensitivity — and any other subset's step is the same under both tables. Each
