@@ -139,6 +139,27 @@ class PrivacyLedger:
     def __init__(self, budget: PrivacyBudget) -> None:
         self.budget = budget
         self.spends: list[Spend] = []
+        self.parent: PrivacyLedger | None = None
+
+    def child(self, cap: PrivacyBudget) -> PrivacyLedger:
+        """A ledger for one release drawn from this (shared, per-dataset) ledger.
+
+        The child's budget is ``cap`` limited to what this ledger has left; every spend on the child is
+        also recorded here, so the total spent on the data is never hidden.
+
+        Raises:
+            BudgetExceededError: This ledger has nothing left.
+
+        """
+        eps_left, delta_left = self.available()
+        sub = PrivacyLedger(PrivacyBudget(min(cap.epsilon, eps_left), min(cap.delta, delta_left)))
+        sub.parent = self
+        return sub
+
+    @property
+    def root(self) -> PrivacyLedger:
+        """The ledger at the top of the chain (the one that holds every spend on the data)."""
+        return self if self.parent is None else self.parent.root
 
     @property
     def epsilon_spent(self) -> float:
@@ -204,6 +225,8 @@ class PrivacyLedger:
     ) -> Spend:
         """Record a spend; raise :class:`BudgetExceededError` (recording nothing) if it does not fit."""
         self.check(epsilon, delta)
+        if self.parent is not None:
+            self.parent.check(epsilon, delta)
         entry = Spend(
             mechanism=mechanism,
             epsilon=float(epsilon),
@@ -213,6 +236,10 @@ class PrivacyLedger:
             timestamp=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         )
         self.spends.append(entry)
+        ancestor = self.parent
+        while ancestor is not None:
+            ancestor.spends.append(entry)
+            ancestor = ancestor.parent
         return entry
 
     def to_list(self) -> list[dict[str, Any]]:

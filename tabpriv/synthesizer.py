@@ -88,6 +88,9 @@ class Synthesizer:
         backend_params: Keyword arguments for the backend's constructor.
         clip: Clip numbers outside their declared bounds instead of raising (counted in the report).
         progress: Optional callback ``progress(step, total, message)``.
+        ledger: Optional ledger shared by every release made from the same data. Each fit then spends at
+            most (epsilon, delta) *and* at most what the shared ledger has left, records its spend there
+            too, and its report shows the total spent on the data.
 
     Attributes:
         schema_: The schema used.
@@ -108,6 +111,7 @@ class Synthesizer:
         backend_params: Mapping[str, Any] | None = None,
         clip: bool = False,
         progress: ProgressCallback | None = None,
+        ledger: PrivacyLedger | None = None,
     ) -> None:
         self.backend = backend
         self.epsilon = epsilon
@@ -118,6 +122,7 @@ class Synthesizer:
         self.backend_params = backend_params
         self.clip = clip
         self.progress = progress
+        self.ledger = ledger
 
     # -- fitting ---------------------------------------------------------------------------------
     def _make_backend(self) -> Backend:
@@ -158,9 +163,15 @@ class Synthesizer:
         source = RandomSource.from_random_state(self.random_state)
         transformer = TableTransformer(schema).fit()
         table = transformer.transform_validated(clean)
-        ledger = getattr(self, "ledger_", None)
-        if ledger is None or ledger.budget != budget:
-            ledger = PrivacyLedger(budget) if ledger is None else _carry_ledger(ledger, budget)
+        previous: PrivacyLedger | None = getattr(self, "ledger_", None)
+        if self.ledger is not None:
+            ledger = self.ledger.child(budget)  # raises if the data's budget is spent
+        elif previous is None:
+            ledger = PrivacyLedger(budget)
+        elif previous.budget != budget:
+            ledger = _carry_ledger(previous, budget)
+        else:
+            ledger = previous
         context = FitContext(
             device=device, seed=source.child("fit"), seeded=source.seeded, progress=self.progress
         )
@@ -277,8 +288,20 @@ class Synthesizer:
             warnings=warns,
             library_version=__version__,
             timestamp=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-            extra=dict(details.extra),
+            extra={**details.extra, **self._data_totals()},
         )
+
+    def _data_totals(self) -> dict[str, Any]:
+        """Totals of the shared ledger (every release from the same data), when one is used."""
+        root = self.ledger_.root
+        if root is self.ledger_:
+            return {}
+        return {
+            "data_total_epsilon": root.epsilon_spent,
+            "data_total_delta": root.delta_spent,
+            "data_budget": {"epsilon": root.budget.epsilon, "delta": root.budget.delta},
+            "data_spends": root.to_list(),
+        }
 
     # -- persistence ------------------------------------------------------------------------------
     def save(self, path: str | Path) -> None:

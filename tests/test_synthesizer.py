@@ -182,3 +182,26 @@ def test_non_dataframe_input() -> None:
         Synthesizer(epsilon=1.0, schema=make_small_schema()).fit([[1, 2]])  # type: ignore[arg-type]
     with pytest.raises(DataValidationError, match="no rows"):
         Synthesizer(epsilon=1.0, schema=make_small_schema()).fit(pd.DataFrame(columns=["color"]))
+
+
+def test_shared_ledger_across_backends_shows_total() -> None:
+    from tabpriv.backends import get_backend_class
+    from tabpriv.budget import PrivacyBudget, PrivacyLedger
+
+    data_ledger = PrivacyLedger(PrivacyBudget(2.0, 1e-5))
+    first = Synthesizer(
+        epsilon=1.0, delta=5e-6, schema=make_small_schema(), random_state=0, ledger=data_ledger
+    ).fit(make_small_df())
+    assert first.privacy_report.epsilon == pytest.approx(1.0)
+    second = Synthesizer(
+        backend="slicing", epsilon=1.5, delta=5e-6, schema=make_small_schema(), random_state=0,
+        backend_params=dict(get_backend_class("slicing").quick_params), ledger=data_ledger,
+    ).fit(make_small_df())  # fmt: skip
+    # capped by what the data's ledger had left (1.0), and the report shows the total
+    assert second.privacy_report.epsilon <= 1.0 + 1e-9
+    extra = second.privacy_report.extra
+    assert extra["data_total_epsilon"] == pytest.approx(data_ledger.epsilon_spent)
+    assert data_ledger.epsilon_spent <= 2.0 + 1e-9 and len(data_ledger.spends) == 2
+    with pytest.raises(BudgetExceededError, match="spent"):
+        Synthesizer(epsilon=0.5, schema=make_small_schema(), ledger=data_ledger).fit(make_small_df())
+    assert len(data_ledger.spends) == 2
