@@ -123,10 +123,26 @@ def expand_systems(names: list[str]) -> list[str]:
     return list(dict.fromkeys(out))
 
 
-def _child_tabpriv(args: dict[str, Any]) -> dict[str, Any]:
-    """Body of the subprocess that fits and samples one tabpriv backend (see ``child`` below)."""
+def peak_rss_mb() -> float:
+    """Peak resident memory of *this process image* in MB.
+
+    ``ru_maxrss`` survives ``execve`` on Linux, so a child spawned by a large parent would report the
+    parent's size; ``VmHWM`` belongs to the new address space. Falls back to ``ru_maxrss`` elsewhere.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return float(line.split()[1]) / 1024.0
+    except OSError:
+        pass
     import resource
 
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _child_tabpriv(args: dict[str, Any]) -> dict[str, Any]:
+    """Body of the subprocess that fits and samples one tabpriv backend (see ``child`` below)."""
     import torch
 
     torch.set_num_threads(int(os.environ.get("TABPRIV_BENCH_THREADS", "1")))
@@ -136,7 +152,7 @@ def _child_tabpriv(args: dict[str, Any]) -> dict[str, Any]:
 
     schema = Schema.load(args["schema"])
     train = read_table(args["train"], schema)
-    base_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    base_mb = peak_rss_mb()
     synth = Synthesizer(
         backend=args["backend"],
         epsilon=args["epsilon"],
@@ -157,7 +173,7 @@ def _child_tabpriv(args: dict[str, Any]) -> dict[str, Any]:
         "fit_s": t1 - t0,
         "sample_s": t2 - t1,
         "baseline_rss_mb": base_mb,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+        "peak_rss_mb": peak_rss_mb(),
         "device": str(getattr(synth, "device_", args.get("device", "cpu"))),
         "privacy_report": rep,
     }

@@ -176,6 +176,11 @@ def main(argv: list[str] | None = None) -> int:
     t2 = time.perf_counter()
     out.to_csv(a.output, index=False)
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    try:  # ru_maxrss survives execve on Linux (it would include the parent's size); VmHWM does not
+        with open("/proc/self/status", encoding="ascii") as fh:
+            peak_kb = next(int(ln.split()[1]) for ln in fh if ln.startswith("VmHWM:"))
+    except (OSError, StopIteration):
+        pass
     meta = {
         "system": f"smartnoise-{a.synth}",
         "epsilon": a.epsilon,
