@@ -54,6 +54,18 @@ class AuditResult:
     parameters: dict[str, Any] = field(default_factory=dict)
     notes: str = ""
 
+    @classmethod
+    def from_counts(cls, counts: AuditCounts, *, started: float, **fields: Any) -> AuditResult:
+        """Build a result from held-out counts; ``started`` is the ``time.perf_counter()`` at the start."""
+        return cls(
+            epsilon_lb=counts.epsilon_lb,
+            tpr=counts.tpr,
+            fpr=counts.fpr,
+            threshold=counts.threshold,
+            seconds=time.perf_counter() - started,
+            **fields,
+        )
+
     @property
     def passed(self) -> bool:
         """Whether the audited lower bound stays at or below the claimed epsilon."""
@@ -145,18 +157,15 @@ def audit_independent(
                 claimed, sigma = ledger.epsilon_spent, b.sigma_
             scores.append(out)
     c = _split_and_count(scores[0], scores[1], delta)
-    return AuditResult(
+    return AuditResult.from_counts(
+        c,
         backend="independent",
         step="IndependentBackend.fit (Gaussian mechanism on all one-way histograms)",
         adjacency="replace-one (row 0 replaced by a canary differing in every column)",
         trials=trials,
         claimed_epsilon=claimed,
         delta=delta,
-        epsilon_lb=c.epsilon_lb,
-        tpr=c.tpr,
-        fpr=c.fpr,
-        threshold=c.threshold,
-        seconds=time.perf_counter() - t0,
+        started=t0,
         parameters={"n_columns": n_columns, "n_rows": n_rows, "sigma": sigma, "target_epsilon": epsilon},
     )
 
@@ -215,18 +224,15 @@ def audit_slicing(
             out[i] = float((rel.noisy[0].astype(np.float64) - x @ u) @ a)
         scores.append(out)
     c = _split_and_count(scores[0], scores[1], delta)
-    return AuditResult(
+    return AuditResult.from_counts(
+        c,
         backend="slicing",
         step="_slicing_mechanism.privatise (block enforcement, projection U ~ N(0, 1/d), Gaussian noise)",
         adjacency="replace-one (row 0 replaced by a canary at the block-sensitivity bound)",
         trials=trials,
         claimed_epsilon=cal.epsilon,
         delta=delta,
-        epsilon_lb=c.epsilon_lb,
-        tpr=c.tpr,
-        fpr=c.fpr,
-        threshold=c.threshold,
-        seconds=time.perf_counter() - t0,
+        started=t0,
         parameters={
             "d": d,
             "n_projections": m_prime,
@@ -270,18 +276,15 @@ def audit_dp2vae_step(
     t0 = time.perf_counter()
     s_d, s_p = _gaussian_update_scores(trials, cal.noise * clip, clip, -clip, 16, seed, 1.0 / n_subsets)
     c = _split_and_count(s_d, s_p, delta)
-    return AuditResult(
+    return AuditResult.from_counts(
+        c,
         backend="dp2-vae",
         step="one noisy decoder update (re-implemented: clipped gradient + N(0, sigma^2 C^2)), T=1",
         adjacency="replace-one (canary gradient +C e1 vs -C e1)",
         trials=trials,
         claimed_epsilon=cal.epsilon,
         delta=delta,
-        epsilon_lb=c.epsilon_lb,
-        tpr=c.tpr,
-        fpr=c.fpr,
-        threshold=c.threshold,
-        seconds=time.perf_counter() - t0,
+        started=t0,
         parameters={"sigma": cal.noise, "n_subsets": n_subsets, "steps": 1, "target_epsilon": epsilon},
         notes="Audits the accounted mechanism via dp2vae.calibrate_dp2vae; the training loop is not "
         "exposed as a callable step.",
@@ -323,18 +326,15 @@ def audit_dpsgd_step(
     t0 = time.perf_counter()
     s_d, s_p = _gaussian_update_scores(trials, z, 1.0, -1.0, 16, seed, 1.0)
     c = _split_and_count(s_d, s_p, delta)
-    return AuditResult(
+    return AuditResult.from_counts(
+        c,
         backend="dpsgd-vae",
         step="one full-batch DP-SGD step (re-implemented: sum of clipped gradients + N(0, z^2 C^2))",
         adjacency="replace-one (canary gradient +C e1 vs -C e1)",
         trials=trials,
         claimed_epsilon=float(claimed),
         delta=delta,
-        epsilon_lb=c.epsilon_lb,
-        tpr=c.tpr,
-        fpr=c.fpr,
-        threshold=c.threshold,
-        seconds=time.perf_counter() - t0,
+        started=t0,
         parameters={"noise_multiplier": z, "sample_rate": 1.0, "steps": 1, "target_epsilon": epsilon},
         notes="Audits the accounted mechanism via dpsgd_vae.opacus_epsilon/replace_one_from_add_remove; "
         "the opacus training loop is not exposed as a callable step.",
