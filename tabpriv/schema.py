@@ -290,6 +290,13 @@ class Schema:
         """Return the schema of a subset of columns, in the given order."""
         return Schema(tuple(self[n] for n in names), source=self.source)
 
+    def column_mismatch(self, columns: Iterable[Any]) -> tuple[list[str], list[str]]:
+        """Schema columns absent from ``columns``, and ``columns`` absent from the schema (in order)."""
+        given = [str(c) for c in columns]
+        names = set(self.names)
+        present = set(given)
+        return [n for n in self.names if n not in present], [c for c in given if c not in names]
+
     # -- JSON ---------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         """Return the JSON-ready form of the schema."""
@@ -449,9 +456,7 @@ class Schema:
         _check_column_names(df.columns)
         if df.shape[0] == 0:
             raise DataValidationError("The table has no rows (header only or empty); nothing to synthesise.")
-        data_cols = [str(c) for c in df.columns]
-        missing_cols = [n for n in self.names if n not in data_cols]
-        extra_cols = [n for n in data_cols if n not in self.names]
+        missing_cols, extra_cols = self.column_mismatch(df.columns)
         if missing_cols or extra_cols:
             parts = []
             if missing_cols:

@@ -41,9 +41,7 @@ def _check_frame(df: Any, what: str) -> None:
 
 
 def _check_columns(df: pd.DataFrame, schema: Schema, what: str) -> None:
-    cols = [str(c) for c in df.columns]
-    missing = [n for n in schema.names if n not in cols]
-    extra = [n for n in cols if n not in schema.names]
+    missing, extra = schema.column_mismatch(df.columns)
     if missing or extra:
         parts = []
         if missing:
