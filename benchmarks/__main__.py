@@ -16,6 +16,12 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--quick", action="store_true", help="reduced grid (< 10 min on 2 CPU cores)")
     r.add_argument("--systems", nargs="*", default=None, help="override the config's systems")
     r.add_argument("--max-train-rows", type=int, default=None, help="seeded subsample of training rows")
+    r.add_argument("--datasets", nargs="*", default=None, help="override the config's datasets")
+    r.add_argument("--epsilons", nargs="*", type=float, default=None, help="override the config's ε list")
+    r.add_argument("--seeds", nargs="*", type=int, default=None, help="override the config's seeds")
+    r.add_argument(
+        "--resume", action="store_true", help="skip runs already recorded in the grid's JSONL file"
+    )
     t = sub.add_parser("tables", help="rebuild Markdown tables and plots from a results JSONL file")
     t.add_argument("jsonl")
     c = sub.add_parser("_child", help=argparse.SUPPRESS)
@@ -36,7 +42,16 @@ def main(argv: list[str] | None = None) -> int:
         for out in runner.write_outputs(rows, path.parent, path.stem):
             print(out)
         return 0
-    jsonl = runner.run(a.config, quick=a.quick, only_systems=a.systems, max_train_rows=a.max_train_rows)
+    jsonl = runner.run(
+        a.config,
+        quick=a.quick,
+        only_systems=a.systems,
+        max_train_rows=a.max_train_rows,
+        datasets=a.datasets,
+        epsilons=a.epsilons,
+        seeds=a.seeds,
+        resume=a.resume,
+    )
     print(jsonl)
     return 0
 

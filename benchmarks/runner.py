@@ -368,7 +368,8 @@ def markdown_table(rows: list[dict[str, Any]], dataset: str) -> str:
     rows = [r for r in rows if r["dataset"] == dataset]
     head = "| system | ε | seeds | " + " | ".join(lbl for _, lbl in METRICS) + " |"
     lines = [head, "|" + "---|" * (3 + len(METRICS))]
-    keys = sorted({(r["system"], r["epsilon"]) for r in rows}, key=lambda k: (k[0], k[1]))
+    keys = sorted({(r["system"], r["epsilon"]) for r in rows}, key=lambda k: (k[0], k[1] or 0.0))
+    dagger = False
     for system, eps in keys:
         grp = [r for r in rows if r["system"] == system and r["epsilon"] == eps]
         ok = [r for r in grp if "skipped" not in r and "failed" not in r]
@@ -382,7 +383,16 @@ def markdown_table(rows: list[dict[str, Any]], dataset: str) -> str:
             continue
         cells = [_fmt([r.get(k) for r in ok]) for k, _ in METRICS]
         eps_txt = "no DP" if eps is None else eps
-        lines.append(f"| {system} | {eps_txt} | {len(ok)} | " + " | ".join(cells) + " |")
+        label = system
+        if any(r.get("guarantee") not in (None, "dp", "none") for r in ok):
+            label += " †"
+            dagger = True
+        lines.append(f"| {label} | {eps_txt} | {len(ok)} | " + " | ".join(cells) + " |")
+    if dagger:
+        lines.append(
+            "\n† not (ε, δ)-DP end to end: its guarantee does not cover training (see the backend's "
+            "privacy report); ε is the nominal figure."
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -458,23 +468,81 @@ def write_outputs(rows: list[dict[str, Any]], results: Path, name: str) -> list[
 
 
 # -- main loop --------------------------------------------------------------------------------------
+def _key(row: dict[str, Any]) -> tuple[str, str, Any, Any]:
+    return (row["dataset"], row["system"], row.get("epsilon"), row.get("seed"))
+
+
+def completed_rows(jsonl: Path) -> list[dict[str, Any]]:
+    """Rows of an earlier run of the same grid that finished (no ``failed``/``skipped``).
+
+    Used by ``--resume``: a grid too long for one sitting is run in pieces, and a later piece skips
+    every (dataset, system, ε, seed) already measured. The last record of a key wins.
+    """
+    if not jsonl.exists():
+        return []
+    latest: dict[tuple[str, str, Any, Any], dict[str, Any]] = {}
+    for line in jsonl.read_text().splitlines():
+        if line.strip():
+            row = json.loads(line)
+            latest[_key(row)] = row
+    return [r for r in latest.values() if "failed" not in r and "skipped" not in r]
+
+
+def git_commit() -> str | None:
+    """Commit of the code that ran (recorded with every row), or None outside a git checkout."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=False
+        )
+    except OSError:
+        return None
+    return out.stdout.strip() or None
+
+
+def plan(grid: dict[str, Any], systems: list[str]) -> list[tuple[str, str, float | None, int]]:
+    """The runs of a grid, seed-major: every system at every ε for seed 0 before seed 1, so that an
+    interrupted grid still holds complete comparisons."""
+    out: list[tuple[str, str, float | None, int]] = []
+    for dname in grid["datasets"]:
+        for seed in grid["seeds"]:
+            for eps in grid["epsilons"]:
+                out += [(dname, s, eps, seed) for s in systems if s != "real"]
+            if "real" in systems:
+                out.append((dname, "real", None, seed))
+    return out
+
+
 def run(
     config_path: str,
     quick: bool = False,
     only_systems: list[str] | None = None,
     max_train_rows: int | None = None,
+    *,
+    datasets: list[str] | None = None,
+    epsilons: list[float] | None = None,
+    seeds: list[int] | None = None,
+    resume: bool = False,
 ) -> Path:
-    """Run the grid of ``config_path`` (``[quick]`` overrides when ``quick``); return the JSONL path."""
+    """Run the grid of ``config_path`` (``[quick]`` overrides when ``quick``); return the JSONL path.
+
+    ``datasets``/``epsilons``/``seeds`` narrow the grid; ``resume`` skips runs already recorded in
+    the grid's JSONL file and rebuilds the tables from all of its rows.
+    """
     cfg = tomllib.loads(Path(config_path).read_text())
     grid = dict(cfg["run"])
     if quick:
         grid.update(cfg.get("quick", {}))
+    for key, val in (("datasets", datasets), ("epsilons", epsilons), ("seeds", seeds)):
+        if val:
+            grid[key] = list(val)
     systems = expand_systems(only_systems or grid["systems"])
     results = _resolve(grid.get("results_dir", "benchmarks/results"))
     results.mkdir(parents=True, exist_ok=True)
     work = results / "tmp" / grid["name"]  # synthetic CSVs and full reports (git-ignored)
     work.mkdir(parents=True, exist_ok=True)
     jsonl = results / f"{grid['name']}.jsonl"
+    previous = completed_rows(jsonl) if resume else []
+    done = {_key(r) for r in previous}
     rows: list[dict[str, Any]] = []
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     host = {
@@ -482,68 +550,69 @@ def run(
         "processor": platform.processor(),
         "cpus": os.cpu_count(),
         "python": platform.python_version(),
+        "commit": git_commit(),
     }
-    for dname in grid["datasets"]:
-        ds = load_dataset(dname, cfg["datasets"][dname], max_train_rows or grid.get("max_train_rows"))
-        log.info("dataset %s: %d train, %d hold-out", dname, len(ds.train), len(ds.holdout))
-        from tabpriv.io import write_table
+    todo = [t for t in plan(grid, systems) if (t[0], t[1], t[2], t[3]) not in done]
+    log.info("%d runs to do (%d already recorded)", len(todo), len(done))
+    loaded: dict[str, Dataset] = {}
+    for i, (dname, system, eps, seed) in enumerate(todo, 1):
+        if dname not in loaded:
+            loaded.clear()  # one dataset in memory at a time
+            ds = load_dataset(dname, cfg["datasets"][dname], max_train_rows or grid.get("max_train_rows"))
+            log.info("dataset %s: %d train, %d hold-out", dname, len(ds.train), len(ds.holdout))
+            from tabpriv.io import write_table
 
-        write_table(ds.train, work / f"{dname}_train.csv")  # fresh each run (subsampling may differ)
+            write_table(ds.train, work / f"{dname}_train.csv")  # fresh each run (subsampling may differ)
+            loaded[dname] = ds
+        ds = loaded[dname]
         # A dataset may set its own delta (tabpriv requires delta < 1/n for n training rows).
         delta = float(cfg["datasets"][dname].get("delta", grid["delta"]))
-        for system in systems:
-            eps_list = [None] if system == "real" else grid["epsilons"]
-            for eps in eps_list:
-                for seed in grid["seeds"]:
-                    t0 = time.perf_counter()
-                    row: dict[str, Any] = {
-                        "run": grid["name"],
-                        "started": started,
-                        "dataset": dname,
-                        "system": system,
-                        "epsilon": eps,
-                        "delta": None if eps is None else delta,
-                        "seed": seed,
-                        "split": ds.split,
-                        "host": host,
-                        "command": " ".join(sys.argv),
-                    }
-                    synth, facts = run_system(
-                        system, ds, eps or 0.0, delta, seed, work, grid.get("timeout_s", 3600)
-                    )
-                    row.update(facts)
-                    if synth is not None:
-                        try:
-                            rep = score(
-                                ds, synth, seed, grid.get("eval_bins", 20), facts.get("privacy_report")
-                            )
-                            row.update(headline(rep))
-                            row["epsilon_spent"] = (
-                                _epsilon_spent(facts.get("privacy_report"))
-                                if system.startswith("tabpriv:")
-                                else eps
-                            )
-                            rpath = work / f"{dname}_{system.replace(':', '-')}_e{eps}_s{seed}.report.json"
-                            rpath.write_text(json.dumps(rep, default=str))
-                            row["report_path"] = os.path.relpath(rpath, ROOT)
-                        except Exception as e:
-                            row["failed"] = f"evaluation: {type(e).__name__}: {e}"
-                    row["total_s"] = time.perf_counter() - t0
-                    row.pop("privacy_report", None)
-                    rows.append(row)
-                    with jsonl.open("a") as f:
-                        f.write(json.dumps(row, default=str) + "\n")
-                    log.info(
-                        "%s %s eps=%s seed=%s: %s",
-                        dname,
-                        system,
-                        eps,
-                        seed,
-                        row.get("failed")
-                        or row.get("skipped")
-                        or f"2-way TVD {row.get('tvd_2way')}, LR AUC {row.get('lr_auc_tstr')}, "
-                        f"fit {row.get('fit_s')}",
-                    )
-    for p in write_outputs(rows, results, grid["name"]):
+        t0 = time.perf_counter()
+        row: dict[str, Any] = {
+            "run": grid["name"],
+            "started": started,
+            "dataset": dname,
+            "system": system,
+            "epsilon": eps,
+            "delta": None if eps is None else delta,
+            "seed": seed,
+            "split": ds.split,
+            "host": host,
+            "command": " ".join(sys.argv),
+        }
+        synth, facts = run_system(system, ds, eps or 0.0, delta, seed, work, grid.get("timeout_s", 3600))
+        row.update(facts)
+        priv = facts.get("privacy_report")
+        row["guarantee"] = (
+            priv.get("guarantee") if isinstance(priv, dict) else ("none" if system == "real" else "dp")
+        )
+        if synth is not None:
+            try:
+                rep = score(ds, synth, seed, grid.get("eval_bins", 20), priv)
+                row.update(headline(rep))
+                row["epsilon_spent"] = _epsilon_spent(priv) if system.startswith("tabpriv:") else eps
+                rpath = work / f"{dname}_{system.replace(':', '-')}_e{eps}_s{seed}.report.json"
+                rpath.write_text(json.dumps(rep, default=str))
+                row["report_path"] = os.path.relpath(rpath, ROOT)
+            except Exception as e:
+                row["failed"] = f"evaluation: {type(e).__name__}: {e}"
+        row["total_s"] = time.perf_counter() - t0
+        row.pop("privacy_report", None)
+        rows.append(row)
+        with jsonl.open("a") as f:
+            f.write(json.dumps(row, default=str) + "\n")
+        log.info(
+            "[%d/%d] %s %s eps=%s seed=%s: %s",
+            i,
+            len(todo),
+            dname,
+            system,
+            eps,
+            seed,
+            row.get("failed")
+            or row.get("skipped")
+            or f"2-way TVD {row.get('tvd_2way')}, LR AUC {row.get('lr_auc_tstr')}, fit {row.get('fit_s')}",
+        )
+    for p in write_outputs(previous + rows, results, grid["name"]):
         log.info("wrote %s", p)
     return jsonl
