@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -167,6 +168,17 @@ class EncodedTable:
         norms = np.linalg.norm(self.data, axis=1, keepdims=True)
         scale = np.minimum(1.0, c / np.maximum(norms, 1e-12))
         return (self.data * scale).astype(np.float32, copy=False)
+
+    def iter_chunks(self, chunk_rows: int = 65_536) -> Iterator[tuple[int, np.ndarray]]:
+        """Yield ``(start_row, block)`` pairs covering the rows in order, ``chunk_rows`` at a time.
+
+        Streaming backends read the table through this method only, so that memory stays
+        ``O(chunk_rows × width)`` whatever the number of rows.
+        """
+        if chunk_rows <= 0:
+            raise ValueError(f"chunk_rows must be positive; got {chunk_rows}.")
+        for start in range(0, self.n_rows, chunk_rows):
+            yield start, self.data[start : start + chunk_rows]
 
     def with_data(self, data: np.ndarray) -> EncodedTable:
         """Same spans, other rows (e.g. a subsample or generated rows)."""
