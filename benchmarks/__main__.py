@@ -39,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
 
         path = Path(a.jsonl)
         rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        rows = list({runner._key(r): r for r in rows}.values())  # last record of a key wins
         for out in runner.write_outputs(rows, path.parent, path.stem):
             print(out)
         return 0

@@ -4,7 +4,10 @@
 ACSEmployment, ACSTravelTime) with folktables' own task definitions (features, target, filter) and
 returns the feature columns plus the boolean target column, together with a *hand-written* public
 schema whose codes and ranges are typed from the ACS PUMS 2018 data dictionary (``acs_schemas/``),
-never read off the data, so the schema costs no privacy budget.
+never read off the data, so the schema costs no privacy budget. ``OCCP``, ``POBP``, ``PUMA`` and
+``POWPUMA`` are nominal codes but are declared as integer ranges: the dictionary's code lists could not
+be had offline, so the evaluation and the synthesizers treat them as numbers (see their descriptions
+and ``benchmarks/README.md``).
 
 The real ACS person files are large (the 2018 California file is 267 MB) and come from census.gov.
 Pass ``download=True`` where there is internet, or point ``root_dir`` at a local copy laid out as

@@ -114,3 +114,21 @@ def test_unknown_task_and_state(tmp_path: Path) -> None:
     with pytest.raises(InputFileError, match="ZZ"):
         acs_file_path(tmp_path, state="ZZ")
     assert acs_file_path(tmp_path, "NY", 2016).name == "ss16pny.csv"
+
+
+NOMINAL_AS_NUMBER = {"ACSIncome": ("OCCP", "POBP"), "ACSTravelTime": ("PUMA", "OCCP", "POWPUMA")}
+
+
+@pytest.mark.parametrize("task", sorted(NOMINAL_AS_NUMBER))
+def test_nominal_codes_kept_as_integer_ranges_say_why(task: str) -> None:
+    """OCCP, POBP, PUMA and POWPUMA are nominal codes; without the data dictionary's code lists offline
+    they stay integer ranges, and their descriptions say so and what it costs."""
+    schema = acs_schema(task)
+    doc = json.loads((SCHEMA_DIR / f"{task}.schema.json").read_text())
+    descriptions = {c["name"]: c["description"] for c in doc["columns"]}
+    for name in NOMINAL_AS_NUMBER[task]:
+        assert schema[name].kind == "integer"
+        text = descriptions[name]
+        assert "NOMINAL CODE DECLARED AS A NUMBER" in text
+        assert "PUMS_Data_Dictionary_2018" in text and "bins this column as a number" in text
+    assert "nominal codes declared as integer ranges" in doc["description"]

@@ -52,6 +52,33 @@ def _levels(col: dict[str, Any], bins: int) -> dict[str, Any]:
     return {"mode": "bin", "k": b, "lo": lo, "hi": hi, "int": kind == "integer"}
 
 
+def _bin_code(x: np.ndarray, info: dict[str, Any]) -> np.ndarray:
+    """Bin of each number, with the very formula of ``tabpriv.evaluation.discretize``.
+
+    ``floor((x - lower) / (upper - lower) * b)`` clipped to ``[0, b)``; computing it any other way
+    (e.g. dividing by the bin width) puts some values that lie on a bin edge into the other bin.
+    """
+    lo, hi, k = info["lo"], info["hi"], info["k"]
+    return np.clip(np.floor((x - lo) / (hi - lo) * k), 0, k - 1).astype(np.int64)
+
+
+def _first_integer(c: np.ndarray, info: dict[str, Any]) -> np.ndarray:
+    """Smallest whole number ``v`` in ``[lower, upper]`` whose bin is ``c`` or later.
+
+    Starts from the exact-arithmetic answer and corrects it by whole steps so that it agrees with
+    :func:`_bin_code` despite rounding (values for ``c >= b`` are ``upper + 1``).
+    """
+    lo, hi, k = info["lo"], info["hi"], info["k"]
+    v = np.clip(np.ceil(lo + c * ((hi - lo) / k)), lo, hi + 1)
+    for _ in range(3):
+        down = (v - 1 >= lo) & (_bin_code(v - 1, info) >= c)
+        up = (v <= hi) & (_bin_code(v, info) < c)
+        if not (down.any() or up.any()):
+            break
+        v = v - down + up
+    return v
+
+
 def _cat_key(v: Any) -> Any:
     if isinstance(v, (bool, np.bool_)):
         return ("b", bool(v))
@@ -90,8 +117,7 @@ def encode(df: pd.DataFrame, schema: dict[str, Any], bins: int) -> tuple[pd.Data
             if info["mode"] == "exact":
                 codes = np.rint(x - info["lo"]).astype(np.int64)
             else:
-                width = (info["hi"] - info["lo"]) / info["k"]
-                codes = np.clip(np.floor((x - info["lo"]) / width), 0, info["k"] - 1).astype(np.int64)
+                codes = _bin_code(x, info)
         n_codes = info["k"] + (1 if info["missing"] else 0)
         if info["missing"]:
             codes = np.where(isna, info["k"], codes)
@@ -116,16 +142,17 @@ def decode(codes: pd.DataFrame, infos: list[dict[str, Any]], rng: np.random.Gene
             vals = (info["lo"] + c).astype(float)
         else:
             width = (info["hi"] - info["lo"]) / info["k"]
-            left = info["lo"] + c * width
             if info["int"]:
-                # Uniform over the integers whose bin is c: ceil(left edge) .. ceil(right edge) - 1
-                # (the last bin also holds the upper bound itself).
-                first = np.ceil(left - 1e-9)
-                last = np.where(c == info["k"] - 1, info["hi"], np.ceil(left + width - 1e-9) - 1)
+                # Uniform over the integers whose bin is c (first(c) .. first(c + 1) - 1; the last
+                # bin also holds the upper bound itself), bin edges exactly as _bin_code draws them.
+                first = _first_integer(c, info)
+                last = np.where(c == info["k"] - 1, info["hi"], _first_integer(c + 1, info) - 1)
                 last = np.maximum(last, first)
                 x = first + np.floor(rng.random(len(c)) * (last - first + 1))
             else:
-                x = left + rng.random(len(c)) * width
+                x = np.clip(info["lo"] + (c + rng.random(len(c))) * width, info["lo"], info["hi"])
+                # Rounding can put a draw next to an edge into the neighbouring bin: use the middle.
+                x = np.where(_bin_code(x, info) == c, x, info["lo"] + (c + 0.5) * width)
             vals = np.clip(x, info["lo"], info["hi"])
         series = pd.Series(vals, dtype=object if info["mode"] == "cat" else float)
         series[isna] = np.nan
