@@ -22,6 +22,14 @@ the pair ``(u, Xu + v)`` has the exact Renyi divergence
 function of ``u`` under both tables); the ``m'`` columns are independent, so the curve is multiplied by
 ``m'``. It is converted to ``(epsilon, delta)`` with the improved conversion of Canonne, Kamath &
 Steinke (2020) / Balle et al. (2020), optimising the order ``alpha`` numerically over the reals.
+
+Subsampling (optional). A uniformly random subset of exactly ``n_s = round(gamma * n)`` rows is drawn
+without replacement and only those rows are projected (in a random order). Under the substitution
+(replace-one) relation, Balle, Barthe & Gaboardi (NeurIPS 2018, "Privacy amplification by subsampling:
+tight analyses via couplings and divergences", Theorem 9) give: if ``M`` on ``n_s`` rows is
+``(eps, delta)``-DP then ``M o WOR_{n_s/n}`` is ``(log(1 + (n_s/n)(e^eps - 1)), (n_s/n) delta)``-DP,
+for every ``eps``. :func:`calibrate_sigma` therefore calibrates the base mechanism to
+``(log(1 + (e^eps_target - 1) n/n_s), delta n/n_s)`` so that the release is ``(eps_target, delta)``-DP.
 """
 
 from __future__ import annotations
@@ -39,9 +47,13 @@ from tabpriv.transformers.encoded import ColumnSpan, EncodedTable
 
 __all__ = [
     "ACCOUNTANT",
+    "WOR_THEOREM",
+    "SlicingCalibration",
     "SlicingRelease",
+    "amplify_wor",
     "block_sensitivity",
     "calibrate_sigma",
+    "deamplify_wor",
     "enforce_blocks",
     "privatise",
     "rdp_to_dp",
@@ -53,6 +65,12 @@ ACCOUNTANT = (
     "exact RDP curve of the slicing mechanism (Gaussian projection + Gaussian noise), converted to "
     "(epsilon, delta) with the Canonne-Kamath-Steinke / Balle et al. 2020 conversion, alpha optimised "
     "numerically"
+)
+
+WOR_THEOREM = (
+    "Balle, Barthe & Gaboardi (NeurIPS 2018), 'Privacy amplification by subsampling: tight analyses via "
+    "couplings and divergences', Theorem 9 (sampling without replacement, substitution relation): if M "
+    "is (eps, delta)-DP on n_s rows, M o WOR(n -> n_s) is (log(1 + (n_s/n)(e^eps - 1)), (n_s/n) delta)-DP"
 )
 
 
@@ -163,18 +181,48 @@ def slicing_epsilon(
     return best, best_a
 
 
+def amplify_wor(epsilon: float, delta: float, gamma: float) -> tuple[float, float]:
+    """Privacy of ``M o WOR`` at sampling fraction ``gamma = m/n`` from that of ``M`` (replace-one).
+
+    Balle, Barthe & Gaboardi 2018, Theorem 9: ``(log(1 + gamma (e^eps - 1)), gamma delta)``.
+    """
+    if not 0.0 < gamma <= 1.0:
+        raise PrivacyParameterError(f"The sampling fraction must be in (0, 1]; got {gamma!r}.")
+    if math.isinf(epsilon):
+        return math.inf, gamma * delta
+    # log(1 + gamma (e^eps - 1)) = eps + log(gamma + (1 - gamma) e^-eps): no overflow for large eps
+    if epsilon > 1.0:
+        return epsilon + math.log(gamma + (1.0 - gamma) * math.exp(-epsilon)), gamma * delta
+    return math.log1p(gamma * math.expm1(epsilon)), gamma * delta
+
+
+def deamplify_wor(epsilon: float, delta: float, gamma: float) -> tuple[float, float]:
+    """Inverse of :func:`amplify_wor`: the base ``(eps, delta)`` that amplifies to the given pair."""
+    if not 0.0 < gamma <= 1.0:
+        raise PrivacyParameterError(f"The sampling fraction must be in (0, 1]; got {gamma!r}.")
+    if epsilon > 1.0:
+        return epsilon + math.log(math.exp(-epsilon) + -math.expm1(-epsilon) / gamma), delta / gamma
+    return math.log1p(math.expm1(epsilon) / gamma), delta / gamma
+
+
 @dataclass(frozen=True)
 class SlicingCalibration:
     """Noise calibrated to a target epsilon.
 
     Attributes:
         sigma: Standard deviation of the noise added to each projected coordinate.
-        epsilon: Epsilon achieved at ``delta`` (<= target, within 1%).
-        delta: Delta.
-        alpha: Optimal Renyi order.
+        epsilon: Epsilon of the release at ``delta`` (<= target, within 1%); with subsampling, the
+            amplified epsilon (the guarantee).
+        delta: Delta of the release.
+        alpha: Optimal Renyi order (of the base mechanism).
         sensitivity: Replace-one L2 sensitivity ``Delta``.
         d: Encoded width.
         n_projections: ``m' = m * k``.
+        subsample: Sampling fraction ``gamma = m/n`` (``None``: every row is projected).
+        epsilon_base: Epsilon of the base mechanism on the sample at ``delta_base``.
+        delta_base: Delta of the base mechanism (``delta / gamma``).
+        epsilon_unamplified: Epsilon at ``delta`` of the same ``sigma`` without subsampling (equals
+            ``epsilon`` when ``subsample`` is ``None``).
 
     """
 
@@ -185,12 +233,31 @@ class SlicingCalibration:
     sensitivity: float
     d: int
     n_projections: int
+    subsample: float | None = None
+    epsilon_base: float | None = None
+    delta_base: float | None = None
+    epsilon_unamplified: float | None = None
 
 
 def calibrate_sigma(
-    epsilon: float, delta: float, d: int, n_projections: int, sensitivity: float
+    epsilon: float,
+    delta: float,
+    d: int,
+    n_projections: int,
+    sensitivity: float,
+    subsample: float | None = None,
 ) -> SlicingCalibration:
     """Smallest ``sigma`` (by bisection) whose epsilon at ``delta`` is <= ``epsilon`` (within 1e-6).
+
+    Args:
+        epsilon: Target epsilon of the release.
+        delta: Target delta of the release.
+        d: Encoded width.
+        n_projections: ``m' = m * k``.
+        sensitivity: Replace-one L2 sensitivity ``Delta``.
+        subsample: Fraction ``gamma = m/n`` of rows sampled without replacement before the mechanism
+            (``None``: all rows). The base mechanism is calibrated to :func:`deamplify_wor` of the
+            target, so the amplified release meets the target.
 
     Raises:
         PrivacyParameterError: Invalid arguments.
@@ -203,9 +270,21 @@ def calibrate_sigma(
             f"Need d >= 1, m' >= 1 and sensitivity > 0; got d={d}, m'={n_projections}, "
             f"sensitivity={sensitivity}."
         )
+    gamma = 1.0 if subsample is None else float(subsample)
+    if not 0.0 < gamma <= 1.0:
+        raise PrivacyParameterError(
+            f"subsample must be a fraction in (0, 1] (or None for no subsampling); got {subsample!r}."
+        )
+    delta_base = delta / gamma
+    if delta_base >= 1.0:
+        raise PrivacyParameterError(
+            f"With subsample={gamma:g} the base mechanism would need delta={delta_base:g} >= 1; "
+            f"use a larger subsample fraction or a smaller delta (got delta={delta:g})."
+        )
 
     def eps_of(s: float) -> float:
-        return slicing_epsilon(s, d, n_projections, sensitivity, delta)[0]
+        base = slicing_epsilon(s, d, n_projections, sensitivity, delta_base)[0]
+        return amplify_wor(base, delta_base, gamma)[0] if subsample is not None else base
 
     lo, hi = 1e-6, 1.0
     while eps_of(hi) > epsilon:
@@ -220,9 +299,19 @@ def calibrate_sigma(
             hi = mid
         if hi - lo <= 1e-7 * hi:
             break
-    eps, alpha = slicing_epsilon(hi, d, n_projections, sensitivity, delta)
+    base_eps, alpha = slicing_epsilon(hi, d, n_projections, sensitivity, delta_base)
+    if subsample is None:
+        assert base_eps <= epsilon
+        return SlicingCalibration(
+            hi, base_eps, delta, alpha, sensitivity, d, n_projections, None, base_eps, delta, base_eps
+        )
+    eps, delta_out = amplify_wor(base_eps, delta_base, gamma)
     assert eps <= epsilon
-    return SlicingCalibration(hi, eps, delta, alpha, sensitivity, d, n_projections)
+    unamp = slicing_epsilon(hi, d, n_projections, sensitivity, delta)[0]
+    return SlicingCalibration(
+        hi, eps, min(delta, delta_out), alpha, sensitivity, d, n_projections, gamma, base_eps,
+        delta_base, unamp,
+    )  # fmt: skip
 
 
 # -- the release ------------------------------------------------------------------------------------
@@ -330,20 +419,25 @@ def privatise(
     seed: int,
     accounting: dict[str, Any],
     chunk_rows: int = 8192,
+    sample_size: int | None = None,
 ) -> SlicingRelease:
     """Run the mechanism: enforce the blocks, project on ``U ~ N(0, 1/d)`` and add ``N(0, sigma^2)``.
 
-    The projection is streamed in row chunks, so the working memory besides the output is
-    ``O(chunk_rows * (d + m'))``; the output ``XU + V`` is ``4 n m'`` bytes (float32).
+    The table is read only through :meth:`EncodedTable.iter_chunks`, one chunk at a time, so the
+    working memory besides the output is ``O(chunk_rows * (d + m'))``; the output ``XU + V`` is
+    ``4 n m'`` bytes (float32), ``4 m m'`` with a sample of ``m`` rows.
 
     Args:
-        table: Encoded private table (touched only here).
+        table: Encoded private table (touched only here, through ``iter_chunks``).
         sigma: Noise standard deviation (from :func:`calibrate_sigma`).
         n_slices: ``m``.
         k: Slice dimension.
-        seed: Secret seed of the noise (OS entropy unless the user seeded the run).
+        seed: Secret seed of the noise and of the row sample (OS entropy unless the user seeded the
+            run).
         accounting: Accounting figures stored with the release.
         chunk_rows: Rows per chunk.
+        sample_size: Project only a uniformly random subset of exactly this many rows, drawn without
+            replacement, released in a uniformly random order (``None``: every row, in table order).
 
     """
     n, d = table.n_rows, table.width
@@ -352,15 +446,33 @@ def privatise(
     projection = (rng.standard_normal((d, m_prime), dtype=np.float32) / np.float32(math.sqrt(d))).astype(
         np.float32
     )
-    noisy = np.empty((n, m_prime), dtype=np.float32)
+    if sample_size is not None:
+        if not 1 <= sample_size <= n:
+            raise PrivacyParameterError(
+                f"sample_size must be between 1 and the number of rows ({n}); got {sample_size}."
+            )
+        chosen = np.sort(rng.choice(n, size=sample_size, replace=False))
+        # A random output order makes the release a function of the sampled multiset only, which
+        # is the setting of the without-replacement amplification theorem.
+        slots = rng.permutation(sample_size)
+    n_out = n if sample_size is None else sample_size
+    noisy = np.empty((n_out, m_prime), dtype=np.float32)
     bound = table.row_norm_bound
-    for start in range(0, n, chunk_rows):
-        stop = min(n, start + chunk_rows)
-        x = enforce_blocks(table.data[start:stop], table.spans)
+    dest: slice | np.ndarray
+    for start, block in table.iter_chunks(chunk_rows):
+        stop = start + block.shape[0]
+        if sample_size is None:
+            rows, dest = block, slice(start, stop)
+        else:
+            i0, i1 = np.searchsorted(chosen, [start, stop])
+            if i1 == i0:
+                continue
+            rows, dest = block[chosen[i0:i1] - start], slots[i0:i1]
+        x = enforce_blocks(rows, table.spans)
         # Row-norm clip to the data-independent bound as well (a no-op after the block enforcement).
         norms = np.linalg.norm(x, axis=1, keepdims=True)
         x *= np.minimum(1.0, bound / np.maximum(norms, 1e-12)).astype(np.float32)
-        noise = rng.standard_normal((stop - start, m_prime), dtype=np.float32)
+        noise = rng.standard_normal((x.shape[0], m_prime), dtype=np.float32)
         noise *= np.float32(sigma)
-        noisy[start:stop] = x @ projection + noise
+        noisy[dest] = x @ projection + noise
     return SlicingRelease(projection, noisy, float(sigma), int(k), table.spans, dict(accounting))

@@ -43,12 +43,21 @@ class SlicingBackend(Backend):
         n_blocks: Residual blocks.
         head: ``"gumbel"`` or ``"softmax"`` categorical head during training.
         n_features: Random Fourier features per slice.
+        reg: Ridge ``tau`` of the kernel-mean-matching solve (kmm: ``K + tau * b_r * I``; rff:
+            ``C + tau * I``). ``None``: the estimator's default (kmm: chosen by measurement, see
+            docs/slicing.md; rff: 1e-2).
         chunk_rows: Rows per chunk when projecting (memory ``O(chunk_rows * m')``).
+        subsample: Fraction ``gamma`` in (0, 1]: project only a uniformly random subset of exactly
+            ``round(gamma * n)`` rows drawn without replacement, and account for it with the
+            without-replacement amplification theorem under replace-one adjacency (Balle, Barthe &
+            Gaboardi 2018, Theorem 9). ``None`` (default): every row is projected.
 
     """
 
     name = "slicing"
     guarantee = "dp"
+    #: Reads the table only through :meth:`EncodedTable.iter_chunks`.
+    streaming: ClassVar[bool] = True
     devices = ("cpu", "cuda")
     summary = (
         "Slicing mechanism (noisy random projections, privacy spent once) + generator trained on the "
@@ -81,7 +90,9 @@ class SlicingBackend(Backend):
         n_blocks: int = 2,
         head: str = "gumbel",
         n_features: int = 96,
+        reg: float | None = None,
         chunk_rows: int = 8192,
+        subsample: float | None = None,
     ) -> None:
         self.n_slices = n_slices
         self.k = k
@@ -97,14 +108,33 @@ class SlicingBackend(Backend):
         self.n_blocks = n_blocks
         self.head = head
         self.n_features = n_features
+        self.reg = reg
         self.chunk_rows = chunk_rows
+        self.subsample = subsample
 
     # -- helpers ---------------------------------------------------------------------------------
     def _k(self) -> int:
         return int(self.k)
 
+    def _sample_size(self, n_rows: int) -> tuple[int | None, float | None]:
+        """``(m, m/n)`` for the subsample, ``(None, None)`` without subsampling."""
+        g = self.subsample
+        if g is None:
+            return None, None
+        if isinstance(g, bool) or not isinstance(g, int | float) or not 0.0 < float(g) <= 1.0:
+            raise PrivacyParameterError(
+                f"subsample must be a fraction in (0, 1] or None; got {g!r}. Example: subsample=0.25 "
+                "projects a random quarter of the rows."
+            )
+        m = round(float(g) * n_rows)
+        if m < 1:
+            raise PrivacyParameterError(
+                f"subsample={g!r} of {n_rows} rows selects no row; use a larger fraction."
+            )
+        return m, m / n_rows
+
     def _train_config(self) -> Any:
-        from tabpriv.backends._slicing_train import DIVERGENCES, ESTIMATORS, TrainConfig
+        from tabpriv.backends._slicing_train import DEFAULT_REG, DIVERGENCES, ESTIMATORS, TrainConfig
 
         if self.estimator not in ESTIMATORS:
             raise PrivacyParameterError(
@@ -120,6 +150,9 @@ class SlicingBackend(Backend):
             v = getattr(self, nm)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise PrivacyParameterError(f"{nm} must be a positive integer; got {v!r}.")
+        reg = DEFAULT_REG.get(self.estimator, 1e-2) if self.reg is None else self.reg
+        if isinstance(reg, bool) or not isinstance(reg, int | float) or not float(reg) > 0:
+            raise PrivacyParameterError(f"reg must be a positive number or None; got {self.reg!r}.")
         return TrainConfig(
             estimator=self.estimator,
             divergence=self.divergence,
@@ -133,6 +166,7 @@ class SlicingBackend(Backend):
             n_blocks=self.n_blocks,
             head=self.head,
             n_features=self.n_features,
+            reg=float(reg),
         )
 
     # -- fitting ---------------------------------------------------------------------------------
@@ -140,6 +174,7 @@ class SlicingBackend(Backend):
         """Calibrate sigma to the remaining budget, spend it, release the projections, train."""
         from tabpriv.backends._slicing_mechanism import (
             ACCOUNTANT,
+            WOR_THEOREM,
             block_sensitivity,
             calibrate_sigma,
             privatise,
@@ -162,9 +197,11 @@ class SlicingBackend(Backend):
                 "on the data. Raise the budget, or retrain from the saved release "
                 "(retrain_from_release), which costs nothing."
             )
-        cal = calibrate_sigma(ledger.epsilon_left, ledger.delta_left, d, m_prime, delta_sens)
-        check_delta_for_rows(cal.delta, table.n_rows)
-        accounting = {
+        n_rows = table.n_rows
+        sample_size, gamma = self._sample_size(n_rows)
+        cal = calibrate_sigma(ledger.epsilon_left, ledger.delta_left, d, m_prime, delta_sens, gamma)
+        check_delta_for_rows(cal.delta, n_rows)
+        accounting: dict[str, Any] = {
             "epsilon": cal.epsilon,
             "delta": cal.delta,
             "alpha": cal.alpha,
@@ -175,16 +212,35 @@ class SlicingBackend(Backend):
             "m": self.n_slices,
             "k": k,
             "n_projections": m_prime,
-            "n_rows": table.n_rows,
+            "n_rows": n_rows,
             "accountant": ACCOUNTANT,
             "seeded": context.seeded,
+            "epsilon_unamplified": cal.epsilon_unamplified,
         }
+        if gamma is not None:
+            accounting["accountant"] = (
+                ACCOUNTANT + "; amplified by sampling without replacement (Balle, Barthe & Gaboardi, "
+                "NeurIPS 2018, Theorem 9)"
+            )
+            accounting["subsampling"] = {
+                "scheme": (
+                    "uniform without replacement: a random subset of exactly sample_size rows, "
+                    "released in random order (n public, replace-one adjacency)"
+                ),
+                "gamma_requested": float(self.subsample),  # type: ignore[arg-type]
+                "gamma": gamma,
+                "sample_size": sample_size,
+                "n_rows": n_rows,
+                "epsilon_base": cal.epsilon_base,
+                "delta_base": cal.delta_base,
+                "theorem": WOR_THEOREM,
+            }
         # Pay first: an over-budget request raises here, before the data is read.
         ledger.spend(
             mechanism=_MECHANISM,
             epsilon=cal.epsilon,
             delta=cal.delta,
-            accountant=ACCOUNTANT,
+            accountant=accounting["accountant"],
             parameters={kk: v for kk, v in accounting.items() if kk not in ("epsilon", "delta")},
         )
         from tabpriv._random import derive_seed
@@ -197,6 +253,7 @@ class SlicingBackend(Backend):
             seed=derive_seed(context.seed, "slicing-noise"),
             accounting=accounting,
             chunk_rows=self.chunk_rows,
+            sample_size=sample_size,
         )
         self._train(release, cfg, context.device, derive_seed(context.seed, "slicing-train"), context)
         return self
@@ -231,8 +288,37 @@ class SlicingBackend(Backend):
         """Mechanism, accountant, noise and coverage of the release."""
         self.check_fitted()
         acc = self.release_.accounting
+        sub = acc.get("subsampling")
+        mech = _MECHANISM + " (one release; training is post-processing)"
+        extra: dict[str, Any] = {
+            "epsilon_unamplified": acc.get("epsilon_unamplified", acc.get("epsilon")),
+            "sensitivity_rule": "sqrt(2*softmax blocks + 4*number coords + 1*missing indicators)",
+        }
+        if sub is not None:
+            mech = (
+                f"{_MECHANISM} on a uniformly random subset of {sub['sample_size']} of "
+                f"{sub['n_rows']} rows drawn without replacement (gamma = {sub['gamma']:.6g}); one "
+                "release, training is post-processing"
+            )
+            extra.update(
+                {
+                    "subsampling": dict(sub),
+                    "epsilon_amplified": acc.get("epsilon"),
+                    "amplification": (
+                        f"epsilon {acc.get('epsilon'):.4g} (amplified by subsampling, the guarantee) vs "
+                        f"{acc.get('epsilon_unamplified'):.4g} for the same sigma on all rows "
+                        f"(un-amplified), delta {acc.get('delta'):.3g}; see 'theorem'"
+                    ),
+                }
+            )
+        not_cov = [
+            "the number of rows n, treated as public (replace-one adjacency)",
+            "side channels: floating-point noise sampling (Mironov 2012) is not hardened",
+        ]
+        if sub is None:
+            not_cov.insert(1, "no subsampling amplification is claimed (the full table is projected)")
         return PrivacyDetails(
-            mechanism=_MECHANISM + " (one release; training is post-processing)",
+            mechanism=mech,
             adjacency="replace-one",
             accountant=str(acc.get("accountant", "")),
             noise={
@@ -243,21 +329,16 @@ class SlicingBackend(Backend):
                 "d": acc.get("d"),
                 "n_projections": acc.get("n_projections"),
                 "renyi_order": acc.get("alpha"),
+                "subsample_gamma": None if sub is None else sub["gamma"],
+                "sample_size": None if sub is None else sub["sample_size"],
             },
             covered=[
                 "the released projections (U, XU + V), the generator trained on them and every table "
                 "sampled from it, including any later retraining on the saved release",
                 "the encoding (the schema is public and costs nothing)",
             ],
-            not_covered=[
-                "the number of rows n, treated as public (replace-one adjacency)",
-                "no subsampling amplification is claimed (the full table is projected)",
-                "side channels: floating-point noise sampling (Mironov 2012) is not hardened",
-            ],
-            extra={
-                "epsilon_unamplified": acc.get("epsilon"),
-                "sensitivity_rule": "sqrt(2*softmax blocks + 4*number coords + 1*missing indicators)",
-            },
+            not_covered=not_cov,
+            extra=extra,
         )
 
     # -- persistence -----------------------------------------------------------------------------
@@ -291,6 +372,7 @@ class SlicingWassersteinBackend(SlicingBackend):
     """
 
     name = "slicing-wasserstein"
+    streaming: ClassVar[bool] = True
     summary = "Slicing mechanism + generator trained on the sliced 1-D Wasserstein distance (baseline)."
     quick_params: ClassVar[dict[str, Any]] = {
         "n_slices": 16,
@@ -317,7 +399,9 @@ class SlicingWassersteinBackend(SlicingBackend):
         n_blocks: int = 2,
         head: str = "gumbel",
         n_features: int = 96,
+        reg: float | None = None,
         chunk_rows: int = 8192,
+        subsample: float | None = None,
     ) -> None:
         super().__init__(
             n_slices=n_slices,
@@ -334,7 +418,9 @@ class SlicingWassersteinBackend(SlicingBackend):
             n_blocks=n_blocks,
             head=head,
             n_features=n_features,
+            reg=reg,
             chunk_rows=chunk_rows,
+            subsample=subsample,
         )
 
     def _k(self) -> int:
@@ -372,7 +458,10 @@ def retrain_from_release(
 
     rel = release if isinstance(release, SlicingRelease) else SlicingRelease.load(release)
     cls = SlicingWassersteinBackend if backend == "slicing-wasserstein" else SlicingBackend
-    params = {kk: v for kk, v in params.items() if kk not in ("n_slices", "k")}
+    params = {kk: v for kk, v in params.items() if kk not in ("n_slices", "k", "subsample")}
+    sub = rel.accounting.get("subsampling")
+    if sub is not None:
+        params["subsample"] = sub.get("gamma_requested", sub.get("gamma"))
     b = cls(n_slices=rel.n_slices, k=rel.k, **params)
     b._k()
     s = secrets.randbits(128) if seed is None else int(seed)

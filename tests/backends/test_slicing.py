@@ -239,3 +239,214 @@ def test_training_learns_a_marginal_at_low_noise() -> None:
     freq = out["color"].value_counts(normalize=True).reindex(["red", "green", "blue"]).fillna(0)
     # true marginal (0.5, 0.3, 0.2); uniform would be 0.2 TVD away
     assert 0.5 * np.abs(freq.to_numpy() - np.array([0.5, 0.3, 0.2])).sum() < 0.1
+
+
+# -- streaming read ------------------------------------------------------------------------------------
+class _StreamOnly:
+    """An encoded table readable only through ``iter_chunks`` (as a lazily encoded table would be)."""
+
+    def __init__(self, table) -> None:  # type: ignore[no-untyped-def]
+        self._t = table
+        self.spans = table.spans
+        self.width = table.width
+        self.n_rows = table.n_rows
+        self.row_norm_bound = table.row_norm_bound
+        self.n_columns = table.n_columns
+        self.chunks_read = 0
+
+    @property
+    def data(self) -> np.ndarray:
+        raise AssertionError("the slicing fit path touched table.data instead of iter_chunks")
+
+    def iter_chunks(self, chunk_rows: int = 65_536):  # type: ignore[no-untyped-def]
+        for start, block in self._t.iter_chunks(chunk_rows):
+            self.chunks_read += 1
+            yield start, block
+
+
+@pytest.mark.parametrize("subsample", [None, 0.5])
+def test_fit_reads_the_table_only_through_iter_chunks(subsample: float | None) -> None:
+    table = _encoded(500)
+    stream = _StreamOnly(table)
+    ledger = PrivacyLedger(PrivacyBudget(2.0, 1e-5))
+    b = SlicingBackend(**{**QUICK, "chunk_rows": 64, "subsample": subsample})
+    b.fit(stream, ledger, FitContext(device="cpu", seed=3, seeded=True))  # type: ignore[arg-type]
+    assert stream.chunks_read == math.ceil(500 / 64)
+    assert SlicingBackend.streaming is True
+    assert get_backend_class("slicing-wasserstein").streaming is True
+
+
+def test_streamed_release_equals_the_in_memory_formula() -> None:
+    # Same seed, different chunk sizes: the release does not depend on the chunking.
+    table = _encoded(700)
+    a = privatise(table, sigma=0.5, n_slices=6, k=2, seed=9, accounting={}, chunk_rows=700)
+    b = privatise(table, sigma=0.5, n_slices=6, k=2, seed=9, accounting={}, chunk_rows=64)
+    np.testing.assert_array_equal(a.noisy, b.noisy)
+    x = enforce_blocks(table.data, table.spans)
+    resid = a.noisy.astype(np.float64) - x.astype(np.float64) @ a.projection.astype(np.float64)
+    assert resid.std() == pytest.approx(0.5, rel=0.05)
+
+
+# -- subsampling without replacement ------------------------------------------------------------------
+def _gauss_profile(eps: float, s: float, sens: float = 2.0) -> float:
+    """Exact privacy profile delta(eps) of the Gaussian mechanism N(f(D), s^2) with L2 sensitivity sens."""
+    from scipy.stats import norm
+
+    return float(
+        norm.cdf(-eps * s / sens + sens / (2 * s))
+        - math.exp(eps) * norm.cdf(-eps * s / sens - sens / (2 * s))
+    )
+
+
+def _hockey_stick_wor_pair(eps: float, s: float, gamma: float) -> float:
+    """H_{e^eps}(P || P'), P = (1-g)N(0,s^2) + gN(1,s^2), P' = (1-g)N(0,s^2) + gN(-1,s^2), by quadrature.
+
+    The pair is a sum query over rows in [-1, 1] (sensitivity 2) with every row but one at 0, the
+    changed row +1 vs -1, sampled without replacement at rate gamma.
+    """
+    from scipy import integrate
+    from scipy.stats import norm
+
+    a = math.exp(eps)
+
+    def f(x: float) -> float:
+        p = (1 - gamma) * norm.pdf(x, 0, s) + gamma * norm.pdf(x, 1, s)
+        q = (1 - gamma) * norm.pdf(x, 0, s) + gamma * norm.pdf(x, -1, s)
+        return max(0.0, p - a * q)
+
+    val, _ = integrate.quad(f, -40 * s - 2, 40 * s + 2, points=[0.0], limit=400, epsabs=1e-14)
+    return float(val)
+
+
+@pytest.mark.parametrize("s", [0.5, 1.0, 2.0])
+@pytest.mark.parametrize("gamma", [0.5, 0.25, 0.1])
+def test_wor_amplification_bounds_the_exact_gaussian_pair(s: float, gamma: float) -> None:
+    from tabpriv.backends._slicing_mechanism import amplify_wor
+
+    tight_somewhere = False
+    for eps in (0.05, 0.2, 0.5, 1.0, 2.0, 4.0, 6.0):
+        eps_amp, delta_amp = amplify_wor(eps, _gauss_profile(eps, s), gamma)
+        exact = _hockey_stick_wor_pair(eps_amp, s, gamma)
+        assert exact <= delta_amp * (1 + 1e-6) + 1e-13, (eps, exact, delta_amp)
+        tight_somewhere |= exact >= 0.9 * delta_amp
+    assert tight_somewhere  # the bound is not vacuous: within 10% of exact at small eps
+
+
+def test_wor_amplified_slicing_epsilon_dominates_the_exact_pair_and_dp_accounting() -> None:
+    # Gaussian limit of the slicing mechanism (large d sigma^2): effective noise multiplier z.
+    import dp_accounting
+    from dp_accounting import NeighboringRelation
+    from scipy.optimize import brentq
+
+    d, m_prime, sens, n = 50, 100_000, 2.0, 100_000
+    for gamma in (0.5, 0.25):
+        cal = calibrate_sigma(5.1, 1e-5, d, m_prime, sens, subsample=gamma)
+        z = cal.sigma * math.sqrt(d) / (sens * math.sqrt(m_prime))
+        # exact epsilon at delta of the tight 1-D pair with multiplier z (noise s = 2z for sens 2)
+        eps_exact = brentq(lambda e, z=z, g=gamma: _hockey_stick_wor_pair(e, 2 * z, g) - 1e-5, 1e-3, 20.0)
+        assert cal.epsilon >= eps_exact
+        # independent accountant: dp-accounting's RDP bound for sampling without replacement
+        # (Wang, Balle & Kasiviswanathan 2019), replace-one, same multiplier
+        acc = dp_accounting.rdp.RdpAccountant(
+            orders=list(range(2, 65)),
+            neighboring_relation=NeighboringRelation.REPLACE_ONE,
+        )
+        acc.compose(
+            dp_accounting.SampledWithoutReplacementDpEvent(
+                n, round(gamma * n), dp_accounting.GaussianDpEvent(z)
+            )
+        )
+        eps_rdp = acc.get_epsilon(1e-5)
+        assert eps_exact <= eps_rdp
+        # the two upper bounds agree within 10% (here the (eps, delta)-level theorem is the tighter)
+        assert cal.epsilon == pytest.approx(eps_rdp, rel=0.10)
+
+
+@pytest.mark.parametrize(("target", "gamma", "m_prime"), [(5.1, 0.25, 512), (1.0, 0.5, 128), (5.1, 0.1, 64)])
+def test_calibration_with_subsample_lands_within_two_percent(
+    target: float, gamma: float, m_prime: int
+) -> None:
+    from tabpriv.backends._slicing_mechanism import amplify_wor
+
+    cal = calibrate_sigma(target, 1e-5, 110, m_prime, math.sqrt(42), subsample=gamma)
+    assert 0.98 * target <= cal.epsilon <= target
+    assert cal.delta <= 1e-5
+    base, _ = slicing_epsilon(cal.sigma, 110, m_prime, math.sqrt(42), 1e-5 / gamma)
+    assert amplify_wor(base, 1e-5 / gamma, gamma)[0] == pytest.approx(cal.epsilon, rel=1e-9)
+    # less noise than without subsampling, and more epsilon for that sigma without amplification
+    assert cal.sigma < calibrate_sigma(target, 1e-5, 110, m_prime, math.sqrt(42)).sigma
+    assert cal.epsilon_unamplified is not None and cal.epsilon_unamplified > target
+
+
+def test_exactly_m_distinct_rows_enter_the_release() -> None:
+    table = _encoded(400)
+    # make every row unique through a numeric coordinate, then recover rows from a noiseless release
+    data = table.data.copy()
+    tanh_col = next(b.start for s in table.spans for b in s.blocks if b.activation == "tanh")
+    data[:, tanh_col] = np.linspace(-0.99, 0.99, 400, dtype=np.float32)
+    table = table.with_data(data)
+    rel = privatise(table, sigma=1e-6, n_slices=20, k=2, seed=4, accounting={}, chunk_rows=37,
+                    sample_size=100)  # fmt: skip
+    assert rel.noisy.shape == (100, 40)
+    xh = rel.noisy.astype(np.float64) @ np.linalg.pinv(rel.projection.astype(np.float64))
+    idx = np.argmin(((xh[:, None, :] - data[None, :, :]) ** 2).sum(-1), axis=1)
+    assert np.abs(xh - data[idx]).max() < 1e-3
+    assert len(set(idx.tolist())) == 100
+    assert not np.all(np.diff(idx) > 0)  # released in random order, not table order
+
+
+def test_subsampled_fit_reports_both_epsilons_and_saves_the_scheme(tmp_path) -> None:
+    synth = Synthesizer("slicing", epsilon=3.0, schema=make_small_schema(), device="cpu",
+                        random_state=0, backend_params={**QUICK, "subsample": 0.25})  # fmt: skip
+    synth.fit(make_small_df(300))
+    b = synth.backend_
+    assert b.release_.noisy.shape[0] == 75
+    rep = synth.privacy_report
+    assert 0.98 * 3.0 <= rep.epsilon <= 3.0
+    ex = rep.extra
+    assert ex["epsilon_amplified"] == pytest.approx(rep.epsilon)
+    assert ex["epsilon_unamplified"] > 3.0  # the same sigma on all rows, without amplification
+    assert ex["subsampling"]["sample_size"] == 75 and ex["subsampling"]["gamma"] == 0.25
+    assert "Balle, Barthe & Gaboardi" in ex["subsampling"]["theorem"]
+    assert "without replacement" in rep.mechanism
+    assert rep.noise["subsample_gamma"] == 0.25
+    path = tmp_path / "rel.safetensors"
+    b.save_release(path)
+    rel = SlicingRelease.load(path)
+    assert rel.accounting["subsampling"]["sample_size"] == 75
+    again = retrain_from_release(path, seed=1, **{**QUICK, "steps": 3})
+    assert again.privacy_details().extra["subsampling"]["gamma"] == 0.25
+    assert again.subsample == 0.25
+
+
+def test_subsample_argument_is_validated() -> None:
+    from tabpriv.errors import PrivacyParameterError
+
+    for bad in (0.0, 1.5, -0.1, True):
+        synth = Synthesizer("slicing", epsilon=1.0, schema=make_small_schema(), device="cpu",
+                            backend_params={**QUICK, "subsample": bad})  # fmt: skip
+        with pytest.raises(PrivacyParameterError, match="subsample"):
+            synth.fit(make_small_df(100))
+
+
+def test_reg_defaults_per_estimator_and_is_validated() -> None:
+    from tabpriv.backends._slicing_train import DEFAULT_REG
+    from tabpriv.errors import PrivacyParameterError
+
+    assert SlicingBackend(estimator="kmm")._train_config().reg == DEFAULT_REG["kmm"]
+    assert SlicingBackend(estimator="rff")._train_config().reg == DEFAULT_REG["rff"]
+    assert SlicingBackend(estimator="kmm", reg=0.3)._train_config().reg == 0.3
+    with pytest.raises(PrivacyParameterError, match="reg"):
+        SlicingBackend(reg=-1.0)._train_config()
+
+
+def test_fit_on_a_lazy_table_never_materialises_it() -> None:
+    schema = make_small_schema()
+    tt = TableTransformer(schema).fit()
+    clean = schema.validate(make_small_df(400))[0]
+    lazy = tt.transform_lazy(clean)
+    ledger = PrivacyLedger(PrivacyBudget(2.0, 1e-5))
+    b = SlicingBackend(**{**QUICK, "chunk_rows": 50, "subsample": 0.5})
+    b.fit(lazy, ledger, FitContext(device="cpu", seed=3, seeded=True))
+    assert lazy.is_lazy  # the full matrix was never built
+    assert b.release_.noisy.shape[0] == 200
