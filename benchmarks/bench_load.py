@@ -1,38 +1,38 @@
-"""Load benchmark: a generated table with 30 mixed columns and a one-hot width of 2,000.
+"""Load benchmark of the public API: 30 mixed columns, one-hot width 2,000, up to 1,000,000 rows.
 
 Usage::
 
-    .venv/bin/python benchmarks/bench_load.py --mode batched --rows 1000000      # one measurement
-    .venv/bin/python benchmarks/bench_load.py --mode synthesizer --rows 100000
-    .venv/bin/python benchmarks/bench_load.py --all                               # the published set
+    .venv/bin/python benchmarks/bench_load.py                                   # the published set
+    .venv/bin/python benchmarks/bench_load.py --backends independent --rows 100000 300000 1000000
+    .venv/bin/python benchmarks/bench_load.py --backends slicing --rows 100000 --merge
 
-Modes:
+Every measurement goes through the public path only::
 
-* ``synthesizer``: the public path, ``Synthesizer(backend="independent").fit(df).sample(n)``, which
-  holds the whole DataFrame and the whole ``n x 2000`` float32 encoded matrix in memory (8 GB at
-  1,000,000 rows), so it is run at sizes this shared machine can hold.
-* ``batched``: 1,000,000 rows with memory bounded by batching, using only public pieces: the table is
-  generated and encoded in chunks into a disk-backed (``np.memmap``) EncodedTable, ``IndependentBackend.fit``
-  reads it column by column, and sampling + decoding run in chunks of ``--chunk`` rows.
+    synth = Synthesizer(backend=B, epsilon=5.1, delta=1e-9, schema=schema)
+    synth.fit(df)            # validates, then passes a *lazy* EncodedTable to the backend
+    out = synth.sample(n)    # draws and decodes in blocks of Synthesizer.sample_chunk_rows() rows
 
-Each measurement runs in its own subprocess; peak memory is sampled from ``/proc/self/status`` every
-20 ms (``VmRSS``, and ``RssAnon`` = heap, i.e. without the page cache of the memmap file) and also read
-from ``ru_maxrss``. Results are appended to ``benchmarks/results/load.json`` and the table
-``benchmarks/results/load.md`` is rewritten. Timings on a shared 2-core CPU are noisy: compare rows of
-the same run only.
+Each (backend, rows) configuration runs in its own subprocess, which generates the table, then times
+four phases: ``Schema.validate`` alone (the first step of ``fit``, measured separately to show its cost),
+``fit`` (validation included again), and ``sample(rows)``. Before each phase the process's peak-RSS
+counter is reset (``echo 5 > /proc/self/clear_refs``) and after it the peak is read from
+``/proc/self/status`` (``VmHWM``), so each phase's peak is the process's true resident high-water mark
+during that phase (it includes what was already resident: the input DataFrame, the interpreter and
+libraries; ``base`` is the RSS when the phase started). Threads: ``OMP_NUM_THREADS=1`` and, for
+backends that use torch, ``torch.set_num_threads(1)``. Results go to ``benchmarks/results/load.json``
+(records of the same backend and row count are replaced) and ``benchmarks/results/load.md``. Timings on
+a shared CPU are noisy: compare rows of the same run only.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
-import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -42,6 +42,7 @@ import pandas as pd
 
 RESULTS = Path(__file__).resolve().parent / "results"
 N_CAT_SIZES = [2, 3, 4, 5, 6, 8, 10, 12, 16, 20, 25, 30, 40, 50, 60, 100, 200, 400]
+TORCH_BACKENDS = {"slicing", "slicing-wasserstein", "dp2-vae", "dpsgd-vae", "lipschitz-vae"}
 
 
 def make_schema() -> Any:
@@ -84,206 +85,148 @@ def make_chunk(schema: Any, n: int, seed: int) -> pd.DataFrame:
     return pd.DataFrame(data)
 
 
-class PeakMemory:
-    """Samples VmRSS and RssAnon of this process every ``interval`` seconds (Linux)."""
+def make_table(schema: Any, rows: int, chunk: int = 100_000) -> pd.DataFrame:
+    """The generated table, built ``chunk`` rows at a time (row block ``s`` seeded with ``s``)."""
+    parts = [make_chunk(schema, min(chunk, rows - s), s) for s in range(0, rows, chunk)]
+    return pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
 
-    def __init__(self, interval: float = 0.02) -> None:
-        self.interval = interval
-        self.peak_rss = 0
-        self.peak_anon = 0
-        self._stop = threading.Event()
-        self._t = threading.Thread(target=self._run, daemon=True)
 
-    @staticmethod
-    def read() -> tuple[int, int]:
-        rss = anon = 0
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("VmRSS:"):
-                    rss = int(line.split()[1]) * 1024
-                elif line.startswith("RssAnon:"):
-                    anon = int(line.split()[1]) * 1024
-        return rss, anon
+def _status(key: str) -> int:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError(f"{key} not in /proc/self/status")
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            rss, anon = self.read()
-            self.peak_rss, self.peak_anon = max(self.peak_rss, rss), max(self.peak_anon, anon)
-            time.sleep(self.interval)
 
-    def __enter__(self) -> PeakMemory:
-        self._t.start()
+class Phase:
+    """Time one phase and read the peak RSS (VmHWM) it reached, after resetting the counter."""
+
+    def __init__(self, name: str, record: dict[str, Any]) -> None:
+        self.name, self.record = name, record
+
+    def __enter__(self) -> Phase:
+        gc.collect()
+        with open("/proc/self/clear_refs", "w") as fh:  # reset VmHWM to the current RSS
+            fh.write("5")
+        self.record[f"{self.name}_base_bytes"] = _status("VmRSS")
+        self.t = time.perf_counter()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._t.join()
-        rss, anon = self.read()
-        self.peak_rss, self.peak_anon = max(self.peak_rss, rss), max(self.peak_anon, anon)
+        self.record[f"{self.name}_s"] = time.perf_counter() - self.t
+        self.record[f"{self.name}_peak_bytes"] = _status("VmHWM")
 
 
-def run_synthesizer(rows: int, chunk: int) -> dict[str, Any]:
+def measure(backend: str, rows: int, params: dict[str, Any]) -> dict[str, Any]:
+    """One configuration (run in a child process)."""
+    if backend in TORCH_BACKENDS:
+        import torch
+
+        torch.set_num_threads(1)
     from tabpriv import Synthesizer
+    from tabpriv.backends import get_backend_class
 
     schema = make_schema()
+    rec: dict[str, Any] = {"backend": backend, "rows": rows, "columns": len(schema), "params": params}
     t = time.perf_counter()
-    df = pd.concat(
-        [make_chunk(schema, min(chunk, rows - s), s) for s in range(0, rows, chunk)], ignore_index=True
+    df = make_table(schema, rows)
+    rec["generate_s"] = time.perf_counter() - t
+    rec["input_dataframe_bytes"] = int(df.memory_usage(deep=False).sum())
+    with Phase("validate", rec):
+        clean, _ = schema.validate(df)
+    del clean
+    synth = Synthesizer(
+        backend=backend, epsilon=5.1, delta=1e-9, schema=schema, device="cpu", backend_params=params
     )
-    gen_s = time.perf_counter() - t
-    df_bytes = int(df.memory_usage(deep=True).sum())
-    synth = Synthesizer(backend="independent", epsilon=5.1, delta=1e-9, schema=schema)
-    with PeakMemory() as m_fit:
-        t = time.perf_counter()
+    with Phase("fit", rec):
         synth.fit(df)
-        fit_s = time.perf_counter() - t
-    with PeakMemory() as m_sample:
-        t = time.perf_counter()
+    width = synth.transformer_.width_
+    del df
+    with Phase("sample", rec):
         out = synth.sample(rows)
-        sample_s = time.perf_counter() - t
-    assert out.shape == (rows, 30)
-    return {
-        "generate_s": gen_s, "input_dataframe_bytes": df_bytes, "fit_s": fit_s, "sample_s": sample_s,
-        "fit_peak_rss": m_fit.peak_rss, "fit_peak_anon": m_fit.peak_anon,
-        "sample_peak_rss": m_sample.peak_rss, "sample_peak_anon": m_sample.peak_anon,
-        "epsilon_spent": synth.privacy_report.epsilon,
-    }  # fmt: skip
-
-
-def run_batched(rows: int, chunk: int, categorical: str = "argmax") -> dict[str, Any]:
-    from tabpriv.backends.base import FitContext
-    from tabpriv.backends.independent import IndependentBackend
-    from tabpriv.budget import PrivacyBudget, PrivacyLedger
-    from tabpriv.transformers import TableTransformer
-    from tabpriv.transformers.encoded import EncodedTable
-
-    schema = make_schema()
-    tt = TableTransformer(schema).fit()
-    width = tt.width_
-    with tempfile.TemporaryDirectory(dir=os.environ.get("TABPRIV_BENCH_TMP")) as tmp:
-        mm = np.lib.format.open_memmap(
-            Path(tmp) / "enc.npy", mode="w+", dtype=np.float32, shape=(rows, width)
-        )
-        with PeakMemory() as m_enc:
-            t = time.perf_counter()
-            for s in range(0, rows, chunk):
-                n = min(chunk, rows - s)
-                mm[s : s + n] = tt.transform(make_chunk(schema, n, s)).data
-            mm.flush()
-            enc_s = time.perf_counter() - t
-        table = EncodedTable(mm, tt.spans_)
-        ledger = PrivacyLedger(PrivacyBudget(5.1, 1e-9))
-        backend = IndependentBackend()
-        seed = int.from_bytes(os.urandom(8), "little")
-        with PeakMemory() as m_fit:
-            t = time.perf_counter()
-            backend.fit(table, ledger, FitContext(device="cpu", seed=seed, seeded=False))
-            fit_s = time.perf_counter() - t
-        del table, mm
-    with PeakMemory() as m_sample:
-        t = time.perf_counter()
-        got = 0
-        rng = np.random.default_rng()
-        for s in range(0, rows, chunk):
-            n = min(chunk, rows - s)
-            part = tt.inverse_transform(
-                backend.sample(n, int(rng.integers(2**63 - 1))), categorical=categorical, rng=rng
-            )
-            got += len(part)
-        sample_s = time.perf_counter() - t
-    assert got == rows
-    return {
-        "generate_and_encode_s": enc_s, "encode_peak_rss": m_enc.peak_rss,
-        "encode_peak_anon": m_enc.peak_anon,
-        "fit_s": fit_s, "fit_peak_rss": m_fit.peak_rss, "fit_peak_anon": m_fit.peak_anon,
-        "sample_s": sample_s, "sample_peak_rss": m_sample.peak_rss, "sample_peak_anon": m_sample.peak_anon,
-        "epsilon_spent": ledger.epsilon_spent, "encoded_matrix_bytes": rows * width * 4,
-    }  # fmt: skip
-
-
-def measure(mode: str, rows: int, chunk: int, categorical: str = "argmax") -> dict[str, Any]:
-    if mode == "batched":
-        res = run_batched(rows, chunk, categorical)
-    else:
-        res = run_synthesizer(rows, chunk)
-        categorical = "sample"  # the Synthesizer.sample default
-    res.update(
-        categorical=categorical,
-        mode=mode, rows=rows, columns=30, onehot_width=2000, chunk=chunk, backend="independent",
-        ru_maxrss=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
-        cpu=platform.processor() or platform.machine(), cpu_count=os.cpu_count(),
+    assert out.shape == (rows, 30), out.shape
+    assert list(out.columns) == schema.names
+    rec.update(
+        onehot_width=width,
+        encoded_matrix_bytes=rows * width * 4,
+        output_dataframe_bytes=int(out.memory_usage(deep=False).sum()),
+        sample_chunk_rows=synth.sample_chunk_rows(),
+        streaming=bool(get_backend_class(backend).streaming),
+        epsilon_spent=synth.privacy_report.epsilon,
+        delta_spent=synth.privacy_report.delta,
+        peak_hwm_bytes=_status("VmHWM"),
+        cpu=platform.processor() or platform.machine(),
+        cpu_count=os.cpu_count(),
+        python=platform.python_version(),
         when=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    )  # fmt: skip
-    return res
+    )
+    return rec
 
 
-def _gb(x: float) -> str:
+def _gib(x: float) -> str:
     return f"{x / 2**30:.2f}"
 
 
 def write_md(records: list[dict[str, Any]]) -> None:
+    """Rewrite ``load.md`` from the records."""
     lines = [
-        "# Load benchmark (independent backend; 30 columns, one-hot width 2000)",
+        "# Load benchmark: public `Synthesizer` API (30 columns, one-hot width 2,000)",
         "",
-        "Produced by `.venv/bin/python benchmarks/bench_load.py --all` (see the script docstring).",
-        "Peak memory per phase in GiB: RSS (incl. page cache of a memmap) / anon (heap only).",
+        "Produced by `.venv/bin/python benchmarks/bench_load.py` (see the script docstring). Each row is",
+        "one subprocess; peak = `VmHWM` of the phase (reset before it), base = RSS when the phase began,",
+        "both in GiB. `fit` includes validation; `validate` is `Schema.validate` alone. Encoded matrix =",
+        "rows × width × 4 B, the size the eager path materialised (not allocated by streaming backends).",
         "",
-        "| mode | decode | rows | chunk | encode s | fit s | fit peak RSS/anon | sample s "
-        "| sample peak RSS/anon | ru_maxrss | when |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| backend | rows | encoded matrix | input df | validate s | validate peak | fit s | fit base "
+        "| fit peak | sample s | sample base | sample peak | output df | when |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
-    for r in records:
-        enc = r.get("generate_and_encode_s", r.get("generate_s", float("nan")))
+    for r in sorted(records, key=lambda r: (r["backend"], r["rows"])):
         lines.append(
-            f"| {r['mode']} | {r.get('categorical', 'argmax' if r['mode'] == 'batched' else 'sample')} "
-            f"| {r['rows']:,} | {r['chunk']:,} | {enc:.1f} | {r['fit_s']:.1f} | "
-            f"{_gb(r['fit_peak_rss'])}/{_gb(r['fit_peak_anon'])} | {r['sample_s']:.1f} | "
-            f"{_gb(r['sample_peak_rss'])}/{_gb(r['sample_peak_anon'])} | {_gb(r['ru_maxrss'])} "
-            f"| {r['when']} |"
+            f"| {r['backend']} | {r['rows']:,} | {_gib(r['encoded_matrix_bytes'])} | "
+            f"{_gib(r['input_dataframe_bytes'])} | {r['validate_s']:.1f} | "
+            f"{_gib(r['validate_peak_bytes'])} | "
+            f"{r['fit_s']:.1f} | {_gib(r['fit_base_bytes'])} | {_gib(r['fit_peak_bytes'])} | "
+            f"{r['sample_s']:.1f} | {_gib(r['sample_base_bytes'])} | {_gib(r['sample_peak_bytes'])} | "
+            f"{_gib(r['output_dataframe_bytes'])} | {r['when']} |"
         )
     (RESULTS / "load.md").write_text("\n".join(lines) + "\n")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--mode", choices=["batched", "synthesizer"], default="batched")
-    ap.add_argument("--rows", type=int, default=1_000_000)
-    ap.add_argument("--chunk", type=int, default=20_000)
-    ap.add_argument(
-        "--categorical", choices=["argmax", "sample"], default="argmax", help="decoding in batched mode"
-    )
-    ap.add_argument("--all", action="store_true", help="run the published set, each in a subprocess")
-    ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--backends", nargs="+", default=["independent"])
+    ap.add_argument("--rows", nargs="+", type=int, default=[100_000, 300_000, 1_000_000])
+    ap.add_argument("--params", default="{}", help="backend_params as JSON (same for every backend)")
+    ap.add_argument("--merge", action="store_true", help="keep the other records of load.json")
+    ap.add_argument("--child", nargs=2, metavar=("BACKEND", "ROWS"), help=argparse.SUPPRESS)
     args = ap.parse_args()
-    RESULTS.mkdir(parents=True, exist_ok=True)
+    params = json.loads(args.params)
     if args.child:
-        sys.stdout.write(json.dumps(measure(args.mode, args.rows, args.chunk, args.categorical)) + "\n")
-        return
-    runs = (
-        [
-            ("synthesizer", 20_000, "sample"),
-            ("synthesizer", 50_000, "sample"),
-            ("batched", 1_000_000, "argmax"),
-        ]
-        if args.all
-        else [(args.mode, args.rows, args.categorical)]
-    )
-    path = RESULTS / "load.json"
-    records = json.loads(path.read_text()) if path.exists() else []
-    for mode, rows, categorical in runs:
-        cmd = [sys.executable, __file__, "--child", "--mode", mode, "--rows", str(rows), "--chunk",
-               str(args.chunk), "--categorical", categorical]  # fmt: skip
-        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-        if proc.returncode != 0:
-            sys.stderr.write(proc.stderr)
-            raise SystemExit(f"{mode} {rows} failed")
-        rec = json.loads(proc.stdout.strip().splitlines()[-1])
-        records.append(rec)
+        rec = measure(args.child[0], int(args.child[1]), params)
         sys.stdout.write(json.dumps(rec) + "\n")
-        tmp = path.with_suffix(".json.part")
-        tmp.write_text(json.dumps(records, indent=2))
-        tmp.replace(path)
-        write_md(records)
+        return
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / "load.json"
+    records: list[dict[str, Any]] = json.loads(path.read_text()) if args.merge and path.exists() else []
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+    for backend in args.backends:
+        for rows in args.rows:
+            cmd = [sys.executable, __file__, "--child", backend, str(rows), "--params", args.params]
+            proc = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
+            if proc.returncode != 0:
+                sys.stderr.write(proc.stderr)
+                raise SystemExit(f"{backend} at {rows} rows failed (exit {proc.returncode})")
+            rec = json.loads(proc.stdout.strip().splitlines()[-1])
+            records = [r for r in records if (r.get("backend"), r.get("rows")) != (backend, rows)]
+            records.append(rec)
+            sys.stdout.write(json.dumps(rec) + "\n")
+            sys.stdout.flush()
+            tmp = path.with_suffix(".json.part")
+            tmp.write_text(json.dumps(records, indent=2) + "\n")
+            tmp.replace(path)
+            write_md(records)
 
 
 if __name__ == "__main__":

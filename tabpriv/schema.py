@@ -487,12 +487,30 @@ class Schema:
                 out[col.name] = values
                 if n_clip:
                     clipped[col.name] = n_clip
-        result = pd.DataFrame(out, index=df.index)
+        result = _frame_from_columns(out, index=df.index)
         return result, ValidationSummary(clipped)
 
     def conform(self, df: pd.DataFrame) -> pd.DataFrame:
         """Validate ``df`` and return only the normalised copy (see :meth:`validate`)."""
         return self.validate(df)[0]
+
+
+#: pandas warns (PerformanceWarning) when a column is inserted into a frame of more than 100 blocks.
+_MAX_UNCONSOLIDATED_COLUMNS = 64
+
+
+def _frame_from_columns(columns: Mapping[str, Any], index: Any = None) -> pd.DataFrame:
+    """A DataFrame of the given columns, keeping each column's array as it is when there are few.
+
+    ``pd.DataFrame(dict)`` copies same-dtype columns into one consolidated block, so the table is
+    briefly held twice; with at most :data:`_MAX_UNCONSOLIDATED_COLUMNS` columns the arrays are kept
+    (``copy=False``, one block per column). Wider tables are consolidated, so that a caller who adds
+    columns does not get pandas' "highly fragmented" warning.
+    """
+    import pandas as pd
+
+    copy = len(columns) > _MAX_UNCONSOLIDATED_COLUMNS
+    return pd.DataFrame(columns, index=index, copy=copy)
 
 
 def _to_python(v: Any) -> Category:
@@ -527,13 +545,8 @@ def _validate_categorical(col: Column, s: pd.Series, isna: Any) -> pd.Series:
 
     cats = col.categories or ()
     lookup = {_category_key(c): c for c in cats}
-    raw = s.to_numpy(dtype=object)
-    mapped = np.empty(len(raw), dtype=object)
-    bad: dict[str, int] = {}
-    for i, v in enumerate(raw):
-        if isna[i]:
-            mapped[i] = np.nan
-            continue
+
+    def resolve(v: Any) -> Any:
         key = _category_key(_to_python(v))
         hit = lookup.get(key)
         if hit is None and isinstance(v, str):
@@ -542,9 +555,33 @@ def _validate_categorical(col: Column, s: pd.Series, isna: Any) -> pd.Series:
                 hit = lookup.get(_category_key(float(v)))
             except ValueError:
                 hit = None
-        if hit is None:
-            bad[repr(v)] = bad.get(repr(v), 0) + 1
-        mapped[i] = hit
+        return hit
+
+    raw = s.to_numpy(dtype=object)
+    bad: dict[str, int] = {}
+    fast = _factorize_exact(s, raw, isna)
+    if fast is not None:
+        # Equal values map alike: resolve each distinct value once (first-appearance order, so the
+        # error lists the same values in the same order as the row-by-row loop below).
+        codes, uniques = fast
+        hits = np.empty(len(uniques) + 1, dtype=object)
+        hits[-1] = np.nan
+        counts = np.bincount(codes[~isna], minlength=len(uniques))
+        for j, v in enumerate(uniques):
+            hits[j] = resolve(v)
+            if hits[j] is None:
+                bad[repr(v)] = int(counts[j])
+        mapped = hits[np.where(isna, len(uniques), codes)]
+    else:
+        mapped = np.empty(len(raw), dtype=object)
+        for i, v in enumerate(raw):
+            if isna[i]:
+                mapped[i] = np.nan
+                continue
+            hit = resolve(v)
+            if hit is None:
+                bad[repr(v)] = bad.get(repr(v), 0) + 1
+            mapped[i] = hit
     if bad:
         n_bad = sum(bad.values())
         shown = ", ".join(f"{k} ({n} rows)" for k, n in list(bad.items())[:5])
@@ -553,6 +590,25 @@ def _validate_categorical(col: Column, s: pd.Series, isna: Any) -> pd.Series:
             f"{' ...' if len(bad) > 5 else ''}. Add them to the schema's 'categories' or fix the data."
         )
     return pd.Series(mapped, index=s.index, name=col.name).astype(np.dtype(col.pandas_dtype))
+
+
+def _factorize_exact(s: pd.Series, raw: Any, isna: Any) -> tuple[Any, Any] | None:
+    """``(codes, uniques)`` of the present values when equal values are also of the same type, else None.
+
+    That holds when every present value is a ``str``, or the column has an integer or boolean numpy
+    dtype. (Elsewhere ``1 == 1.0 == True`` would merge values that validate differently or print
+    differently in an error message, so the caller checks value by value.)
+    """
+    import numpy as np
+    import pandas as pd
+
+    kind = getattr(s.dtype, "kind", "O")
+    if kind not in "iub" and pd.api.types.infer_dtype(raw, skipna=True) != "string":
+        return None
+    codes, uniques = pd.factorize(raw, use_na_sentinel=True)
+    if ((codes < 0) & ~isna).any():  # defensive: a value factorize calls missing but isna does not
+        return None
+    return np.asarray(codes, dtype=np.int64), np.asarray(uniques, dtype=object)
 
 
 def _validate_numeric(col: Column, s: pd.Series, isna: Any, clip: bool) -> tuple[Any, int]:

@@ -15,7 +15,7 @@ import numpy as np
 
 from tabpriv import __version__
 from tabpriv._device import resolve_device
-from tabpriv._random import RandomSource
+from tabpriv._random import RandomSource, derive_seed
 from tabpriv.backends import get_backend_class
 from tabpriv.backends.base import Backend, FitContext, ProgressCallback
 from tabpriv.budget import (
@@ -35,7 +35,7 @@ from tabpriv.errors import (
     SchemaError,
     TabprivError,
 )
-from tabpriv.schema import Schema
+from tabpriv.schema import Schema, _frame_from_columns
 from tabpriv.transformers.encoded import ColumnSpan
 from tabpriv.transformers.table import TableTransformer
 
@@ -100,6 +100,11 @@ class Synthesizer:
 
     """
 
+    #: Memory target of one encoded block drawn by :meth:`sample` (bytes of ``rows × width`` float32).
+    sample_chunk_bytes: int = 64 * 2**20
+    #: Upper bound on the rows of one block drawn by :meth:`sample`.
+    sample_chunk_max_rows: int = 65_536
+
     def __init__(
         self,
         backend: str = "independent",
@@ -162,7 +167,9 @@ class Synthesizer:
         check_delta_for_rows(budget.delta, len(clean))
         source = RandomSource.from_random_state(self.random_state)
         transformer = TableTransformer(schema).fit()
-        table = transformer.transform_validated(clean)
+        # Rows are encoded on demand: a streaming backend reads them chunk by chunk; any other one
+        # materialises the full n x width float32 matrix through table.data (logged at INFO).
+        table = transformer.transform_lazy(clean)
         previous: PrivacyLedger | None = getattr(self, "ledger_", None)
         if self.ledger is not None:
             ledger = self.ledger.child(budget)  # raises if the data's budget is spent
@@ -176,8 +183,10 @@ class Synthesizer:
             device=device, seed=source.child("fit"), seeded=source.seeded, progress=self.progress
         )
         logger.info(
-            "fitting backend %r on %d rows x %d encoded columns (device %s)",
+            "fitting backend %r on %d rows x %d encoded columns (device %s; %s)",
             self.backend, table.n_rows, table.width, device,
+            "streaming: rows encoded chunk by chunk" if backend.streaming
+            else f"not streaming: may materialise {table.nbytes / 2**30:.2f} GiB of encoded rows",
         )  # fmt: skip
         self.ledger_ = ledger
         backend.fit(table, ledger, context)
@@ -209,6 +218,10 @@ class Synthesizer:
             categorical: Decode categorical blocks by sampling from the model's scores (default) or
                 by argmax.
 
+        Rows are drawn and decoded in blocks of :meth:`sample_chunk_rows` rows (each block is checked
+        against the schema), so the memory is that of one block (``O(block × width)``) plus the output
+        DataFrame. A seeded synthesizer gives the same table for the same ``n`` and call order.
+
         Returns:
             A DataFrame with the original columns, order and dtypes, every value inside the schema.
 
@@ -221,19 +234,53 @@ class Synthesizer:
         self._n_samples += 1
         purpose = f"sample-{self._n_samples}"
         seed = self.random_source_.child(purpose)
-        encoded = self.backend_.sample(n_rows, seed)
-        if encoded.shape != (n_rows, self.transformer_.width_):
+        decode_seed = self.random_source_.child(purpose + "-decode")
+        width = self.transformer_.width_
+        chunk_rows = self.sample_chunk_rows()
+        columns: dict[str, list[np.ndarray]] = {name: [] for name in self.columns_}
+        got = 0
+        for i, encoded in enumerate(self.backend_.sample_chunks(n_rows, seed, chunk_rows)):
+            m = min(chunk_rows, n_rows - got)
+            if encoded.shape != (m, width):
+                raise TabprivError(
+                    f"Backend {self.backend!r} returned a block of shape {encoded.shape}; expected "
+                    f"({m}, {width}). This is a bug in the backend."
+                )
+            rng = np.random.default_rng(decode_seed if i == 0 else derive_seed(decode_seed, f"chunk-{i}"))
+            part = self.transformer_.decode_columns(encoded, categorical=categorical, rng=rng)
+            del encoded
+            # Assurance: decoded rows always lie inside the schema (checked block by block).
+            self.schema_.validate(_frame_from_columns(part))
+            for name in self.columns_:
+                columns[name].append(part[name].to_numpy())
+            got += m
+        if got != n_rows:
             raise TabprivError(
-                f"Backend {self.backend!r} returned shape {encoded.shape}; expected "
-                f"({n_rows}, {self.transformer_.width_}). This is a bug in the backend."
+                f"Backend {self.backend!r} returned {got} rows; expected {n_rows}. This is a bug in the "
+                "backend."
             )
-        rng = np.random.default_rng(self.random_source_.child(purpose + "-decode"))
-        out = self.transformer_.inverse_transform(encoded, categorical=categorical, rng=rng)
-        self.schema_.validate(out)  # assurance: decoded rows always lie inside the schema
-        out = out[self.columns_]
+        # Concatenate column by column, dropping each column's blocks as soon as it is joined; the
+        # columns stay unconsolidated unless the table is wide: the peak is the output plus one column.
+        joined: dict[str, np.ndarray] = {}
+        for name in self.columns_:
+            blocks = columns.pop(name)
+            joined[name] = blocks[0] if len(blocks) == 1 else np.concatenate(blocks)
+            del blocks
+        out = _frame_from_columns(joined)
         self.rows_out_ = n_rows
         self.privacy_report = self._build_report()
         return out
+
+    def sample_chunk_rows(self) -> int:
+        """Rows drawn and decoded per block by :meth:`sample`.
+
+        At most :attr:`sample_chunk_max_rows`, and few enough that one encoded block takes at most
+        :attr:`sample_chunk_bytes` (``rows × width × 4`` bytes). Depends on the fitted width only, so
+        a seeded synthesizer (or its saved copy) always splits the same way.
+        """
+        self._check_fitted()
+        by_memory = self.sample_chunk_bytes // max(1, 4 * self.transformer_.width_)
+        return max(1, min(self.sample_chunk_max_rows, by_memory))
 
     # -- reporting --------------------------------------------------------------------------------
     @property

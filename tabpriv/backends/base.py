@@ -9,12 +9,13 @@ encoded rows. It never sees the original DataFrame, the schema's values or the f
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
 
+from tabpriv._random import derive_seed
 from tabpriv.budget import GuaranteeType, PrivacyLedger
 from tabpriv.errors import NotFittedError
 from tabpriv.transformers.encoded import ColumnSpan, EncodedTable
@@ -82,6 +83,7 @@ class Backend(ABC):
       * set the class attributes :attr:`name`, :attr:`guarantee`, :attr:`devices`, :attr:`summary`;
       * take their hyper-parameters as keyword arguments in ``__init__`` and only store them, under
         the same names (so :meth:`get_params` works);
+      * set :attr:`streaming` when ``fit`` reads rows only through ``iter_chunks``/``take``;
       * import torch lazily (inside methods or a private submodule), so ``tabpriv backends`` stays fast.
     """
 
@@ -95,6 +97,12 @@ class Backend(ABC):
     summary: ClassVar[str] = ""
     #: Small hyper-parameters that fit a tiny table in seconds (conformance tests, smoke runs).
     quick_params: ClassVar[dict[str, Any]] = {}
+    #: ``True`` if :meth:`fit` reads the table only through :meth:`EncodedTable.iter_chunks` and
+    #: :meth:`EncodedTable.take`, never through ``table.data`` or ``table.clipped_rows()``: its memory
+    #: then stays ``O(chunk × width)`` plus its own state, whatever the number of rows, because the
+    #: :class:`~tabpriv.Synthesizer` passes a lazily encoded table. ``False`` (the default): the backend
+    #: materialises the full ``n_rows × width`` float32 matrix (4 bytes per cell).
+    streaming: ClassVar[bool] = False
 
     # -- parameters -------------------------------------------------------------------------------
     def get_params(self) -> dict[str, Any]:
@@ -108,7 +116,7 @@ class Backend(ABC):
     # -- training and sampling ---------------------------------------------------------------------
     @abstractmethod
     def fit(self, table: EncodedTable, ledger: PrivacyLedger, context: FitContext) -> Backend:
-        """Spend the budget (via ``ledger.spend`` before touching ``table.data``) and fit.
+        """Spend the budget (via ``ledger.spend`` before reading any row of ``table``) and fit.
 
         Sets ``spans_`` (the table's spans) and whatever learned state ends in ``_``. Returns ``self``.
         """
@@ -116,6 +124,22 @@ class Backend(ABC):
     @abstractmethod
     def sample(self, n: int, seed: int) -> np.ndarray:
         """Return ``(n, width)`` encoded rows (float32). Pure post-processing: spends nothing."""
+
+    def sample_chunks(self, n: int, seed: int, chunk_rows: int) -> Iterator[np.ndarray]:
+        """Yield ``n`` encoded rows as consecutive ``(m, width)`` blocks of at most ``chunk_rows`` rows.
+
+        This is how :meth:`Synthesizer.sample <tabpriv.Synthesizer.sample>` draws, so that its memory
+        is ``O(chunk_rows × width)`` plus the output. The default calls :meth:`sample` once per block:
+        block 0 with ``seed`` itself (so ``n <= chunk_rows`` gives exactly ``sample(n, seed)``), block
+        ``i >= 1`` with ``derive_seed(seed, f"chunk-{i}")``. The same ``(n, seed, chunk_rows)`` always
+        gives the same rows. Override it when rows of different blocks must be drawn jointly (e.g.
+        without replacement from a finite released set).
+        """
+        if chunk_rows <= 0:
+            raise ValueError(f"chunk_rows must be positive; got {chunk_rows}.")
+        for i, start in enumerate(range(0, n, chunk_rows)):
+            m = min(chunk_rows, n - start)
+            yield self.sample(m, seed if i == 0 else derive_seed(seed, f"chunk-{i}"))
 
     @abstractmethod
     def privacy_details(self) -> PrivacyDetails:

@@ -22,7 +22,7 @@ from tabpriv.accounting import calibrate_gaussian
 from tabpriv.backends.base import Backend, FitContext, PrivacyDetails
 from tabpriv.budget import PrivacyLedger
 from tabpriv.errors import PrivacyParameterError
-from tabpriv.transformers.encoded import ColumnSpan, EncodedTable
+from tabpriv.transformers.encoded import DEFAULT_CHUNK_BYTES, ColumnSpan, EncodedTable
 
 __all__ = ["IndependentBackend", "histogram_layout"]
 
@@ -53,11 +53,29 @@ def _bin_codes(block: np.ndarray, span: ColumnSpan, n_bins: int, has_missing: bo
     return codes
 
 
+def _true_histograms(
+    table: EncodedTable, layouts: list[tuple[int, bool]], chunk_bytes: int
+) -> list[np.ndarray]:
+    """Exact int64 histogram of every column, accumulated over row chunks of ``table``.
+
+    Reads the table only through :meth:`EncodedTable.iter_chunks`; memory ``O(chunk × width)``.
+    """
+    counts = [np.zeros(nb + int(m), dtype=np.int64) for nb, m in layouts]
+    for _, block in table.iter_chunks(table.chunk_rows_for(chunk_bytes)):
+        for j, span in enumerate(table.spans):
+            n_bins, has_missing = layouts[j]
+            codes = _bin_codes(block[:, span.slice], span, n_bins, has_missing)
+            counts[j] += np.bincount(codes, minlength=counts[j].size)
+    return counts
+
+
 class IndependentBackend(Backend):
     """Noisy one-way marginals (Gaussian mechanism), columns sampled independently.
 
     Args:
         bins: Default number of equal-width bins for numeric columns (the schema's ``bins`` wins).
+        chunk_bytes: Memory target of one encoded chunk read during ``fit`` (the histograms are
+            accumulated chunk by chunk; the result does not depend on it).
 
     """
 
@@ -65,14 +83,21 @@ class IndependentBackend(Backend):
     guarantee = "dp"
     devices = ("cpu",)
     summary = "Noisy one-way marginals (Gaussian mechanism); the quality floor. No correlations."
+    streaming = True
 
-    def __init__(self, *, bins: int = 32) -> None:
+    def __init__(self, *, bins: int = 32, chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> None:
         self.bins = bins
+        self.chunk_bytes = chunk_bytes
 
     def fit(self, table: EncodedTable, ledger: PrivacyLedger, context: FitContext) -> Backend:
         """Release every column's histogram once with calibrated Gaussian noise."""
         if isinstance(self.bins, bool) or not isinstance(self.bins, int) or self.bins < 1:
             raise PrivacyParameterError(f"bins must be a positive integer; got {self.bins!r}.")
+        cb = self.chunk_bytes
+        if isinstance(cb, bool) or not isinstance(cb, int) or cb < 1:
+            raise PrivacyParameterError(
+                f"chunk_bytes must be a positive integer (bytes per chunk read); got {cb!r}."
+            )
         n_cols = table.n_columns
         sensitivity = math.sqrt(2.0 * n_cols)
         eps_left, delta_left = ledger.available()
@@ -93,13 +118,11 @@ class IndependentBackend(Backend):
                 "n_cells": int(sum(nb + int(m) for nb, m in layouts)),
             },
         )
+        counts = _true_histograms(table, layouts, self.chunk_bytes)
         rng = np.random.default_rng(context.seed)
         noisy: list[np.ndarray] = []
-        for span, (n_bins, has_missing) in zip(table.spans, layouts, strict=True):
-            size = n_bins + int(has_missing)
-            codes = _bin_codes(table.data[:, span.slice], span, n_bins, has_missing)
-            counts = np.bincount(codes, minlength=size).astype(np.float64)
-            noisy.append(counts + rng.normal(0.0, cal.sigma, size=size))
+        for span, c in zip(table.spans, counts, strict=True):
+            noisy.append(c.astype(np.float64) + rng.normal(0.0, cal.sigma, size=c.size))
             context.report(len(noisy), n_cols, f"released marginal of {span.name}")
         self.noisy_counts_ = noisy
         self.sigma_ = cal.sigma

@@ -73,12 +73,34 @@ class TableTransformer:
         return self.transform_validated(clean)
 
     def transform_validated(self, clean: pd.DataFrame) -> EncodedTable:
-        """Encode a table already returned by ``Schema.validate`` (no second validation pass)."""
+        """Encode a table already returned by ``Schema.validate`` (no second validation pass).
+
+        The whole ``len(clean) × width`` float32 matrix is built at once; :meth:`transform_lazy` encodes
+        rows on demand instead.
+        """
         self._check_fitted()
+        return EncodedTable(self._encode_frame(clean), self.spans_)
+
+    def transform_lazy(self, clean: pd.DataFrame) -> EncodedTable:
+        """A lazy :class:`EncodedTable` over a table already returned by ``Schema.validate``.
+
+        Rows are encoded only when a backend reads them (``iter_chunks``, ``take``, or ``data``, which
+        materialises and caches the full matrix). The table keeps a reference to ``clean``, which must
+        not be modified while the table is in use. Encoded rows equal those of
+        :meth:`transform_validated`, value for value.
+        """
+        self._check_fitted()
+
+        def encode_rows(rows: slice | np.ndarray) -> np.ndarray:
+            return self._encode_frame(clean.iloc[rows])
+
+        return EncodedTable.lazy(self.spans_, len(clean), encode_rows)
+
+    def _encode_frame(self, clean: pd.DataFrame) -> np.ndarray:
         out = np.empty((len(clean), self.width_), dtype=np.float32)
         for t, span in zip(self.transformers_, self.spans_, strict=True):
             out[:, span.slice] = t.encode(clean[span.name])
-        return EncodedTable(out, self.spans_)
+        return out
 
     def inverse_transform(
         self,
@@ -102,6 +124,20 @@ class TableTransformer:
         """
         import pandas as pd
 
+        return pd.DataFrame(self.decode_columns(data, categorical=categorical, rng=rng))
+
+    def decode_columns(
+        self,
+        data: np.ndarray,
+        *,
+        categorical: Literal["sample", "argmax"] = "argmax",
+        rng: np.random.Generator | None = None,
+    ) -> dict[str, pd.Series]:
+        """Like :meth:`inverse_transform`, but return one Series per column (schema order), unconsolidated.
+
+        Same values and the same draws from ``rng`` as :meth:`inverse_transform`; chunked sampling uses
+        it to concatenate each column without copying a consolidated DataFrame.
+        """
         self._check_fitted()
         arr = np.asarray(data)
         if arr.ndim != 2 or arr.shape[1] != self.width_:
@@ -111,8 +147,7 @@ class TableTransformer:
         if categorical == "sample" and rng is None:
             rng = np.random.default_rng()
         use_rng = rng if categorical == "sample" else None
-        cols = {
+        return {
             span.name: t.decode(arr[:, span.slice], use_rng).reset_index(drop=True)
             for t, span in zip(self.transformers_, self.spans_, strict=True)
         }
-        return pd.DataFrame(cols)
