@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 import math
 import warnings
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
@@ -412,17 +413,43 @@ class LipschitzVAEBackend(Backend):
     def sample(self, n: int, seed: int) -> np.ndarray:
         """Decode prior samples, or ``n`` of the released noisy codes (post-processing only)."""
         self.check_fitted()
-        from tabpriv.backends import _lipschitz_torch as lt
-
-        rng = np.random.default_rng(seed)
         if self.release == "prior":
+            rng = np.random.default_rng(seed)
             tau = math.sqrt(1.0 + float(self.plan_["encoder_noise"]) ** 2)
             z = (tau * rng.standard_normal((n, self.latent_dim))).astype(np.float32)
-        else:
-            assert self.latents_ is not None
-            m = self.latents_.shape[0]
-            idx = rng.permutation(m)[:n] if n <= m else rng.integers(0, m, size=n)
-            z = self.latents_[idx]
+            return self._decode(z)
+        return self._decode(self._released_codes()[self._released_code_order(n, seed)])
+
+    def sample_chunks(self, n: int, seed: int, chunk_rows: int) -> Iterator[np.ndarray]:
+        """Blocks of :meth:`sample`; a reconstruction release draws its codes jointly.
+
+        The released codes are drawn without replacement (while ``n`` does not exceed their number)
+        across all blocks, exactly as one call of :meth:`sample` would, and decoded block by block.
+        """
+        if self.release == "prior":
+            yield from super().sample_chunks(n, seed, chunk_rows)
+            return
+        if chunk_rows <= 0:
+            raise ValueError(f"chunk_rows must be positive; got {chunk_rows}.")
+        self.check_fitted()
+        codes, order = self._released_codes(), self._released_code_order(n, seed)
+        for start in range(0, n, chunk_rows):
+            yield self._decode(codes[order[start : start + chunk_rows]])
+
+    def _released_codes(self) -> np.ndarray:
+        if self.latents_ is None:
+            raise TabprivError("This release holds no noisy codes (release='prior').")
+        return self.latents_
+
+    def _released_code_order(self, n: int, seed: int) -> np.ndarray:
+        """Indices of the released codes to decode: a permutation prefix, or with replacement if n > K."""
+        rng = np.random.default_rng(seed)
+        m = self._released_codes().shape[0]
+        return rng.permutation(m)[:n] if n <= m else rng.integers(0, m, size=n)
+
+    def _decode(self, z: np.ndarray) -> np.ndarray:
+        from tabpriv.backends import _lipschitz_torch as lt
+
         return lt.decode(self.model_, self.heads_, z, self.device_)
 
     def encoder_mean(self, x: np.ndarray) -> np.ndarray:

@@ -215,3 +215,16 @@ def test_invalid_parameters(table: EncodedTable) -> None:
     for kw in ({"mode": "fast"}, {"release": "all"}, {"enforcement": "none"}, {"lipschitz": -1.0}):
         with pytest.raises(PrivacyParameterError):
             _fit(table, **kw)
+
+
+def test_reconstruction_blocks_draw_released_codes_jointly(table: EncodedTable) -> None:
+    """Chunked sampling of a reconstruction release equals one draw: no code repeats across blocks."""
+    b, _ = _fit(table, release="reconstruction")
+    n = table.n_rows  # every released code exactly once
+    whole = b.sample(n, seed=7)
+    blocks = np.concatenate(list(b.sample_chunks(n, seed=7, chunk_rows=64)))
+    np.testing.assert_allclose(blocks, whole, rtol=1e-6, atol=1e-6)
+    order = b._released_code_order(n, seed=7)
+    assert len(np.unique(order)) == n  # a permutation: each released code used once
+    with pytest.raises(ValueError, match="chunk_rows"):
+        next(b.sample_chunks(n, seed=7, chunk_rows=0))
