@@ -5,6 +5,8 @@ Usage::
     .venv/bin/python benchmarks/bench_load.py                                   # the published set
     .venv/bin/python benchmarks/bench_load.py --backends independent --rows 100000 300000 1000000
     .venv/bin/python benchmarks/bench_load.py --backends slicing --rows 100000 --merge
+    .venv/bin/python benchmarks/bench_load.py --backends dpsgd-vae --rows 100000 \\
+        --params '{"epochs": 1, "batch_size": 256}' --merge     # short training: params are recorded
 
 Every measurement goes through the public path only::
 
@@ -178,13 +180,15 @@ def write_md(records: list[dict[str, Any]]) -> None:
         "both in GiB. `fit` includes validation; `validate` is `Schema.validate` alone. Encoded matrix =",
         "rows × width × 4 B, the size the eager path materialised (not allocated by streaming backends).",
         "",
-        "| backend | rows | encoded matrix | input df | validate s | validate peak | fit s | fit base "
-        "| fit peak | sample s | sample base | sample peak | output df | when |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| backend | params | streaming | rows | encoded matrix | input df | validate s | validate peak "
+        "| fit s | fit base | fit peak | sample s | sample base | sample peak | output df | when |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in sorted(records, key=lambda r: (r["backend"], r["rows"])):
+        params = ", ".join(f"{k}={v}" for k, v in (r.get("params") or {}).items()) or "defaults"
         lines.append(
-            f"| {r['backend']} | {r['rows']:,} | {_gib(r['encoded_matrix_bytes'])} | "
+            f"| {r['backend']} | {params} | {'yes' if r.get('streaming') else 'no'} | {r['rows']:,} | "
+            f"{_gib(r['encoded_matrix_bytes'])} | "
             f"{_gib(r['input_dataframe_bytes'])} | {r['validate_s']:.1f} | "
             f"{_gib(r['validate_peak_bytes'])} | "
             f"{r['fit_s']:.1f} | {_gib(r['fit_base_bytes'])} | {_gib(r['fit_peak_bytes'])} | "

@@ -15,6 +15,7 @@ from tabpriv._random import derive_seed, torch_generator
 from tabpriv.backends._vae import (
     MLP,
     SpanLayout,
+    column_sums,
     decode_rows,
     decoder_sizes,
     encoder_sizes,
@@ -62,8 +63,15 @@ def train_dp2vae(
     context: FitContext,
     eps_total: float,
     delta: float,
+    posterior_cols: int | None = None,
 ) -> DP2VAEResult:
-    """Run stage 1 (K vectorised encoders) and stage 2 (noisy decoder); return the release."""
+    """Run stage 1 (K vectorised encoders) and stage 2 (noisy decoder); return the release.
+
+    The table is read only through ``table.take`` (every minibatch, and the posterior pass in blocks
+    of ``posterior_cols`` partition columns: ``chunk_rows_for() // K`` by default) and
+    ``table.iter_chunks`` (the condition histogram), so memory is ``O(batch × d)`` per read plus the
+    ``(K, n/K)`` partition index and the ``(K, n/K, 2 × latent)`` frozen posterior parameters.
+    """
     from tabpriv.backends.dp2vae import dp2vae_epsilon_curve
 
     dev = torch.device(context.device)
@@ -74,17 +82,23 @@ def train_dp2vae(
     gen_noise = torch_generator(derive_seed(context.seed, "dp2vae-noise"), str(dev))
     rng = np.random.default_rng(derive_seed(context.seed, "dp2vae-partition"))
 
-    x_all = torch.as_tensor(np.ascontiguousarray(table.data), dtype=torch.float32, device=dev)
+    width = table.width
     idx_np, sizes_np = _partition(table.n_rows, k_sub, rng)
     idx = torch.as_tensor(idx_np, device=dev)
     sizes = torch.as_tensor(sizes_np, device=dev, dtype=torch.float32)
     timings: dict[str, float] = {}
 
+    def take(positions: np.ndarray) -> torch.Tensor:
+        """Encoded rows at ``positions`` (any shape), shaped ``(*positions.shape, d)`` on the device."""
+        flat = np.ascontiguousarray(positions, dtype=np.int64).reshape(-1)
+        rows = torch.as_tensor(table.take(flat), dtype=torch.float32)
+        return rows.reshape(*positions.shape, width).to(dev)
+
     # -- condition histogram (Gaussian mechanism, accounted in cal) -------------------------------
     cond_probs: np.ndarray | None = None
     if layout.cond is not None and cal.hist_multiplier is not None:
         a, w = layout.cond
-        counts = table.data[:, a : a + w].sum(axis=0).astype(np.float64)
+        counts = column_sums(table, a, w)  # one streaming pass
         hist_rng = np.random.default_rng(derive_seed(context.seed, "dp2vae-hist"))
         noisy = counts + hist_rng.normal(0.0, cal.hist_multiplier * math.sqrt(2.0), size=w)
         noisy = np.clip(noisy, 0.0, None)
@@ -120,7 +134,7 @@ def train_dp2vae(
     all_p = [*enc_p.values(), *dec_p.values()]
     for _ in range(backend.pretrain_steps):
         r = (torch.rand((k_sub, b1), generator=gen_dev, device=dev) * sizes[:, None]).long()
-        xb = x_all[torch.gather(idx, 1, r)]  # (K, b1, d)
+        xb = take(torch.gather(idx, 1, r).cpu().numpy())  # (K, b1, d)
         h = venc(enc_p, xb)
         mu, logvar = h[..., :latent], h[..., latent:].clamp(-10.0, 10.0)
         z = mu + torch.exp(0.5 * logvar) * torch.randn(mu.shape, generator=gen_dev, device=dev)
@@ -136,8 +150,13 @@ def train_dp2vae(
                     p.grad.mul_(scale.view(-1, *([1] * (p.grad.dim() - 1))))
         opt1.step()
     with torch.no_grad():  # frozen encoders: posterior parameters of every row, once
-        h = venc(enc_p, x_all[idx])
+        # Read in column blocks of the (K, m) partition: O(K * cols * d) memory per block.
+        m_max = int(idx_np.shape[1])
+        cols = max(1, table.chunk_rows_for() // k_sub) if posterior_cols is None else posterior_cols
+        parts = [venc(enc_p, take(idx_np[:, j : j + cols])) for j in range(0, m_max, cols)]
+        h = parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
         post_mu, post_logvar = h[..., :latent], h[..., latent:].clamp(-10.0, 10.0)
+        del parts
     del enc_p, dec_p, opt1, all_p
     timings["stage1_s"] = time.perf_counter() - t0
 
@@ -162,8 +181,9 @@ def train_dp2vae(
     for t in range(backend.steps):
         k = int(torch.randint(k_sub, (1,), generator=gen_cpu).item())
         m_k = int(sizes_np[k])
-        rows = torch.randperm(m_k, generator=gen_cpu)[: min(backend.batch_size, m_k)].to(dev)
-        xb = x_all[idx[k, rows]]
+        rows_cpu = torch.randperm(m_k, generator=gen_cpu)[: min(backend.batch_size, m_k)]
+        rows = rows_cpu.to(dev)
+        xb = take(idx_np[k, rows_cpu.numpy()])
         mu, lv = post_mu[k, rows], post_logvar[k, rows]
         z = mu + torch.exp(0.5 * lv) * torch.randn(mu.shape, generator=gen_dev, device=dev)
         logits = dec(torch.cat([z, layout.condition(xb)], dim=-1))

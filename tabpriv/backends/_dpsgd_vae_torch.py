@@ -15,6 +15,8 @@ from tabpriv._random import derive_seed, torch_generator
 from tabpriv.backends._vae import (
     MLP,
     SpanLayout,
+    TakeDataset,
+    column_sums,
     decoder_sizes,
     encoder_sizes,
     init_linear_,
@@ -67,7 +69,11 @@ def train_dpsgd_vae(
     hist_sigma: float | None,
     context: FitContext,
 ) -> DPSGDVAEResult:
-    """Train the VAE with opacus (Poisson sampling, per-example clipping, Gaussian noise)."""
+    """Train the VAE with opacus (Poisson sampling, per-example clipping, Gaussian noise).
+
+    Streaming: the table is read through ``table.take`` (one call per Poisson batch) and
+    ``table.iter_chunks`` (the condition histogram) only.
+    """
     from opacus import PrivacyEngine
 
     from tabpriv.backends.dpsgd_vae import opacus_epsilon
@@ -82,7 +88,7 @@ def train_dpsgd_vae(
     cond_probs: np.ndarray | None = None
     if layout.cond is not None and hist_sigma is not None:
         a, w = layout.cond
-        counts = table.data[:, a : a + w].sum(axis=0).astype(np.float64)
+        counts = column_sums(table, a, w)  # one streaming pass
         hist_rng = np.random.default_rng(derive_seed(context.seed, "dpsgd-vae-hist"))
         noisy = np.clip(counts + hist_rng.normal(0.0, hist_sigma, size=w), 0.0, None)
         cond_probs = noisy / noisy.sum() if noisy.sum() > 0 else np.full(w, 1.0 / w)
@@ -90,9 +96,10 @@ def train_dpsgd_vae(
     model = VAE(layout, backend.hidden, backend.latent_dim)
     init_linear_(model, gen_cpu)
     model = model.to(dev)
-    x_all = torch.as_tensor(np.ascontiguousarray(table.data), dtype=torch.float32)
+    # Rows are read per Poisson batch with table.take (the batch indices come from opacus' sampler,
+    # unchanged); nothing of size n x d is built.
     loader = torch.utils.data.DataLoader(
-        torch.utils.data.TensorDataset(x_all),
+        TakeDataset(table),
         batch_size=backend.batch_size,
         generator=gen_loader,
     )

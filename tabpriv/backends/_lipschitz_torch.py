@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +20,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from tabpriv.transformers.encoded import ColumnSpan
+from tabpriv.transformers.encoded import ColumnSpan, EncodedTable
+from tabpriv.transformers.encoded import _clip as clip_rows  # the clip of clipped_rows()
 
 # Multiplicative safety margin of the projection, so float32 rounding of the rescaled weights can never
 # push an exact spectral norm above its target (the final weights are re-certified exactly anyway).
@@ -156,6 +158,88 @@ class Heads:
         return out
 
 
+class ClippedRows:
+    """The rows of an :class:`EncodedTable`, each clipped to L2 norm ``bound``, read on demand.
+
+    ``ClippedRows(table).take(idx)`` equals ``table.clipped_rows()[idx]`` value for value (the clip
+    acts row by row, with the same function), but only the rows asked for are encoded and clipped:
+    the training and release code read the table through :meth:`take` (minibatches, opacus' Poisson
+    batches) and :meth:`iter_chunks` (the release pass), never as a whole ``n × d`` matrix.
+
+    Args:
+        table: The encoded table (eager or lazy).
+        bound: Clipping norm; ``None``: ``table.row_norm_bound`` (what ``clipped_rows()`` uses).
+
+    """
+
+    def __init__(self, table: EncodedTable, bound: float | None = None) -> None:
+        self.table = table
+        self.bound = table.row_norm_bound if bound is None else float(bound)
+
+    @property
+    def n_rows(self) -> int:
+        """Number of rows."""
+        return self.table.n_rows
+
+    @property
+    def width(self) -> int:
+        """Number of coordinates."""
+        return self.table.width
+
+    def clip(self, block: np.ndarray) -> np.ndarray:
+        """Clip each row of ``block`` to norm :attr:`bound` (the function ``clipped_rows`` applies)."""
+        return clip_rows(block, self.bound)
+
+    def take(self, indices: np.ndarray) -> np.ndarray:
+        """Clipped rows at ``indices``."""
+        return self.clip(self.table.take(indices))
+
+    def iter_chunks(self, chunk_rows: int) -> Iterator[tuple[int, np.ndarray]]:
+        """Clipped ``(start, block)`` chunks in row order."""
+        for start, block in self.table.iter_chunks(chunk_rows):
+            yield start, self.clip(block)
+
+    def chunk_rows(self) -> int:
+        """Rows per chunk of the release pass (the table's memory target)."""
+        return self.table.chunk_rows_for()
+
+
+class ArrayRows:
+    """An in-memory float32 matrix behind the same interface as :class:`ClippedRows` (no clipping)."""
+
+    def __init__(self, data: np.ndarray) -> None:
+        self.data = np.asarray(data, dtype=np.float32)
+
+    @property
+    def n_rows(self) -> int:
+        """Number of rows."""
+        return int(self.data.shape[0])
+
+    @property
+    def width(self) -> int:
+        """Number of coordinates."""
+        return int(self.data.shape[1])
+
+    def take(self, indices: np.ndarray) -> np.ndarray:
+        """Rows at ``indices``."""
+        return np.asarray(self.data[np.asarray(indices, dtype=np.int64)], dtype=np.float32)
+
+    def iter_chunks(self, chunk_rows: int) -> Iterator[tuple[int, np.ndarray]]:
+        """The whole matrix as one chunk."""
+        yield 0, self.data
+
+    def chunk_rows(self) -> int:
+        """All rows in one chunk."""
+        return max(1, self.n_rows)
+
+
+RowSource = ClippedRows | ArrayRows
+
+
+def _rows(data: np.ndarray | RowSource) -> RowSource:
+    return data if isinstance(data, ClippedRows | ArrayRows) else ArrayRows(data)
+
+
 @dataclass
 class TrainConfig:
     """Training settings."""
@@ -201,18 +285,22 @@ def _per_sample_loss(
 def train(
     model: LipschitzVAE,
     heads: Heads,
-    data: np.ndarray,
+    data: np.ndarray | RowSource,
     cfg: TrainConfig,
     seed: int,
     device: str,
     progress: Any = None,
 ) -> dict[str, Any]:
-    """Train (DP-SGD with opacus when ``cfg.dp``), projecting after every step when spectral."""
+    """Train (DP-SGD with opacus when ``cfg.dp``), projecting after every step when spectral.
+
+    ``data``: a matrix of (already clipped) rows, or a :class:`ClippedRows` view of an encoded table,
+    read one minibatch at a time (``take``) so that memory stays ``O(batch × d)``.
+    """
     from tabpriv._random import derive_seed, torch_generator
 
     model.to(device)
-    x_all = torch.as_tensor(data, dtype=torch.float32, device=device)
-    n = x_all.shape[0]
+    source = _rows(data)
+    n = source.n_rows
     gen = torch_generator(derive_seed(seed, "encoder-noise"), device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     spectral = cfg.enforcement == "spectral" and cfg.lipschitz is not None
@@ -225,10 +313,14 @@ def train(
         import warnings
 
         from opacus import PrivacyEngine
-        from torch.utils.data import DataLoader, TensorDataset
+        from torch.utils.data import DataLoader
 
+        from tabpriv.backends._vae import TakeDataset
+
+        # One take per Poisson batch (indices from opacus' sampler, unchanged), clipped row by row.
+        dataset = TakeDataset(source)
         loader = DataLoader(
-            TensorDataset(x_all),
+            dataset,
             batch_size=cfg.batch_size,
             generator=torch_generator(derive_seed(seed, "poisson"), "cpu"),
         )
@@ -248,7 +340,8 @@ def train(
             )
         inner: LipschitzVAE = gmodel._module
         for epoch in range(cfg.epochs):
-            for (xb,) in dp_loader:
+            for (xb_cpu,) in dp_loader:
+                xb = xb_cpu.to(device)
                 dp_opt.zero_grad(set_to_none=True)
                 per = _per_sample_loss(inner, heads, xb, cfg, gen)
                 loss = per.sum() / max(1, xb.shape[0])  # == mean; 0 on an empty Poisson batch
@@ -276,7 +369,7 @@ def train(
         for epoch in range(cfg.epochs):
             perm = rng.permutation(n)
             for i in range(0, n, cfg.batch_size):
-                xb = x_all[torch.as_tensor(perm[i : i + cfg.batch_size], device=device)]
+                xb = torch.as_tensor(source.take(perm[i : i + cfg.batch_size]), device=device)
                 opt.zero_grad(set_to_none=True)
                 loss = _per_sample_loss(model, heads, xb, cfg, gen).mean()
                 loss.backward()
@@ -293,15 +386,29 @@ def train(
 
 
 def encode_noisy(
-    model: LipschitzVAE, data: np.ndarray, encoder_noise: float, k: int, seed: int, device: str
+    model: LipschitzVAE,
+    data: np.ndarray | RowSource,
+    encoder_noise: float,
+    k: int,
+    seed: int,
+    device: str,
 ) -> np.ndarray:
-    """Noisy latent codes ``mu(x_i) + s * xi`` (K per row), the per-record Gaussian mechanism."""
+    """Noisy latent codes ``mu(x_i) + s * xi`` (K per row), the per-record Gaussian mechanism.
+
+    The encoder means are computed chunk by chunk (``data.iter_chunks``) into an ``(n, latent)``
+    array; the noise is then drawn in one call, exactly as for an in-memory matrix.
+    """
     from tabpriv._random import derive_seed, torch_generator
 
+    source = _rows(data)
     gen = torch_generator(derive_seed(seed, "release-noise"), device)
     with torch.no_grad():
-        x = torch.as_tensor(data, dtype=torch.float32, device=device)
-        mu = model.encode(x)
+        parts = [
+            model.encode(torch.as_tensor(block, dtype=torch.float32, device=device))
+            for _, block in source.iter_chunks(source.chunk_rows())
+        ]
+        mu = parts[0] if len(parts) == 1 else torch.cat(parts, dim=0)
+        del parts
         mu = mu.repeat_interleave(k, dim=0)
         z = mu + encoder_noise * torch.randn(mu.shape, generator=gen, device=device)
     return z.cpu().numpy().astype(np.float32)

@@ -15,17 +15,22 @@ This module imports torch at the top: only the private ``_*_torch`` modules impo
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import torch
 from torch import nn
 
-from tabpriv.transformers.encoded import ColumnSpan
+from tabpriv.transformers.encoded import ColumnSpan, EncodedTable
 
 __all__ = [
     "MLP",
+    "RowTable",
     "SpanLayout",
+    "TakeDataset",
+    "column_sums",
     "decode_rows",
     "init_linear_",
     "kl_divergence",
@@ -186,3 +191,73 @@ def sample_condition(probs: np.ndarray, n: int, gen: torch.Generator) -> torch.T
     c = torch.zeros((n, p.shape[0]), dtype=torch.float32)
     c[torch.arange(n), codes] = 1.0
     return c
+
+
+# -- streaming reads of the encoded table ------------------------------------------------------------
+def column_sums(table: EncodedTable, start: int, width: int) -> np.ndarray:
+    """Sums over all rows of the coordinates ``[start, start + width)``, read chunk by chunk (float64).
+
+    Each chunk is summed in float32 (as ``table.data[:, a:b].sum(axis=0)`` would) and the chunk sums
+    are added in float64. For the 0/1 coordinates of a one-hot block every partial sum is an integer
+    below 2**24 per chunk, so the result equals the whole-matrix float32 sum exactly (for fewer than
+    2**24 rows).
+    """
+    total = np.zeros(width, dtype=np.float64)
+    for _, block in table.iter_chunks(table.chunk_rows_for()):
+        total += block[:, start : start + width].sum(axis=0).astype(np.float64)
+    return total
+
+
+class RowTable(Protocol):
+    """What :class:`TakeDataset` reads: an :class:`EncodedTable`, or a view of one (e.g. clipped rows)."""
+
+    @property
+    def n_rows(self) -> int:
+        """Number of rows."""
+        ...
+
+    @property
+    def width(self) -> int:
+        """Number of coordinates."""
+        ...
+
+    def take(self, indices: np.ndarray) -> np.ndarray:
+        """float32 rows at ``indices`` (in that order)."""
+        ...
+
+
+class TakeDataset(torch.utils.data.Dataset[tuple[torch.Tensor]]):
+    """A map-style dataset over the rows of an :class:`EncodedTable` (or a :class:`RowTable`).
+
+    It is what ``TensorDataset(torch.as_tensor(table.data))`` would be, without materialising the
+    table: each batch the sampler asks for (opacus' Poisson batches included) is read on demand, in
+    the sampler's order, through :meth:`__getitems__` (one ``take`` per batch). Items are 1-tuples of
+    float32 CPU tensors, so ``default_collate`` stacks them exactly as it stacks rows of a tensor.
+
+    Args:
+        table: The rows to serve.
+
+    """
+
+    def __init__(self, table: EncodedTable | RowTable) -> None:
+        self.table = table
+
+    def __len__(self) -> int:
+        return self.table.n_rows
+
+    def rows(self, indices: Sequence[int] | np.ndarray) -> torch.Tensor:
+        """Rows at ``indices`` (in that order) as one ``(len(indices), width)`` float32 tensor."""
+        idx = np.asarray(indices, dtype=np.int64)
+        if idx.size == 0:
+            return torch.zeros((0, self.table.width), dtype=torch.float32)
+        block = self.table.take(idx)
+        return torch.from_numpy(np.ascontiguousarray(block, dtype=np.float32))
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor]:
+        return (self.rows([int(i)])[0],)
+
+    def __getitems__(self, indices: list[int]) -> list[tuple[torch.Tensor]]:
+        """One ``take`` for a whole batch (used by the DataLoader's fetcher)."""
+        if len(indices) == 0:
+            return []
+        return [(row,) for row in self.rows(indices)]

@@ -17,6 +17,11 @@ replace-one at the unit level. The T steps are accounted with Google dp-accounti
 hold the encoders are **frozen during stage 2** (the paper keeps updating theta_k, which makes the
 step mechanisms share hidden state and breaks the per-step adaptive-composition argument; see the doc).
 
+Streaming (``streaming = True``): minibatches, the frozen-posterior pass (in blocks of the partition)
+and the condition histogram read the table with ``table.take``/``table.iter_chunks``; what grows with
+n is the ``(K, n/K)`` partition index (8 B/row) and the frozen posterior parameters
+(``2 × latent_dim × 4`` B/row), not an ``n × width`` matrix.
+
 This module is light: torch is imported only inside :mod:`tabpriv.backends._dp2vae_torch`.
 """
 
@@ -230,6 +235,7 @@ class DP2VAEBackend(Backend):
     guarantee = "dp"
     devices = ("cpu", "cuda")
     summary = "DP²-VAE: private decoder trained on K non-private encoders (Jiang et al. 2022)"
+    streaming: ClassVar[bool] = True
     quick_params: ClassVar[dict[str, Any]] = {
         "n_subsets": 10,
         "steps": 40,

@@ -10,6 +10,10 @@ add/remove is (2e, (1 + exp(e)) d)-DP under replace-one. The noise is therefore 
 add/remove target (epsilon/2, delta / (1 + exp(epsilon/2))) — honest, and conservative.
 
 Only the decoder (and the N(0, I) prior) is released. Torch and opacus are imported lazily.
+
+Streaming (``streaming = True``): each Poisson batch drawn by opacus' sampler is read with
+``table.take`` and the condition histogram with ``table.iter_chunks``; no ``n × width`` matrix is built,
+and the fit is bit-identical to one on the materialised matrix.
 """
 
 from __future__ import annotations
@@ -90,6 +94,7 @@ class DPSGDVAEBackend(Backend):
     guarantee = "dp"
     devices = ("cpu", "cuda")
     summary = "VAE trained end to end with DP-SGD (opacus); baseline of dp2-vae"
+    streaming: ClassVar[bool] = True
     quick_params: ClassVar[dict[str, Any]] = {
         "epochs": 2,
         "batch_size": 32,

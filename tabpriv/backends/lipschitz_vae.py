@@ -20,6 +20,11 @@ Two modes:
   ``allow_paper_mode=True``.
 
 torch and opacus are imported lazily; the torch code lives in :mod:`tabpriv.backends._lipschitz_torch`.
+
+Streaming (``streaming = True``): every minibatch (opacus' Poisson batches in dp mode, shuffled batches
+in paper mode) is read with ``table.take`` and the reconstruction release with ``table.iter_chunks``;
+each row read is clipped to ``row_norm_bound`` with the function ``clipped_rows()`` applies, so the rows
+seen are exactly those of ``table.clipped_rows()``, never materialised as an ``n × width`` matrix.
 """
 
 from __future__ import annotations
@@ -140,6 +145,7 @@ class LipschitzVAEBackend(Backend):
         "Lipschitz-constrained VAE (Gross & Wunder): DP-SGD + certified encoder Lipschitz bound; "
         "paper mode (conditional guarantee) only with an explicit flag"
     )
+    streaming: ClassVar[bool] = True
 
     #: Small settings for the conformance suite.
     quick_params: ClassVar[dict[str, Any]] = {"epochs": 2, "hidden": 16, "batch_size": 64}
@@ -369,7 +375,9 @@ class LipschitzVAEBackend(Backend):
         from tabpriv._random import derive_seed
         from tabpriv.backends import _lipschitz_torch as lt
 
-        data = table.clipped_rows()  # enforces ||x|| <= row_norm_bound, hence diameter <= D
+        # Every row read (minibatch or release pass) is clipped to row_norm_bound, hence diameter <= D:
+        # the rows of table.clipped_rows(), read on demand instead of materialised (streaming).
+        data = lt.ClippedRows(table, table.row_norm_bound)
         arch = lt.Arch(table.width, self.hidden, self.latent_dim, self.encoder_layers)
         model = lt.build_model(arch, derive_seed(context.seed, "init"))
         heads = lt.Heads(table.spans)

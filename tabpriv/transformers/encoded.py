@@ -125,7 +125,8 @@ class EncodedTable:
     * :meth:`iter_chunks` and :meth:`take` encode only the rows asked for: ``O(chunk_rows × width)``.
       Streaming backends (``Backend.streaming``) read the table through these two methods only.
     * :attr:`data` materialises the whole ``n_rows × width × 4`` bytes once, logs the size at INFO and
-      caches it. Backends that need the full matrix (the VAEs) use it.
+      caches it. No registered backend needs it any more; it is kept for callers outside the
+      fitting path (benchmarks, tests) and for backends that cannot stream.
 
     The table is immutable.
 
