@@ -349,6 +349,13 @@ def _summary(
     t.add_row("Guarantee", ("[green]" if dp else "[bold yellow]") + rep.headline)
     t.add_row("Backend", rep.backend)
     t.add_row("Epsilon spent", f"{rep.epsilon:.4f} of {rep.budget_epsilon:g}")
+    unamplified = (rep.extra or {}).get("epsilon_unamplified")
+    if isinstance(unamplified, float | int) and unamplified > rep.epsilon * (1 + 1e-9):
+        t.add_row(
+            "Un-amplified",
+            f"{unamplified:.4f}: the epsilon of the same noise without row subsampling "
+            "(the guarantee above counts the amplification)",
+        )
     t.add_row("Delta spent", f"{rep.delta:.3g} of {rep.budget_delta:g}")
     t.add_row("Mechanism", rep.mechanism)
     t.add_row("Rows", f"{rep.rows_in:,} in -> {rep.rows_out:,} out")

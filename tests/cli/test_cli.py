@@ -182,3 +182,20 @@ def test_real_process_error_is_one_line(tmp_path: Path) -> None:
     assert res.returncode == 1
     assert "Traceback" not in res.stderr
     assert res.stderr.strip().startswith("Error:") and "does not exist" in res.stderr
+
+
+def test_subsampled_slicing_shows_unamplified_epsilon(tmp_path: Path, small_files) -> None:
+    """The CLI panel states the un-amplified epsilon next to the amplified guarantee."""
+    data, schema = small_files
+    out = tmp_path / "out.csv"
+    report = tmp_path / "report.json"
+    params = ["n_slices=8", "steps=5", "batch_size=64", "real_batch=32", "hidden=32", "subsample=0.5"]
+    args = ["synthesize", str(data), "--schema", str(schema), "--backend", "slicing", "--seed", "0"]
+    args += [a for p in params for a in ("-p", p)]
+    res = runner.invoke(app, [*args, "-o", str(out), "--report", str(report)], terminal_width=200)
+    assert res.exit_code == 0, res.output
+    rep = json.loads(report.read_text())
+    unamplified = rep["extra"]["epsilon_unamplified"]
+    assert unamplified > rep["epsilon"]
+    assert "Un-amplified" in res.output
+    assert f"{unamplified:.4f}" in res.output
