@@ -9,7 +9,7 @@ import numpy as np
 
 from tabpriv.errors import PrivacyParameterError
 
-__all__ = ["RandomSource", "derive_seed"]
+__all__ = ["RandomSource", "block_seed", "derive_seed"]
 
 
 @dataclass(frozen=True)
@@ -61,6 +61,15 @@ def derive_seed(seed: int, purpose: str) -> int:
     ss = np.random.SeedSequence(entropy=seed, spawn_key=tuple(key))
     words = ss.generate_state(4, dtype=np.uint32)
     return int(sum(int(w) << (32 * i) for i, w in enumerate(words)))
+
+
+def block_seed(seed: int, index: int) -> int:
+    """Seed of block ``index`` of a draw split into blocks.
+
+    Block 0 uses ``seed`` itself (so a draw that fits in one block is exactly the unsplit draw); block
+    ``i >= 1`` uses ``derive_seed(seed, f"chunk-{i}")``.
+    """
+    return seed if index == 0 else derive_seed(seed, f"chunk-{index}")
 
 
 def torch_generator(seed: int, device: str = "cpu"):  # type: ignore[no-untyped-def]

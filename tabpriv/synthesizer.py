@@ -15,7 +15,7 @@ import numpy as np
 
 from tabpriv import __version__
 from tabpriv._device import resolve_device
-from tabpriv._random import RandomSource, derive_seed
+from tabpriv._random import RandomSource, block_seed
 from tabpriv.backends import get_backend_class
 from tabpriv.backends.base import Backend, FitContext, ProgressCallback
 from tabpriv.budget import (
@@ -246,7 +246,7 @@ class Synthesizer:
                     f"Backend {self.backend!r} returned a block of shape {encoded.shape}; expected "
                     f"({m}, {width}). This is a bug in the backend."
                 )
-            rng = np.random.default_rng(decode_seed if i == 0 else derive_seed(decode_seed, f"chunk-{i}"))
+            rng = np.random.default_rng(block_seed(decode_seed, i))
             part = self.transformer_.decode_columns(encoded, categorical=categorical, rng=rng)
             del encoded
             # Assurance: decoded rows always lie inside the schema (checked block by block).

@@ -20,8 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from tabpriv.transformers.encoded import ColumnSpan, EncodedTable
-from tabpriv.transformers.encoded import _clip as clip_rows  # the clip of clipped_rows()
+from tabpriv.transformers.encoded import ColumnSpan, EncodedTable, clip_rows
 
 # Multiplicative safety margin of the projection, so float32 rounding of the rescaled weights can never
 # push an exact spectral norm above its target (the final weights are re-certified exactly anyway).

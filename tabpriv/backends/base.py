@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from tabpriv._random import derive_seed
+from tabpriv._random import block_seed
 from tabpriv.budget import GuaranteeType, PrivacyLedger
 from tabpriv.errors import NotFittedError
 from tabpriv.transformers.encoded import ColumnSpan, EncodedTable
@@ -131,7 +131,7 @@ class Backend(ABC):
         This is how :meth:`Synthesizer.sample <tabpriv.Synthesizer.sample>` draws, so that its memory
         is ``O(chunk_rows × width)`` plus the output. The default calls :meth:`sample` once per block:
         block 0 with ``seed`` itself (so ``n <= chunk_rows`` gives exactly ``sample(n, seed)``), block
-        ``i >= 1`` with ``derive_seed(seed, f"chunk-{i}")``. The same ``(n, seed, chunk_rows)`` always
+        ``i >= 1`` with :func:`tabpriv._random.block_seed`. The same ``(n, seed, chunk_rows)`` always
         gives the same rows. Override it when rows of different blocks must be drawn jointly (e.g.
         without replacement from a finite released set).
         """
@@ -139,7 +139,7 @@ class Backend(ABC):
             raise ValueError(f"chunk_rows must be positive; got {chunk_rows}.")
         for i, start in enumerate(range(0, n, chunk_rows)):
             m = min(chunk_rows, n - start)
-            yield self.sample(m, seed if i == 0 else derive_seed(seed, f"chunk-{i}"))
+            yield self.sample(m, block_seed(seed, i))
 
     @abstractmethod
     def privacy_details(self) -> PrivacyDetails:

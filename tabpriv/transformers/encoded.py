@@ -12,7 +12,7 @@ import numpy as np
 
 from tabpriv.errors import DataValidationError
 
-__all__ = ["DEFAULT_CHUNK_BYTES", "Block", "ColumnSpan", "EncodedTable", "RowEncoder"]
+__all__ = ["DEFAULT_CHUNK_BYTES", "Block", "ColumnSpan", "EncodedTable", "RowEncoder", "clip_rows"]
 
 logger = logging.getLogger(__name__)
 
@@ -304,10 +304,10 @@ class EncodedTable:
         """
         c = self.row_norm_bound if bound is None else float(bound)
         if self._data is not None:
-            return _clip(self.data, c)
+            return clip_rows(self.data, c)
         out = np.empty((self.n_rows, self.width), dtype=np.float32)
         for start, block in self._encode_chunks(self.chunk_rows_for()):
-            out[start : start + block.shape[0]] = _clip(block, c)
+            out[start : start + block.shape[0]] = clip_rows(block, c)
         return out
 
     def with_data(self, data: np.ndarray) -> EncodedTable:
@@ -323,7 +323,8 @@ class EncodedTable:
         return f"EncodedTable({kind}, n_rows={self.n_rows}, width={self.width}, n_columns={self.n_columns})"
 
 
-def _clip(x: np.ndarray, c: float) -> np.ndarray:
+def clip_rows(x: np.ndarray, c: float) -> np.ndarray:
+    """Scale each row of ``x`` down to L2 norm at most ``c`` (float32); the clip of ``clipped_rows``."""
     norms = np.linalg.norm(x, axis=1, keepdims=True)
     scale = np.minimum(1.0, c / np.maximum(norms, 1e-12))
     return (x * scale).astype(np.float32, copy=False)
