@@ -31,7 +31,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check tabpriv tests benchmarks
 
 typecheck: $(STAMP)
-	$(VENV)/bin/mypy tabpriv
+	$(VENV)/bin/mypy tabpriv benchmarks
 
 pytest: $(STAMP)
 	$(PY) -m pytest -m "not slow" -q

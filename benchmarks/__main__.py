@@ -20,6 +20,9 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--epsilons", nargs="*", type=float, default=None, help="override the config's ε list")
     r.add_argument("--seeds", nargs="*", type=int, default=None, help="override the config's seeds")
     r.add_argument(
+        "--timeout-s", type=float, default=None, help="override the config's per-run time limit (s)"
+    )
+    r.add_argument(
         "--resume", action="store_true", help="skip runs already recorded in the grid's JSONL file"
     )
     t = sub.add_parser("tables", help="rebuild Markdown tables and plots from a results JSONL file")
@@ -52,6 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         epsilons=a.epsilons,
         seeds=a.seeds,
         resume=a.resume,
+        timeout_s=a.timeout_s,
     )
     print(jsonl)
     return 0

@@ -46,9 +46,18 @@ def _load(name: str):  # type: ignore[no-untyped-def]
     from tabpriv.schema import Schema
 
     if name == "adult":
-        kw = {"header": None, "names": COLS, "skipinitialspace": True, "na_values": "?"}
-        train = pd.read_csv(SHARED / "adult" / "adult.data", **kw)
-        hold = pd.read_csv(SHARED / "adult" / "adult.test", skiprows=1, **kw)
+
+        def read(name: str, skip: int) -> pd.DataFrame:
+            return pd.read_csv(
+                SHARED / "adult" / name,
+                header=None,
+                names=COLS,
+                skipinitialspace=True,
+                na_values="?",
+                skiprows=skip,
+            )
+
+        train, hold = read("adult.data", 0), read("adult.test", 1)
         hold["income"] = hold["income"].str.rstrip(".")
         schema_path = ROOT / "datasets" / "adult.schema.json"
         schema = (

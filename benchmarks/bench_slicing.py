@@ -175,6 +175,10 @@ def run_evaluated(params: dict[str, Any], epsilon: float, seed: int) -> dict[str
         rep = evaluate(train, out, schema, holdout=test, target="income", sdmetrics=False, n_attack=500)
     t3 = time.perf_counter()
     pr = syn.privacy_report
+    from tabpriv.backends.slicing import SlicingBackend
+
+    backend = syn.backend_
+    assert isinstance(backend, SlicingBackend), type(backend)
     lr = rep["utility"]["models"]["logistic_regression"]
     return {
         "seed": seed,
@@ -184,12 +188,12 @@ def run_evaluated(params: dict[str, Any], epsilon: float, seed: int) -> dict[str
         "epsilon": pr.epsilon,
         "epsilon_unamplified": pr.extra.get("epsilon_unamplified"),
         "sigma": pr.noise.get("sigma"),
-        "rows_projected": int(syn.backend_.release_.noisy.shape[0]),
+        "rows_projected": int(backend.release_.noisy.shape[0]),
         "lr_auc": lr["synthetic"]["roc_auc"],
         "lr_auc_real": lr["real"]["roc_auc"],
         "tvd_1way": rep["marginals"]["one_way"]["mean"],
         "tvd_2way": rep["marginals"]["two_way"]["mean"],
-        "loss_final": syn.backend_.loss_history_[-1],
+        "loss_final": backend.loss_history_[-1],
     }
 
 

@@ -522,11 +522,13 @@ def run(
     epsilons: list[float] | None = None,
     seeds: list[int] | None = None,
     resume: bool = False,
+    timeout_s: float | None = None,
 ) -> Path:
     """Run the grid of ``config_path`` (``[quick]`` overrides when ``quick``); return the JSONL path.
 
     ``datasets``/``epsilons``/``seeds`` narrow the grid; ``resume`` skips runs already recorded in
-    the grid's JSONL file and rebuilds the tables from all of its rows.
+    the grid's JSONL file and rebuilds the tables from all of its rows; ``timeout_s`` replaces the
+    config's per-run time limit (a run past it is recorded as failed, saying so).
     """
     cfg = tomllib.loads(Path(config_path).read_text())
     grid = dict(cfg["run"])
@@ -535,6 +537,8 @@ def run(
     for key, val in (("datasets", datasets), ("epsilons", epsilons), ("seeds", seeds)):
         if val:
             grid[key] = list(val)
+    if timeout_s is not None:
+        grid["timeout_s"] = float(timeout_s)
     systems = expand_systems(only_systems or grid["systems"])
     results = _resolve(grid.get("results_dir", "benchmarks/results"))
     results.mkdir(parents=True, exist_ok=True)

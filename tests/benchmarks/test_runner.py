@@ -352,17 +352,20 @@ def test_run_end_to_end_and_resume(tmp_path: Path, monkeypatch: pytest.MonkeyPat
 
     # --resume: finished runs are not redone; the skipped one is tried again
     calls: list[str] = []
+    timeouts: list[float] = []
     real_run_system = runner.run_system
 
     def spy(system: str, *args: Any, **kwargs: Any) -> Any:
         calls.append(system)
+        timeouts.append(args[-1])  # run_system(system, ds, eps, delta, seed, work, timeout_s)
         return real_run_system(system, *args, **kwargs)
 
     monkeypatch.setattr(runner, "run_system", spy)
     plotted: list[str] = []
     monkeypatch.setattr(runner, "plot", lambda rows, dataset, path: plotted.append(dataset))  # seen above
-    runner.run(str(cfg), resume=True)
+    runner.run(str(cfg), resume=True, timeout_s=7200)
     assert calls == ["smartnoise-mst"]
+    assert timeouts == [7200.0]  # --timeout-s replaces the config's 300 s
     assert plotted == ["tiny"]
     assert len(jsonl.read_text().splitlines()) == 4
     # tables rebuilt from all finished rows of the file
