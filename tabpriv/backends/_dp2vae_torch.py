@@ -75,7 +75,7 @@ def train_dp2vae(
     from tabpriv.backends.dp2vae import dp2vae_epsilon_curve
 
     dev = torch.device(context.device)
-    layout = SpanLayout.from_spans(table.spans, backend.condition_on)
+    layout = SpanLayout.from_spans(table.spans, backend.condition_on, backend.numeric_bins)
     k_sub, latent, hidden = backend.n_subsets_, backend.latent_dim, backend.hidden
     gen_cpu = torch_generator(derive_seed(context.seed, "dp2vae-train"), "cpu")
     gen_dev = torch_generator(derive_seed(context.seed, "dp2vae-train-device"), str(dev))
@@ -107,7 +107,7 @@ def train_dp2vae(
     # -- stage 1: K encoders, each with a throwaway decoder, vectorised with vmap ---------------
     t0 = time.perf_counter()
     enc_sizes = encoder_sizes(layout.width, hidden, latent)
-    dec_sizes = decoder_sizes(layout.width, hidden, latent, layout.cond_width)
+    dec_sizes = decoder_sizes(layout.out_width, hidden, latent, layout.cond_width)
     encs = [MLP(enc_sizes) for _ in range(k_sub)]
     decs = [MLP(dec_sizes) for _ in range(k_sub)]
     for m in (*encs, *decs):
@@ -206,8 +206,8 @@ def train_dp2vae(
 
 
 def _decoder_from_state(backend: Any) -> tuple[MLP, SpanLayout]:
-    layout = SpanLayout.from_spans(backend.spans_, backend.condition_on)
-    dec = MLP(decoder_sizes(layout.width, backend.hidden, backend.latent_dim, layout.cond_width))
+    layout = SpanLayout.from_spans(backend.spans_, backend.condition_on, backend.numeric_bins)
+    dec = MLP(decoder_sizes(layout.out_width, backend.hidden, backend.latent_dim, layout.cond_width))
     dec.load_state_dict({k: torch.as_tensor(v) for k, v in backend.decoder_state_.items()})
     dec.eval()
     return dec, layout

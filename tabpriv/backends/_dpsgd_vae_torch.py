@@ -38,7 +38,7 @@ class VAE(nn.Module):
         self.layout = layout
         self.latent = latent
         self.encoder = MLP(encoder_sizes(layout.width, hidden, latent))
-        self.decoder = MLP(decoder_sizes(layout.width, hidden, latent, layout.cond_width))
+        self.decoder = MLP(decoder_sizes(layout.out_width, hidden, latent, layout.cond_width))
 
     def forward(self, x: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
         """Per-example negative ELBO of rows ``x`` with reparameterisation noise ``eps``."""
@@ -79,7 +79,7 @@ def train_dpsgd_vae(
     from tabpriv.backends.dpsgd_vae import opacus_epsilon
 
     dev = torch.device(context.device)
-    layout = SpanLayout.from_spans(table.spans, backend.condition_on)
+    layout = SpanLayout.from_spans(table.spans, backend.condition_on, backend.numeric_bins)
     gen_cpu = torch_generator(derive_seed(context.seed, "dpsgd-vae-init"), "cpu")
     gen_dev = torch_generator(derive_seed(context.seed, "dpsgd-vae-eps"), str(dev))
     gen_noise = torch_generator(derive_seed(context.seed, "dpsgd-vae-noise"), str(dev))

@@ -29,12 +29,13 @@ _MARGIN = 1.0 - 1e-5
 
 @dataclass(frozen=True)
 class Arch:
-    """Architecture of the VAE."""
+    """Architecture of the VAE (``out_width``: decoder outputs, ``None`` for ``width``)."""
 
     width: int
     hidden: int
     latent: int
     encoder_layers: int
+    out_width: int | None = None
 
 
 class LipschitzVAE(nn.Module):
@@ -50,7 +51,7 @@ class LipschitzVAE(nn.Module):
             nn.ReLU(),
             nn.Linear(arch.hidden, arch.hidden),
             nn.ReLU(),
-            nn.Linear(arch.hidden, arch.width),
+            nn.Linear(arch.hidden, arch.out_width or arch.width),
         )
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
@@ -115,26 +116,33 @@ def enforce_certified_(model: LipschitzVAE, lipschitz: float) -> float:
 
 
 class Heads:
-    """Per-block output activations and per-sample reconstruction losses."""
+    """Per-block output activations and per-sample reconstruction losses.
 
-    def __init__(self, spans: tuple[ColumnSpan, ...]) -> None:
-        self.softmax: list[tuple[int, int]] = []
-        self.tanh: list[int] = []
-        self.sigmoid: list[int] = []
-        for span in spans:
-            for b in span.blocks:
-                if b.activation == "softmax":
-                    self.softmax.append((b.start, b.stop))
-                elif b.activation == "tanh":
-                    self.tanh.extend(range(b.start, b.stop))
-                else:
-                    self.sigmoid.extend(range(b.start, b.stop))
+    Numbers get the binned heads of :class:`tabpriv.backends._vae.SpanLayout` when ``numeric_bins > 0``
+    (cross-entropy of the true bin, not counted where the value is missing; decoded by drawing a bin),
+    else the regression head (squared error of tanh; decoded as the tanh mean).
+    """
+
+    def __init__(self, spans: tuple[ColumnSpan, ...], numeric_bins: int = 0) -> None:
+        from tabpriv.backends._vae import SpanLayout
+
+        layout = SpanLayout.from_spans(spans, None, numeric_bins)
+        self.width = layout.width
+        self.out_width = layout.out_width
+        self.numeric = layout.numeric
+        self.softmax: list[tuple[int, int]] = [(a, a + w) for a, w in layout.softmax]
+        self.tanh: list[int] = [] if layout.numeric else list(layout.tanh)
+        self.sigmoid: list[int] = list(layout.sigmoid)
 
     def loss(self, logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        """Per-sample reconstruction loss (cross-entropy, squared error, binary cross-entropy)."""
+        """Per-sample reconstruction loss (cross-entropy, bins or squared error, binary cross-entropy)."""
         total = torch.zeros(logits.shape[0], device=logits.device)
         for a, b in self.softmax:
             total = total - (torch.log_softmax(logits[:, a:b], dim=1) * x[:, a:b]).sum(1)
+        for h in self.numeric:
+            logp = torch.log_softmax(logits[:, h.offset : h.offset + h.n_bins], dim=1)
+            nll = -torch.gather(logp, 1, h.target(x[:, h.index]).unsqueeze(1)).squeeze(1)
+            total = total + (nll if h.missing is None else nll * (1.0 - x[:, h.missing]))
         if self.tanh:
             t = self.tanh
             total = total + ((torch.tanh(logits[:, t]) - x[:, t]) ** 2).sum(1)
@@ -145,11 +153,23 @@ class Heads:
             ).sum(1)
         return total
 
-    def activate(self, logits: torch.Tensor) -> torch.Tensor:
-        """Apply the output activations (probabilities, tanh values, indicator probabilities)."""
-        out = logits.clone()
+    def activate(self, logits: torch.Tensor, gen: torch.Generator | None = None) -> torch.Tensor:
+        """Encoded-width rows: category and indicator probabilities, numbers as values.
+
+        A binned number is drawn (bin from its softmax, then its value) with ``gen``, on the CPU; a
+        regression number is the tanh mean.
+        """
+        out = logits[:, : self.width].clone()
         for a, b in self.softmax:
             out[:, a:b] = torch.softmax(logits[:, a:b], dim=1)
+        if self.numeric:
+            if gen is None:
+                raise ValueError("binned number heads need a generator to draw from")
+            lg = logits.detach().float().cpu()
+            for h in self.numeric:
+                p = torch.softmax(lg[:, h.offset : h.offset + h.n_bins], dim=1)
+                bins = torch.multinomial(p, 1, generator=gen).squeeze(1)
+                out[:, h.index] = h.value(bins, gen).to(out.device)
         if self.tanh:
             out[:, self.tanh] = torch.tanh(logits[:, self.tanh])
         if self.sigmoid:
@@ -413,10 +433,13 @@ def encode_noisy(
     return z.cpu().numpy().astype(np.float32)
 
 
-def decode(model: LipschitzVAE, heads: Heads, z: np.ndarray, device: str) -> np.ndarray:
-    """Decode latents into encoded rows (activated)."""
+def decode(model: LipschitzVAE, heads: Heads, z: np.ndarray, device: str, seed: int = 0) -> np.ndarray:
+    """Decode latents into encoded rows (activated; binned numbers drawn with ``seed``)."""
+    from tabpriv._random import torch_generator
+
     with torch.no_grad():
-        out = heads.activate(model.dec(torch.as_tensor(z, dtype=torch.float32, device=device)))
+        logits = model.dec(torch.as_tensor(z, dtype=torch.float32, device=device))
+        out = heads.activate(logits, torch_generator(seed, "cpu"))
     return out.cpu().numpy().astype(np.float32)
 
 

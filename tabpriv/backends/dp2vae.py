@@ -193,6 +193,14 @@ def calibrate_dp2vae(
     )
 
 
+def check_numeric_bins(value: object) -> None:
+    """Validate the ``numeric_bins`` parameter shared by the VAE backends."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0 or value == 1:
+        raise PrivacyParameterError(
+            f"numeric_bins must be 0 (regression head) or an integer >= 2; got {value!r}."
+        )
+
+
 def pack_decoder_state(
     decoder_state: dict[str, np.ndarray], condition_probs: np.ndarray | None
 ) -> dict[str, np.ndarray]:
@@ -228,6 +236,10 @@ class DP2VAEBackend(Backend):
         condition_on: Optional categorical column to condition the decoder on.
         condition_fraction: Share of epsilon (as a standalone Gaussian) spent on the condition's
             histogram when ``condition_on`` is set.
+        numeric_bins: Bins of each number's decoder head (a discretised likelihood; integers with at
+            most this many values get one bin per value, other numbers the schema's ``bins`` hint or
+            this many equal-width bins, sampled uniformly within). ``0`` keeps the regression head
+            (squared error, sampled as the decoder mean), which collapses numbers toward their mean.
 
     """
 
@@ -258,6 +270,7 @@ class DP2VAEBackend(Backend):
         pretrain_steps: int = 50,
         condition_on: str | None = None,
         condition_fraction: float = 0.1,
+        numeric_bins: int = 20,
     ) -> None:
         self.n_subsets = n_subsets
         self.steps = steps
@@ -269,6 +282,7 @@ class DP2VAEBackend(Backend):
         self.pretrain_steps = pretrain_steps
         self.condition_on = condition_on
         self.condition_fraction = condition_fraction
+        self.numeric_bins = numeric_bins
 
     def n_subsets_for(self, n_rows: int) -> int:
         """K used for a table of ``n_rows`` rows."""
@@ -291,6 +305,7 @@ class DP2VAEBackend(Backend):
             v = getattr(self, k)
             if not (isinstance(v, int | float) and math.isfinite(v) and v > 0):
                 raise PrivacyParameterError(f"{k} must be a finite number > 0; got {v!r}.")
+        check_numeric_bins(self.numeric_bins)
         if n_rows < self.n_subsets_for(n_rows):
             raise DataValidationError(
                 f"dp2-vae needs at least n_subsets={self.n_subsets} rows; got {n_rows}. Lower n_subsets."

@@ -26,7 +26,7 @@ import numpy as np
 
 from tabpriv.accounting import calibrate_gaussian
 from tabpriv.backends.base import Backend, FitContext, PrivacyDetails
-from tabpriv.backends.dp2vae import pack_decoder_state, unpack_decoder_state
+from tabpriv.backends.dp2vae import check_numeric_bins, pack_decoder_state, unpack_decoder_state
 from tabpriv.budget import PrivacyLedger, check_delta_for_rows
 from tabpriv.errors import BudgetExceededError, DataValidationError, PrivacyParameterError
 from tabpriv.transformers.encoded import ColumnSpan, EncodedTable
@@ -87,6 +87,10 @@ class DPSGDVAEBackend(Backend):
         lr: Adam learning rate.
         condition_on: Optional categorical column to condition the decoder on.
         condition_fraction: Share of epsilon and delta spent on the condition's noisy histogram.
+        numeric_bins: Bins of each number's decoder head (a discretised likelihood; integers with at
+            most this many values get one bin per value, other numbers the schema's ``bins`` hint or
+            this many equal-width bins, sampled uniformly within). ``0`` keeps the regression head
+            (squared error, sampled as the decoder mean), which collapses numbers toward their mean.
 
     """
 
@@ -113,6 +117,7 @@ class DPSGDVAEBackend(Backend):
         lr: float = 1e-3,
         condition_on: str | None = None,
         condition_fraction: float = 0.1,
+        numeric_bins: int = 20,
     ) -> None:
         self.epochs = epochs
         self.batch_size = batch_size
@@ -122,6 +127,7 @@ class DPSGDVAEBackend(Backend):
         self.lr = lr
         self.condition_on = condition_on
         self.condition_fraction = condition_fraction
+        self.numeric_bins = numeric_bins
 
     def _check_params(self, table: EncodedTable) -> None:
         for k in ("epochs", "batch_size", "latent_dim", "hidden"):
@@ -132,6 +138,7 @@ class DPSGDVAEBackend(Backend):
             v = getattr(self, k)
             if not (isinstance(v, int | float) and math.isfinite(v) and v > 0):
                 raise PrivacyParameterError(f"{k} must be a finite number > 0; got {v!r}.")
+        check_numeric_bins(self.numeric_bins)
         if self.condition_on is not None:
             span = next((s for s in table.spans if s.name == self.condition_on), None)
             if span is None or span.kind != "categorical":

@@ -37,7 +37,9 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
+from tabpriv._random import block_seed, derive_seed
 from tabpriv.backends.base import Backend, FitContext, PrivacyDetails
+from tabpriv.backends.dp2vae import check_numeric_bins
 from tabpriv.budget import GuaranteeType, PrivacyLedger
 from tabpriv.errors import BudgetExceededError, PrivacyParameterError, TabprivError
 from tabpriv.transformers.encoded import ColumnSpan, EncodedTable
@@ -135,6 +137,11 @@ class LipschitzVAEBackend(Backend):
         beta: Weight of the prior (KL) term.
         epochs, batch_size, lr: Training (``batch_size`` is the expected Poisson batch in dp mode).
         max_grad_norm: DP-SGD per-sample clipping norm.
+        numeric_bins: Bins of each number's decoder head (a discretised likelihood, as in the other
+            VAE backends: integers with at most this many values get one bin per value, other numbers
+            the schema's ``bins`` hint or this many equal-width bins, sampled uniformly within). ``0``
+            keeps the regression head (tanh mean, no observation noise). The decoder is
+            post-processing of the released codes, so this choice does not change the guarantee.
 
     """
 
@@ -170,6 +177,7 @@ class LipschitzVAEBackend(Backend):
         batch_size: int = 256,
         lr: float = 1e-3,
         max_grad_norm: float = 1.0,
+        numeric_bins: int = 20,
     ) -> None:
         self.mode = mode
         self.allow_paper_mode = allow_paper_mode
@@ -188,6 +196,7 @@ class LipschitzVAEBackend(Backend):
         self.batch_size = batch_size
         self.lr = lr
         self.max_grad_norm = max_grad_norm
+        self.numeric_bins = numeric_bins
 
     # -- guarantee -------------------------------------------------------------------------------
     @property
@@ -210,6 +219,7 @@ class LipschitzVAEBackend(Backend):
                 "allow_paper_mode=True (CLI: --paper-mode); got allow_paper_mode="
                 f"{self.allow_paper_mode!r}. Use mode='dp' for end-to-end DP."
             )
+        check_numeric_bins(self.numeric_bins)
         if self.release not in ("prior", "reconstruction"):
             raise PrivacyParameterError(f"release must be 'prior' or 'reconstruction'; got {self.release!r}.")
         if self.mode == "paper" and self.release != "reconstruction":
@@ -372,15 +382,14 @@ class LipschitzVAEBackend(Backend):
                 },
             )
         # --- training -------------------------------------------------------------------------
-        from tabpriv._random import derive_seed
         from tabpriv.backends import _lipschitz_torch as lt
 
         # Every row read (minibatch or release pass) is clipped to row_norm_bound, hence diameter <= D:
         # the rows of table.clipped_rows(), read on demand instead of materialised (streaming).
         data = lt.ClippedRows(table, table.row_norm_bound)
-        arch = lt.Arch(table.width, self.hidden, self.latent_dim, self.encoder_layers)
+        heads = lt.Heads(table.spans, self.numeric_bins)
+        arch = lt.Arch(table.width, self.hidden, self.latent_dim, self.encoder_layers, heads.out_width)
         model = lt.build_model(arch, derive_seed(context.seed, "init"))
-        heads = lt.Heads(table.spans)
         s = float(plan["encoder_noise"])
         cfg = lt.TrainConfig(
             lipschitz=float(self.lipschitz),
@@ -425,8 +434,9 @@ class LipschitzVAEBackend(Backend):
             rng = np.random.default_rng(seed)
             tau = math.sqrt(1.0 + float(self.plan_["encoder_noise"]) ** 2)
             z = (tau * rng.standard_normal((n, self.latent_dim))).astype(np.float32)
-            return self._decode(z)
-        return self._decode(self._released_codes()[self._released_code_order(n, seed)])
+            return self._decode(z, derive_seed(seed, "decode"))
+        codes = self._released_codes()[self._released_code_order(n, seed)]
+        return self._decode(codes, block_seed(derive_seed(seed, "decode"), 0))
 
     def sample_chunks(self, n: int, seed: int, chunk_rows: int) -> Iterator[np.ndarray]:
         """Blocks of :meth:`sample`; a reconstruction release draws its codes jointly.
@@ -441,8 +451,9 @@ class LipschitzVAEBackend(Backend):
             raise ValueError(f"chunk_rows must be positive; got {chunk_rows}.")
         self.check_fitted()
         codes, order = self._released_codes(), self._released_code_order(n, seed)
-        for start in range(0, n, chunk_rows):
-            yield self._decode(codes[order[start : start + chunk_rows]])
+        decode_seed = derive_seed(seed, "decode")
+        for i, start in enumerate(range(0, n, chunk_rows)):
+            yield self._decode(codes[order[start : start + chunk_rows]], block_seed(decode_seed, i))
 
     def _released_codes(self) -> np.ndarray:
         if self.latents_ is None:
@@ -455,10 +466,10 @@ class LipschitzVAEBackend(Backend):
         m = self._released_codes().shape[0]
         return rng.permutation(m)[:n] if n <= m else rng.integers(0, m, size=n)
 
-    def _decode(self, z: np.ndarray) -> np.ndarray:
+    def _decode(self, z: np.ndarray, seed: int) -> np.ndarray:
         from tabpriv.backends import _lipschitz_torch as lt
 
-        return lt.decode(self.model_, self.heads_, z, self.device_)
+        return lt.decode(self.model_, self.heads_, z, self.device_, seed)
 
     def encoder_mean(self, x: np.ndarray) -> np.ndarray:
         """The encoder mean on rows ``x`` (float64, CPU) — for checks of the Lipschitz bound."""
@@ -583,12 +594,13 @@ class LipschitzVAEBackend(Backend):
         from tabpriv.backends import _lipschitz_torch as lt
 
         spans = tuple(ColumnSpan.from_dict(d) for d in meta["spans"])
-        arch = lt.Arch(int(meta["width"]), self.hidden, self.latent_dim, self.encoder_layers)
+        heads = lt.Heads(spans, self.numeric_bins)
+        arch = lt.Arch(int(meta["width"]), self.hidden, self.latent_dim, self.encoder_layers, heads.out_width)
         model: LipschitzVAE = lt.build_model(arch, 0)
         lt.load_arrays(model, arrays)
         model.eval()
         self.model_ = model
-        self.heads_ = lt.Heads(spans)
+        self.heads_ = heads
         self.device_ = "cpu"
         self.plan_ = dict(meta["plan"])
         self.lipschitz_bound_ = float(meta["lipschitz_bound"])

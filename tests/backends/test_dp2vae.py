@@ -20,6 +20,7 @@ from tabpriv.errors import BudgetExceededError, DataValidationError
 from tabpriv.transformers import EncodedTable, TableTransformer
 
 from ..conftest import make_small_df, make_small_schema
+from .test_vae_heads import decoder_out_width
 
 QUICK = dict(DP2VAEBackend.quick_params)
 
@@ -172,7 +173,8 @@ def test_released_state_has_no_encoder_weights(fitted) -> None:
     # Encoder layers: (hidden, width) first and (2*latent, hidden) last; the decoder has neither.
     assert (hidden, width) not in shapes and (2 * latent, hidden) not in shapes
     n_params = sum(v.size for v in arrays.values())
-    decoder_params = latent * hidden + hidden + hidden * hidden + hidden + hidden * width + width
+    out = decoder_out_width(_encoded().spans)  # the row plus each number's bins
+    decoder_params = latent * hidden + hidden + hidden * hidden + hidden + hidden * out + out
     assert n_params == decoder_params
     assert not any("enc" in k for k in arrays) and "enc" not in str(sorted(meta))
     # and nothing encoder-like hides on the fitted object either

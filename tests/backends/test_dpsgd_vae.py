@@ -18,6 +18,7 @@ from tabpriv.errors import BudgetExceededError
 from tabpriv.transformers import EncodedTable, TableTransformer
 
 from ..conftest import make_small_df, make_small_schema
+from .test_vae_heads import decoder_out_width
 
 QUICK = dict(DPSGDVAEBackend.quick_params)
 
@@ -68,9 +69,10 @@ def test_fit_respects_replace_one_budget_and_releases_decoder_only() -> None:
     assert b.privacy_details().adjacency == "replace-one"
     arrays, meta = b.get_state()
     assert all(k.startswith("decoder.") for k in arrays)
-    width, hidden, latent = table.width, QUICK["hidden"], QUICK["latent_dim"]
+    hidden, latent = QUICK["hidden"], QUICK["latent_dim"]
+    out = decoder_out_width(table.spans)  # the row plus each number's bins
     assert sum(v.size for v in arrays.values()) == (
-        latent * hidden + hidden + hidden * hidden + hidden + hidden * width + width
+        latent * hidden + hidden + hidden * hidden + hidden + hidden * out + out
     )
     fresh = DPSGDVAEBackend(**QUICK)  # type: ignore[arg-type]
     fresh.set_state(arrays, meta)
