@@ -88,8 +88,12 @@ def table(rows: list[dict[str, Any]]) -> str:
         cells = []
         for key, _ in cols:
             v = [float(r[key]) for r in sel if r.get(key) is not None]
-            sd = statistics.stdev(v) if len(v) > 1 else 0.0
-            cells.append(f"{statistics.fmean(v):.3f} ± {sd:.3f}" if v else "–")
+            if not v:
+                cells.append("–")
+            elif len(v) == 1:
+                cells.append(f"{v[0]:.3f}")
+            else:
+                cells.append(f"{statistics.fmean(v):.3f} ± {statistics.stdev(v):.3f}")
         head = "0 (regression)" if k == 0 else str(k)
         out.append(f"| {d} | {b} | {head} | {len(sel)} | " + " | ".join(cells) + " |")
     return "\n".join(out) + "\n"
