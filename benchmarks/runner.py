@@ -123,6 +123,19 @@ def expand_systems(names: list[str]) -> list[str]:
     return list(dict.fromkeys(out))
 
 
+def smartnoise_variant(system: str) -> tuple[str, str]:
+    """``smartnoise-<synth>[-replace-one]`` → (synth, adjacency the peer is calibrated for).
+
+    ``smartnoise-mst`` runs MST at ε as smartnoise accounts it (add/remove-one neighbours);
+    ``smartnoise-mst-replace-one`` at the smaller ε' that makes it (ε, δ)-DP under replace-one, the
+    neighbouring relation of every tabpriv guarantee (see ``peers/smartnoise_runner.py``).
+    """
+    name = system.removeprefix("smartnoise-")
+    if name.endswith("-replace-one"):
+        return name.removesuffix("-replace-one"), "replace-one"
+    return name, "add-remove"
+
+
 def peak_rss_mb() -> float:
     """Peak resident memory of *this process image* in MB.
 
@@ -225,11 +238,14 @@ def run_system(
     elif system.startswith("smartnoise-"):
         if not SMARTNOISE_PY.exists():
             return None, {"skipped": f"{SMARTNOISE_PY} missing; run benchmarks/peers/setup_smartnoise.sh"}
+        synth_name, adjacency = smartnoise_variant(system)
         cmd = [
             str(SMARTNOISE_PY),
             str(SMARTNOISE_RUNNER),
+            "--adjacency",
+            adjacency,
             "--synth",
-            system.split("-", 1)[1],
+            synth_name,
             "--input",
             str(train_csv),
             "--schema",

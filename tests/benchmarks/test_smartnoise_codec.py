@@ -286,3 +286,44 @@ def test_runner_file_is_where_the_benchmark_expects_it() -> None:
     from benchmarks import runner
 
     assert Path(runner.SMARTNOISE_RUNNER) == RUNNER_PATH
+
+
+# -- adjacency: the replace-one variant of the peers ------------------------------------------------
+def _rho_closed_form(eps: float, delta: float) -> float:
+    """ρ with ρ + 2·sqrt(ρ·log(1/δ)) = ε (the classic zCDP → (ε, δ) bound), increasing in ε."""
+    lg = math.log(1.0 / delta)
+    return (math.sqrt(lg + eps) - math.sqrt(lg)) ** 2
+
+
+@pytest.mark.parametrize("eps", [0.5, 1.0, 5.1, 10.0])
+def test_matched_epsilon_quarters_rho_and_never_exceeds(eps: float) -> None:
+    e2 = sn.matched_epsilon(eps, 1e-5, _rho_closed_form)
+    target = _rho_closed_form(eps, 1e-5) / 4
+    assert 0 < e2 < eps
+    assert _rho_closed_form(e2, 1e-5) <= target  # the peer never gets more than the replace-one budget
+    assert _rho_closed_form(e2, 1e-5) == pytest.approx(target, rel=1e-6)
+
+
+def test_runner_names_the_peer_variants() -> None:
+    from benchmarks import runner
+
+    assert runner.smartnoise_variant("smartnoise-mst") == ("mst", "add-remove")
+    assert runner.smartnoise_variant("smartnoise-aim-replace-one") == ("aim", "replace-one")
+
+
+@pytest.mark.skipif(not (REPO / ".venv-smartnoise" / "bin" / "python").exists(), reason="no smartnoise venv")
+def test_matched_epsilon_with_smartnoise_s_own_rho() -> None:
+    """With snsynth's cdp_rho (the function MST and AIM use), ε' has a quarter of the ρ of ε."""
+    code = (
+        "import importlib.util, sys\n"
+        "from snsynth.utils import cdp_rho\n"
+        f"spec = importlib.util.spec_from_file_location('r', {str(RUNNER_PATH)!r})\n"
+        "m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m)\n"
+        "e2 = m.matched_epsilon(5.1, 1e-5, cdp_rho)\n"
+        "print(e2, cdp_rho(e2, 1e-5) / cdp_rho(5.1, 1e-5))\n"
+    )
+    py = REPO / ".venv-smartnoise" / "bin" / "python"
+    out = subprocess.run([str(py), "-c", code], capture_output=True, text=True, check=True, timeout=300)
+    e2, ratio = map(float, out.stdout.split())
+    assert 0 < e2 < 5.1
+    assert ratio == pytest.approx(0.25, rel=1e-6) and ratio <= 0.25
