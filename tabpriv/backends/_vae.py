@@ -1,4 +1,4 @@
-"""Shared torch architecture of the VAE backends (``dp2-vae`` and ``dpsgd-vae``).
+"""Shared torch code of the VAE backends (dp2-vae, dpsgd-vae; the number heads also lipschitz-vae).
 
 The VAE works on the encoded table (:class:`~tabpriv.transformers.encoded.EncodedTable`): the encoder
 is an MLP ``d -> hidden -> 2 * latent`` (mean and log-variance), the decoder an MLP
@@ -6,7 +6,7 @@ is an MLP ``d -> hidden -> 2 * latent`` (mean and log-variance), the decoder an 
 softmax for a categorical block, a head per number (below) and a sigmoid for a missing indicator. The
 reconstruction loss matches the heads: cross-entropy, the number head's loss and binary cross-entropy.
 
-Numbers (``numeric_bins > 0``, the default of both VAE backends): each number gets a softmax over
+Numbers (``numeric_bins > 0``, the default of the VAE backends): each number gets a softmax over
 bins of its encoded range ``[-1, 1]``. An integer column with at most ``numeric_bins`` values has one
 bin per value (sampled exactly); any other number has ``bins`` equal-width bins (the schema's
 histogram hint, else ``numeric_bins``) and is sampled uniformly within the drawn bin. The loss is the
@@ -14,7 +14,7 @@ cross-entropy of the true bin, left out where the value is missing. This is a di
 it can represent spikes and several modes (Adult's ``capital-gain`` is 0 for 92% of rows,
 ``hours-per-week`` 40 for 47%). ``numeric_bins = 0`` keeps the regression head of the first version
 (``tanh`` of one output, squared error, sampled as the decoder mean with no observation noise), which
-collapses every number toward its conditional mean: measured in ``docs/vae.md``.
+collapses every number toward its conditional mean (measured in ``docs/privacy.md``, "Number heads").
 
 Conditional variant: when a target column is chosen, the decoder also receives that column's encoded
 block (a one-hot vector for a categorical target), so samples can be drawn per target value.
