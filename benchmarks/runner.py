@@ -428,6 +428,72 @@ def speed_table(rows: list[dict[str, Any]], dataset: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def summary_table(rows: list[dict[str, Any]], dataset: str) -> str:
+    """One line per system: "2-way TVD / LR AUC" (mean ± std over seeds) per ε, then fit+sample at
+    ε = 5.1 as a ratio of medians to smartnoise MST's, and the median peak MB (the READMEs' summary).
+
+    A cell with fewer than 3 finished seeds says how many; one where every run failed says why in a
+    word ("timeout" or "failed").
+    """
+    rows = [r for r in rows if r["dataset"] == dataset]
+
+    def ok(r: dict[str, Any]) -> bool:
+        return "skipped" not in r and "failed" not in r
+
+    def median(system: str, eps: Any, value: Any) -> float | None:
+        v = [value(r) for r in rows if ok(r) and r["system"] == system and r["epsilon"] == eps]
+        v = [x for x in v if x is not None]
+        return float(np.median(v)) if v else None
+
+    def seconds(r: dict[str, Any]) -> float | None:
+        fit, sample = r.get("fit_s"), r.get("sample_s")
+        if isinstance(fit, int | float) and isinstance(sample, int | float):
+            return float(fit) + float(sample)
+        return None
+
+    def peak(r: dict[str, Any]) -> float | None:
+        v = r.get("peak_rss_mb")
+        return float(v) if isinstance(v, int | float) else None
+
+    eps_list = sorted({r["epsilon"] for r in rows if r["epsilon"] is not None})
+    ref_eps = 5.1 if 5.1 in eps_list else (eps_list[len(eps_list) // 2] if eps_list else None)
+    lines = [
+        "| system | "
+        + " | ".join(f"ε = {e:g}" for e in eps_list)
+        + f" | fit+sample vs MST (ε = {ref_eps}, medians) | peak MB (ε = {ref_eps}) |",
+        "|" + "---|" * (len(eps_list) + 3),
+    ]
+    ref = median("smartnoise-mst", ref_eps, seconds)
+    systems = sorted(
+        {r["system"] for r in rows}, key=lambda s: (s != "real", not s.startswith("smartnoise"), s)
+    )
+    for system in systems:
+        grp = [r for r in rows if r["system"] == system]
+        if system == "real":
+            good = [r for r in grp if ok(r)]
+            cell = f"{_fmt([r.get('tvd_2way') for r in good])} / {_fmt([r.get('lr_auc_tstr') for r in good])}"
+            lines.append("| real (no DP) | " + " | ".join([cell] + [""] * (len(eps_list) - 1)) + " | – | – |")
+            continue
+        cells = []
+        for e in eps_list:
+            g = [r for r in grp if r["epsilon"] == e]
+            good = [r for r in g if ok(r)]
+            if good:
+                n = f" ({len(good)} seed{'s' if len(good) != 1 else ''})" if len(good) < 3 else ""
+                tvd, auc = _fmt([r.get("tvd_2way") for r in good]), _fmt([r.get("lr_auc_tstr") for r in good])
+                cells.append(f"{tvd} / {auc}{n}")
+            elif g:
+                cells.append("timeout" if "timeout" in str(g[-1].get("failed", "")) else "failed")
+            else:
+                cells.append("–")
+        t, mb = median(system, ref_eps, seconds), median(system, ref_eps, peak)
+        ratio = f"{t / ref:.2f}" if t is not None and ref else "–"
+        dagger = " †" if any(r.get("guarantee") not in (None, "dp", "none") for r in grp) else ""
+        mb_txt = f"{mb:.0f}" if mb is not None else "–"
+        lines.append(f"| {system}{dagger} | " + " | ".join(cells) + f" | {ratio} | {mb_txt} |")
+    return "\n".join(lines) + "\n"
+
+
 def plot(rows: list[dict[str, Any]], dataset: str, path: Path) -> None:
     """Privacy–utility PNG: ε on x; LR AUC (TSTR) and 2-way TVD on y; one line per system."""
     import matplotlib
@@ -476,6 +542,8 @@ def write_outputs(rows: list[dict[str, Any]], results: Path, name: str) -> list[
             + markdown_table(rows, dataset)
             + f"\n#### {dataset}: speed\n\n"
             + speed_table(rows, dataset)
+            + f"\n#### {dataset}: summary (2-way TVD ↓ / LR AUC ↑, mean ± std over seeds)\n\n"
+            + summary_table(rows, dataset)
         )
         png = results / f"{name}_{dataset}.png"
         plot(rows, dataset, png)

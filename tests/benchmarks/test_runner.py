@@ -177,6 +177,45 @@ def test_speed_table_median_and_ratio_to_mst() -> None:
     ]
 
 
+def test_summary_table_cells_ratio_and_failures() -> None:
+    rows = [
+        _row(
+            "smartnoise-mst", 5.1, s, fit_s=f, sample_s=0.0, tvd_2way=0.1, lr_auc_tstr=0.8, peak_rss_mb=900.0
+        )
+        for s, f in enumerate((10.0, 20.0, 30.0))
+    ]
+    rows += [
+        _row("tabpriv:a", 5.1, s, fit_s=f, sample_s=0.0, tvd_2way=t, lr_auc_tstr=0.6, peak_rss_mb=m)
+        for s, (f, t, m) in enumerate(((1.0, 0.2, 100.0), (5.0, 0.3, 300.0), (9.0, 0.4, 200.0)))
+    ]
+    rows += [
+        _row("tabpriv:a", 1.0, 0, fit_s=1.0, sample_s=0.0, tvd_2way=0.5, lr_auc_tstr=0.5),  # one seed
+        _row("smartnoise-aim", 5.1, 0, failed="timeout after 3600 s"),
+        _row("real", None, 0, fit_s=0.0, sample_s=0.0, tvd_2way=0.0, lr_auc_tstr=0.9),
+        _row(
+            "tabpriv:b",
+            5.1,
+            0,
+            fit_s=2.0,
+            sample_s=0.0,
+            tvd_2way=0.3,
+            lr_auc_tstr=0.7,
+            guarantee="conditional",
+        ),
+    ]
+    md = runner.summary_table(rows, "d")
+    lines = md.splitlines()
+    assert _cells(lines[0])[:3] == ["system", "ε = 1", "ε = 5.1"]
+    body = {c[0]: c[1:] for c in (_cells(line) for line in lines[2:])}
+    assert list(body) == ["real (no DP)", "smartnoise-aim", "smartnoise-mst", "tabpriv:a", "tabpriv:b †"]
+    assert body["real (no DP)"][0] == "0.000 / 0.900"
+    assert body["smartnoise-aim"][:2] == ["–", "timeout"]
+    assert body["smartnoise-mst"] == ["–", "0.100 ± 0.000 / 0.800 ± 0.000", "1.00", "900"]
+    # tabpriv:a at 5.1: TVD mean 0.3 ± sd 0.1, median time 5 / MST's 20, median peak 200 MB
+    assert body["tabpriv:a"] == ["0.500 / 0.500 (1 seed)", "0.300 ± 0.100 / 0.600 ± 0.000", "0.25", "200"]
+    assert body["tabpriv:b †"][1] == "0.300 / 0.700 (1 seed)"
+
+
 # -- headline figures -------------------------------------------------------------------------------
 def test_headline_from_a_real_evaluation_report() -> None:
     from tabpriv.evaluation import evaluate
