@@ -669,7 +669,8 @@ def run(
             "command": " ".join(sys.argv),
         }
         synth, facts = run_system(system, ds, eps or 0.0, delta, seed, work, grid.get("timeout_s", 3600))
-        row.update(facts)
+        # The run's facts never relabel the row: its identity is the plan's (system, ε, δ, seed).
+        row.update({k: v for k, v in facts.items() if k not in ("system", "epsilon", "delta", "seed")})
         priv = facts.get("privacy_report")
         row["guarantee"] = (
             priv.get("guarantee") if isinstance(priv, dict) else ("none" if system == "real" else "dp")

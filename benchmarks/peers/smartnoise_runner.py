@@ -243,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, StopIteration):
         pass
     meta = {
-        "system": f"smartnoise-{a.synth}",
+        "system": f"smartnoise-{a.synth}" + ("-replace-one" if a.adjacency == "replace-one" else ""),
         "epsilon": a.epsilon,
         "delta": a.delta,
         "adjacency": a.adjacency,

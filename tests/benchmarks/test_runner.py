@@ -411,3 +411,22 @@ def test_run_end_to_end_and_resume(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     table = _table_rows((results / "tiny_tiny.md").read_text())
     assert table["tabpriv:independent@5.0"][2] == "1"
     assert table["real@no DP"][2] == "1"
+
+
+def test_run_facts_never_relabel_the_row(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A peer's meta saying ``system``/``epsilon`` must not overwrite the plan's identity of the row."""
+    csv, schema_path = tmp_path / "tiny.csv", tmp_path / "tiny.schema.json"
+    tiny_table(400, 5).to_csv(csv, index=False)
+    tiny_schema().to_json(schema_path)
+    cfg = _write_config(tmp_path, csv, schema_path)
+
+    def fake_run_system(system: str, ds: Any, eps: float, *args: Any) -> Any:
+        facts = {"system": "smartnoise-mst", "epsilon": 99.0, "adjacency": "replace-one", "fit_s": 1.0}
+        return ds.train.copy(), {**facts, "sample_s": 0.0}
+
+    monkeypatch.setattr(runner, "run_system", fake_run_system)
+    monkeypatch.setattr(runner, "plot", lambda rows, dataset, path: None)
+    jsonl = runner.run(str(cfg), only_systems=["smartnoise-mst-replace-one"])
+    (row,) = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    assert row["system"] == "smartnoise-mst-replace-one" and row["epsilon"] == 5.0
+    assert row["adjacency"] == "replace-one"  # the other facts are kept
