@@ -140,9 +140,7 @@ class Heads:
         for a, b in self.softmax:
             total = total - (torch.log_softmax(logits[:, a:b], dim=1) * x[:, a:b]).sum(1)
         for h in self.numeric:
-            logp = torch.log_softmax(logits[:, h.offset : h.offset + h.n_bins], dim=1)
-            nll = -torch.gather(logp, 1, h.target(x[:, h.index]).unsqueeze(1)).squeeze(1)
-            total = total + (nll if h.missing is None else nll * (1.0 - x[:, h.missing]))
+            total = total + h.nll(logits, x)
         if self.tanh:
             t = self.tanh
             total = total + ((torch.tanh(logits[:, t]) - x[:, t]) ** 2).sum(1)
@@ -167,9 +165,7 @@ class Heads:
                 raise ValueError("binned number heads need a generator to draw from")
             lg = logits.detach().float().cpu()
             for h in self.numeric:
-                p = torch.softmax(lg[:, h.offset : h.offset + h.n_bins], dim=1)
-                bins = torch.multinomial(p, 1, generator=gen).squeeze(1)
-                out[:, h.index] = h.value(bins, gen).to(out.device)
+                out[:, h.index] = h.draw(lg, gen).to(out.device)
         if self.tanh:
             out[:, self.tanh] = torch.tanh(logits[:, self.tanh])
         if self.sigmoid:

@@ -76,6 +76,17 @@ class NumericHead:
             return torch.round(u * (self.n_bins - 1)).long()
         return torch.clamp(torch.floor(u * self.n_bins), 0, self.n_bins - 1).long()
 
+    def nll(self, logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy of the true bin of rows ``x`` (shape ``x.shape[:-1]``); 0 where missing."""
+        logp = torch.log_softmax(logits[..., self.offset : self.offset + self.n_bins], dim=-1)
+        out = -torch.gather(logp, -1, self.target(x[..., self.index]).unsqueeze(-1)).squeeze(-1)
+        return out if self.missing is None else out * (1.0 - x[..., self.missing])
+
+    def draw(self, logits: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        """Encoded values drawn from CPU ``logits`` of shape ``(n, out_width)``: a bin, then its value."""
+        p = torch.softmax(logits[:, self.offset : self.offset + self.n_bins], dim=-1)
+        return self.value(torch.multinomial(p, 1, generator=gen).squeeze(1), gen)
+
     def value(self, bins: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         """Encoded values of drawn ``bins``: the value itself, or uniform within the bin."""
         b = bins.to(torch.float32)
@@ -220,11 +231,7 @@ def recon_loss(logits: torch.Tensor, x: torch.Tensor, layout: SpanLayout) -> tor
         logp = torch.log_softmax(logits[..., a : a + w], dim=-1)
         loss = loss - (logp * x[..., a : a + w]).sum(-1)
     for h in layout.numeric:
-        logp = torch.log_softmax(logits[..., h.offset : h.offset + h.n_bins], dim=-1)
-        nll = -torch.gather(logp, -1, h.target(x[..., h.index]).unsqueeze(-1)).squeeze(-1)
-        if h.missing is not None:
-            nll = nll * (1.0 - x[..., h.missing])
-        loss = loss + nll
+        loss = loss + h.nll(logits, x)
     if layout.tanh and not layout.numeric:
         idx = list(layout.tanh)
         loss = loss + ((torch.tanh(logits[..., idx]) - x[..., idx]) ** 2).sum(-1) * 4.0
@@ -257,8 +264,7 @@ def decode_rows(logits: torch.Tensor, layout: SpanLayout, gen: torch.Generator) 
         codes = torch.multinomial(p, 1, generator=gen).squeeze(1)
         out[torch.arange(n), a + codes] = 1.0
     for h in layout.numeric:
-        p = torch.softmax(lg[:, h.offset : h.offset + h.n_bins], dim=-1)
-        out[:, h.index] = h.value(torch.multinomial(p, 1, generator=gen).squeeze(1), gen)
+        out[:, h.index] = h.draw(lg, gen)
     if layout.tanh and not layout.numeric:
         idx = list(layout.tanh)
         out[:, idx] = torch.tanh(lg[:, idx])

@@ -436,7 +436,7 @@ class LipschitzVAEBackend(Backend):
             z = (tau * rng.standard_normal((n, self.latent_dim))).astype(np.float32)
             return self._decode(z, derive_seed(seed, "decode"))
         codes = self._released_codes()[self._released_code_order(n, seed)]
-        return self._decode(codes, block_seed(derive_seed(seed, "decode"), 0))
+        return self._decode(codes, derive_seed(seed, "decode"))  # = block 0 of sample_chunks
 
     def sample_chunks(self, n: int, seed: int, chunk_rows: int) -> Iterator[np.ndarray]:
         """Blocks of :meth:`sample`; a reconstruction release draws its codes jointly.
