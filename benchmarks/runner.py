@@ -379,6 +379,16 @@ def _fmt(values: list[Any]) -> str:
     return f"{m:.{prec}f} ± {float(np.std(v, ddof=1)):.{prec}f}"
 
 
+def _finished(row: dict[str, Any]) -> bool:
+    """A run that produced figures (neither skipped nor failed)."""
+    return "skipped" not in row and "failed" not in row
+
+
+def _not_end_to_end(rows: list[dict[str, Any]]) -> bool:
+    """Whether any of ``rows`` carries a guarantee that is not (ε, δ)-DP end to end (marked †)."""
+    return any(r.get("guarantee") not in (None, "dp", "none") for r in rows)
+
+
 def markdown_table(rows: list[dict[str, Any]], dataset: str) -> str:
     """Mean ± std (over seeds) per (system, ε) of one dataset."""
     rows = [r for r in rows if r["dataset"] == dataset]
@@ -388,7 +398,7 @@ def markdown_table(rows: list[dict[str, Any]], dataset: str) -> str:
     dagger = False
     for system, eps in keys:
         grp = [r for r in rows if r["system"] == system and r["epsilon"] == eps]
-        ok = [r for r in grp if "skipped" not in r and "failed" not in r]
+        ok = [r for r in grp if _finished(r)]
         if not ok:
             why = str(grp[-1].get("skipped") or grp[-1].get("failed") or "").strip().splitlines()[-1:]
             lines.append(
@@ -400,7 +410,7 @@ def markdown_table(rows: list[dict[str, Any]], dataset: str) -> str:
         cells = [_fmt([r.get(k) for r in ok]) for k, _ in METRICS]
         eps_txt = "no DP" if eps is None else eps
         label = system
-        if any(r.get("guarantee") not in (None, "dp", "none") for r in ok):
+        if _not_end_to_end(ok):
             label += " †"
             dagger = True
         lines.append(f"| {label} | {eps_txt} | {len(ok)} | " + " | ".join(cells) + " |")
@@ -437,11 +447,8 @@ def summary_table(rows: list[dict[str, Any]], dataset: str) -> str:
     """
     rows = [r for r in rows if r["dataset"] == dataset]
 
-    def ok(r: dict[str, Any]) -> bool:
-        return "skipped" not in r and "failed" not in r
-
     def median(system: str, eps: Any, value: Any) -> float | None:
-        v = [value(r) for r in rows if ok(r) and r["system"] == system and r["epsilon"] == eps]
+        v = [value(r) for r in rows if _finished(r) and r["system"] == system and r["epsilon"] == eps]
         v = [x for x in v if x is not None]
         return float(np.median(v)) if v else None
 
@@ -470,14 +477,14 @@ def summary_table(rows: list[dict[str, Any]], dataset: str) -> str:
     for system in systems:
         grp = [r for r in rows if r["system"] == system]
         if system == "real":
-            good = [r for r in grp if ok(r)]
+            good = [r for r in grp if _finished(r)]
             cell = f"{_fmt([r.get('tvd_2way') for r in good])} / {_fmt([r.get('lr_auc_tstr') for r in good])}"
             lines.append("| real (no DP) | " + " | ".join([cell] + [""] * (len(eps_list) - 1)) + " | – | – |")
             continue
         cells = []
         for e in eps_list:
             g = [r for r in grp if r["epsilon"] == e]
-            good = [r for r in g if ok(r)]
+            good = [r for r in g if _finished(r)]
             if good:
                 n = f" ({len(good)} seed{'s' if len(good) != 1 else ''})" if len(good) < 3 else ""
                 tvd, auc = _fmt([r.get("tvd_2way") for r in good]), _fmt([r.get("lr_auc_tstr") for r in good])
@@ -488,7 +495,7 @@ def summary_table(rows: list[dict[str, Any]], dataset: str) -> str:
                 cells.append("–")
         t, mb = median(system, ref_eps, seconds), median(system, ref_eps, peak)
         ratio = f"{t / ref:.2f}" if t is not None and ref else "–"
-        dagger = " †" if any(r.get("guarantee") not in (None, "dp", "none") for r in grp) else ""
+        dagger = " †" if _not_end_to_end(grp) else ""
         mb_txt = f"{mb:.0f}" if mb is not None else "–"
         lines.append(f"| {system}{dagger} | " + " | ".join(cells) + f" | {ratio} | {mb_txt} |")
     return "\n".join(lines) + "\n"
@@ -501,7 +508,7 @@ def plot(rows: list[dict[str, Any]], dataset: str, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = [r for r in rows if r["dataset"] == dataset and "skipped" not in r and "failed" not in r]
+    rows = [r for r in rows if r["dataset"] == dataset and _finished(r)]
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for system in sorted({r["system"] for r in rows}):
         grp = [r for r in rows if r["system"] == system]
@@ -569,7 +576,7 @@ def completed_rows(jsonl: Path) -> list[dict[str, Any]]:
         if line.strip():
             row = json.loads(line)
             latest[_key(row)] = row
-    return [r for r in latest.values() if "failed" not in r and "skipped" not in r]
+    return [r for r in latest.values() if _finished(r)]
 
 
 def git_commit() -> str | None:
