@@ -85,15 +85,7 @@ def table(rows: list[dict[str, Any]]) -> str:
     ]
     for d, b, k in keys:
         sel = [r for r in rows if (r["dataset"], r["backend"], r["numeric_bins"]) == (d, b, k)]
-        cells = []
-        for key, _ in cols:
-            v = [float(r[key]) for r in sel if r.get(key) is not None]
-            if not v:
-                cells.append("–")
-            elif len(v) == 1:
-                cells.append(f"{v[0]:.3f}")
-            else:
-                cells.append(f"{statistics.fmean(v):.3f} ± {statistics.stdev(v):.3f}")
+        cells = [runner._fmt([r.get(key) for r in sel]) for key, _ in cols]  # the grid's own format
         head = "0 (regression)" if k == 0 else str(k)
         out.append(f"| {d} | {b} | {head} | {len(sel)} | " + " | ".join(cells) + " |")
     return "\n".join(out) + "\n"
