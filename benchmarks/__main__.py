@@ -7,6 +7,17 @@ import logging
 import sys
 
 
+def _positive(text: str) -> float:
+    """A finite number of seconds > 0 (argparse type)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number of seconds > 0; got {text!r}")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command line of the benchmark suite."""
     p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
@@ -20,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--epsilons", nargs="*", type=float, default=None, help="override the config's ε list")
     r.add_argument("--seeds", nargs="*", type=int, default=None, help="override the config's seeds")
     r.add_argument(
-        "--timeout-s", type=float, default=None, help="override the config's per-run time limit (s)"
+        "--timeout-s", type=_positive, default=None, help="override the config's per-run time limit (s)"
     )
     r.add_argument(
         "--resume", action="store_true", help="skip runs already recorded in the grid's JSONL file"

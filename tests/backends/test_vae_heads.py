@@ -118,3 +118,18 @@ def test_loss_is_bin_cross_entropy_and_ignores_missing_values() -> None:
 def test_small_table_layout_matches_rule() -> None:
     spans = TableTransformer(make_small_schema()).fit().transform(make_small_df(50)).spans
     assert SpanLayout.from_spans(spans, numeric_bins=20).out_width == decoder_out_width(spans)
+
+
+@pytest.mark.parametrize("bad", [1, -1, True, 2.5, "20", None])
+def test_numeric_bins_is_validated_by_every_vae_backend(bad: object) -> None:
+    from tabpriv import Synthesizer
+    from tabpriv.errors import PrivacyParameterError
+
+    df = make_small_df(60)
+    for backend in ("dp2-vae", "dpsgd-vae", "lipschitz-vae"):
+        synth = Synthesizer(
+            backend=backend, epsilon=5.0, schema=make_small_schema(), random_state=0,
+            backend_params={"numeric_bins": bad},
+        )  # fmt: skip
+        with pytest.raises(PrivacyParameterError, match=r"numeric_bins must be 0 .* got"):
+            synth.fit(df)

@@ -430,3 +430,13 @@ def test_run_facts_never_relabel_the_row(tmp_path: Path, monkeypatch: pytest.Mon
     (row,) = [json.loads(line) for line in jsonl.read_text().splitlines()]
     assert row["system"] == "smartnoise-mst-replace-one" and row["epsilon"] == 5.0
     assert row["adjacency"] == "replace-one"  # the other facts are kept
+
+
+@pytest.mark.parametrize("bad", ["0", "-5", "nan", "soon"])
+def test_timeout_s_must_be_positive_seconds(bad: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from benchmarks.__main__ import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["run", "--timeout-s", bad])
+    assert exc.value.code == 2
+    assert "must be a number of seconds > 0" in capsys.readouterr().err
