@@ -1,34 +1,132 @@
-"""Randomness: operating-system entropy by default, a user seed only when asked for."""
+"""Randomness: two kinds of stream that never share state.
+
+* **Public randomness** (random projections that are released, weight initialisation, minibatch order
+  of a post-processing step, the draw of synthetic rows): numpy ``PCG64`` / torch generators seeded from
+  a 128-bit root seed. Recovering such a stream's state reveals nothing about the private data.
+* **Secret randomness** (every noise sample that a privacy guarantee rests on, and every sampler whose
+  secrecy the accountant assumes, e.g. Poisson subsampling): ``ChaCha20`` (randomgen), a
+  cryptographically secure counter generator, keyed with 256 bits. Its key is independent of the public
+  seed: with ``random_state=None`` both come from the operating system's entropy
+  (:func:`secrets.randbits`) separately, so recovering the public stream from a release (e.g. the
+  released projection ``U`` of ``slicing``) says nothing about the noise.
+
+A user seed (``random_state=int``) is for reproducible research runs only: both keys are then derived
+from it (with different domain-separation labels, so the streams stay separate), anyone who knows the
+seed can regenerate and subtract the noise, and the privacy report marks the release ``seeded``.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from tabpriv.errors import PrivacyParameterError
 
-__all__ = ["RandomSource", "block_seed", "derive_seed"]
+if TYPE_CHECKING:
+    import torch
+
+__all__ = [
+    "SECRET_GENERATOR",
+    "RandomSource",
+    "block_seed",
+    "derive_key",
+    "derive_seed",
+    "fresh_secret_key",
+    "secret_generator",
+    "secret_normal_torch",
+]
+
+#: How secret noise is generated, in words (stated in privacy reports and docs).
+SECRET_GENERATOR = "ChaCha20 (randomgen) keyed with 256 bits of operating-system entropy"
+
+_KEY_BITS = 256
+
+
+def fresh_secret_key() -> int:
+    """256 bits from the operating system's entropy (:func:`secrets.randbits`)."""
+    return secrets.randbits(_KEY_BITS)
+
+
+def derive_key(key: int, purpose: str) -> int:
+    """A 256-bit key for ``purpose`` from ``key``: HMAC-SHA256(key, purpose), a standard PRF.
+
+    Keys for different purposes are computationally independent, and no key reveals its parent.
+    """
+    if key < 0:
+        raise PrivacyParameterError(f"A key must be a non-negative integer; got {key}.")
+    raw = key.to_bytes(max(32, (key.bit_length() + 7) // 8), "little")
+    digest = hmac.new(raw, b"tabpriv-secret:" + purpose.encode("utf-8"), hashlib.sha256).digest()
+    return int.from_bytes(digest, "little")
+
+
+def secret_generator(key: int, purpose: str) -> np.random.Generator:
+    """A numpy ``Generator`` on ChaCha20 (20 rounds) keyed with ``derive_key(key, purpose)``.
+
+    Use it for every draw that a privacy guarantee rests on (noise, secret subsampling). Each purpose
+    gets its own key, so two mechanisms never share a stream.
+    """
+    from randomgen import ChaCha
+
+    return np.random.Generator(ChaCha(key=derive_key(key, purpose), rounds=20))
+
+
+def secret_normal_torch(
+    rng: np.random.Generator,
+    shape: tuple[int, ...] | Any,
+    *,
+    std: float = 1.0,
+    device: Any = "cpu",
+    dtype: Any = None,
+) -> torch.Tensor:
+    """Gaussian noise ``N(0, std²)`` of ``shape`` drawn from a secret numpy generator, as a tensor.
+
+    The draw happens on the host (ChaCha20, about 45M float32 normals per second per core) and is
+    copied to ``device``; torch's own generators (Mersenne Twister, Philox) are not cryptographically
+    secure, so secret noise never comes from them.
+    """
+    import torch
+
+    dt = torch.float32 if dtype is None else dtype
+    np_dtype = np.float64 if dt == torch.float64 else np.float32
+    z = rng.standard_normal(tuple(int(s) for s in shape), dtype=np_dtype)
+    if std != 1.0:
+        z *= np_dtype(std)
+    t = torch.from_numpy(z)
+    if t.dtype != dt:
+        t = t.to(dt)
+    return t.to(device, non_blocking=True) if str(device) != "cpu" else t
 
 
 @dataclass(frozen=True)
 class RandomSource:
     """Where a run's randomness comes from.
 
-    With ``random_state=None`` the seed is 128 bits from :func:`secrets.randbits` (the operating
-    system's entropy) and is **never stored or reported**. A user seed makes the run reproducible, and
-    the privacy report marks the release ``seeded``: anyone who knows the seed can regenerate and
-    subtract the noise, so the seed must stay secret.
+    With ``random_state=None`` the public seed (128 bits) and the secret key (256 bits) are drawn
+    **separately** from the operating system's entropy and are **never stored or reported**. A user
+    seed makes the run reproducible: both are then derived from it, still as separate streams, and the
+    privacy report marks the release ``seeded`` (anyone who knows the seed can regenerate and subtract
+    the noise, so the seed must stay secret).
 
     Attributes:
-        seed: The root seed (secret).
+        seed: The root seed of public randomness (secret all the same: never log it).
         seeded: True when the seed came from the user.
+        secret_key: The root key of secret randomness (ChaCha20); never stored, logged or reported.
 
     """
 
     seed: int
     seeded: bool
+    secret_key: int = field(default=-1, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.secret_key < 0:
+            key = derive_key(self.seed, "root") if self.seeded else fresh_secret_key()
+            object.__setattr__(self, "secret_key", key)
 
     @classmethod
     def from_random_state(cls, random_state: int | None) -> RandomSource:
@@ -44,19 +142,23 @@ class RandomSource:
         return cls(int(random_state), seeded=True)
 
     def child(self, purpose: str) -> int:
-        """An independent seed for one purpose (e.g. ``"noise"``, ``"train"``, ``"sample"``)."""
+        """An independent public seed for one purpose (e.g. ``"fit"``, ``"sample"``)."""
         return derive_seed(self.seed, purpose)
 
+    def secret_child(self, purpose: str) -> int:
+        """An independent secret key for one purpose (derived from the secret key, never the seed)."""
+        return derive_key(self.secret_key, purpose)
+
     def numpy(self, purpose: str) -> np.random.Generator:
-        """A numpy generator for one purpose."""
+        """A numpy generator of public randomness for one purpose."""
         return np.random.default_rng(self.child(purpose))
 
-    def __repr__(self) -> str:  # never print the seed
+    def __repr__(self) -> str:  # never print the seed or the key
         return f"RandomSource(seeded={self.seeded})"
 
 
 def derive_seed(seed: int, purpose: str) -> int:
-    """Derive a 128-bit seed for ``purpose`` from ``seed`` (numpy SeedSequence with a purpose key)."""
+    """Derive a 128-bit public seed for ``purpose`` from ``seed`` (numpy SeedSequence with a key)."""
     key = [b for b in purpose.encode("utf-8")]
     ss = np.random.SeedSequence(entropy=seed, spawn_key=tuple(key))
     words = ss.generate_state(4, dtype=np.uint32)
@@ -73,7 +175,10 @@ def block_seed(seed: int, index: int) -> int:
 
 
 def torch_generator(seed: int, device: str = "cpu"):  # type: ignore[no-untyped-def]
-    """A torch generator on ``device`` seeded from a (large) seed; imports torch lazily."""
+    """A torch generator of **public** randomness on ``device``; imports torch lazily.
+
+    Never use it for privacy noise (see :func:`secret_generator`).
+    """
     import torch
 
     g = torch.Generator(device=device)

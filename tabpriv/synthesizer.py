@@ -180,7 +180,11 @@ class Synthesizer:
         else:
             ledger = previous
         context = FitContext(
-            device=device, seed=source.child("fit"), seeded=source.seeded, progress=self.progress
+            device=device,
+            seed=source.child("fit"),
+            seeded=source.seeded,
+            progress=self.progress,
+            secret_key=source.secret_child("fit"),
         )
         logger.info(
             "fitting backend %r on %d rows x %d encoded columns (device %s; %s)",
@@ -475,9 +479,9 @@ class Synthesizer:
         self.ledger_ = PrivacyLedger.from_list(
             PrivacyBudget(budget["epsilon"], budget["delta"]), meta["ledger"]
         )
-        self.random_source_ = RandomSource.from_random_state(None)
+        fresh = RandomSource.from_random_state(None)
         # A seeded fit stays marked as seeded in the report of every later release.
-        self.random_source_ = RandomSource(self.random_source_.seed, seeded=bool(meta["seeded"]))
+        self.random_source_ = RandomSource(fresh.seed, seeded=bool(meta["seeded"]), secret_key=fresh.secret_key)
         self.columns_ = [str(c) for c in meta["columns"]]
         if sorted(self.columns_) != sorted(schema.names):
             raise SaveFileError("The saved column order does not match the saved schema.")

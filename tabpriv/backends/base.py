@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from tabpriv._random import block_seed
+from tabpriv._random import block_seed, derive_key, fresh_secret_key, secret_generator
 from tabpriv.budget import GuaranteeType, PrivacyLedger
 from tabpriv.errors import NotFittedError
 from tabpriv.transformers.encoded import ColumnSpan, EncodedTable
@@ -32,10 +32,14 @@ class FitContext:
 
     Attributes:
         device: Concrete device (``"cpu"``, ``"cuda"``, ``"cuda:0"``), already resolved.
-        seed: Root seed for this fit (secret: never store or log it). Derive independent streams with
-            :func:`tabpriv._random.derive_seed`.
+        seed: Root seed of **public** randomness for this fit (initialisation, released projections,
+            post-processing): never store or log it. Derive streams with
+            :func:`tabpriv._random.derive_seed`. Never draw privacy noise from it.
         seeded: Whether the seed came from the user (reported).
         progress: Optional progress callback.
+        secret_key: Root key of **secret** randomness (privacy noise, secret subsampling); use
+            :meth:`secret_rng`. When not given it is derived from ``seed`` for a seeded context (a
+            reproducible research run) and drawn from OS entropy otherwise.
 
     """
 
@@ -43,6 +47,19 @@ class FitContext:
     seed: int
     seeded: bool
     progress: ProgressCallback | None = None
+    secret_key: int = field(default=-1, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.secret_key < 0:
+            key = derive_key(self.seed, "fit-secret") if self.seeded else fresh_secret_key()
+            object.__setattr__(self, "secret_key", key)
+
+    def secret_rng(self, purpose: str) -> np.random.Generator:
+        """A cryptographically secure numpy generator (ChaCha20) for one secret purpose.
+
+        Every noise draw a guarantee rests on comes from here; each purpose gets its own key.
+        """
+        return secret_generator(self.secret_key, purpose)
 
     def report(self, step: int, total: int | None, message: str) -> None:
         """Forward progress to the callback, if any."""
