@@ -281,7 +281,7 @@ def _run_evaluation(
     df: Any, synthetic: Any, synth: Any, holdout: Path | None, target: str | None,
     evaluation_report: Path | None, out_path: Path,
 ) -> Path:  # fmt: skip
-    from tabpriv.evaluation import evaluate
+    from tabpriv.evaluation import EVALUATION_NOTICE, evaluate
     from tabpriv.io import read_table
 
     assert holdout is not None
@@ -291,6 +291,8 @@ def _run_evaluation(
         privacy_report=synth.privacy_report.to_dict(),
     )  # fmt: skip
     path = evaluation_report or Path(str(out_path) + ".evaluation.html")
+    # The evaluation's first line: it is computed from the private data (not DP, data owner only).
+    _stderr(EVALUATION_NOTICE, style="bold yellow")
     ev.to_html(path)
     ev.to_json(Path(str(path) + ".json"))
     return path
@@ -308,8 +310,9 @@ def _print_attack_figures(nominal_epsilon: float, eval_json: Path) -> None:
     bound = min(1.0, math.exp(nominal_epsilon) * 0.01)
     parts = ", ".join(f"{k} {float(a['tpr_at_fpr_1pct']):.3f}" for k, a in attacks.items())
     typer.echo(
-        f"Membership inference (paper mode): TPR at 1% FPR = {parts} (best {best:.3f}); a genuine "
-        f"epsilon={nominal_epsilon:.3g} guarantee would cap it at {bound:.3f}."
+        "Membership inference (paper mode; from the private evaluation: not DP, for the data owner "
+        f"only): TPR at 1% FPR = {parts} (best {best:.3f}); a genuine epsilon={nominal_epsilon:.3g} "
+        f"guarantee would cap it at {bound:.3f}."
     )
 
 

@@ -1,4 +1,9 @@
-"""``tabpriv evaluate REAL SYNTHETIC --schema FILE --holdout FILE --target COL -o report.html``."""
+"""``tabpriv evaluate REAL SYNTHETIC --schema FILE --holdout FILE --target COL -o report.html``.
+
+The report is computed from the private data and is not differentially private: the command's first
+line of output, the page and the JSON all open with
+:data:`~tabpriv.evaluation.report.EVALUATION_NOTICE`.
+"""
 
 from __future__ import annotations
 
@@ -28,13 +33,18 @@ def evaluate_command(
     ] = None,
     privacy_report: Annotated[
         Path | None,
-        typer.Option("--privacy-report", help="Privacy report JSON of the release, shown in the page."),
+        typer.Option(
+            "--privacy-report", help="Privacy report JSON of the release, shown as the release's guarantee."
+        ),
     ] = None,
     bins: Annotated[int, typer.Option(help="Equal-width bins per numeric column.")] = 20,
     seed: Annotated[int, typer.Option(help="Seed of subsamples and models.")] = 0,
     no_sdmetrics: Annotated[bool, typer.Option("--no-sdmetrics", help="Skip the SDMetrics figures.")] = False,
 ) -> None:
-    """Evaluate a synthetic table: marginals, utility, membership inference, SDMetrics."""
+    """Evaluate a synthetic table: marginals, utility, membership inference, SDMetrics.
+
+    The report is computed from the private data: NOT differentially private, for the data owner only.
+    """
     from tabpriv.cli.app import cli_errors
 
     with cli_errors():
@@ -54,7 +64,7 @@ def _evaluate(
     seed: int, no_sdmetrics: bool,
 ) -> None:  # fmt: skip
     from tabpriv.errors import InputFileError
-    from tabpriv.evaluation import evaluate
+    from tabpriv.evaluation import EVALUATION_NOTICE, evaluate
     from tabpriv.schema import Schema
 
     schema = Schema.load(schema_path)
@@ -71,6 +81,7 @@ def _evaluate(
         real_df, syn_df, schema, holdout=hold_df, target=target, bins=bins, random_state=seed,
         privacy_report=priv, sdmetrics=not no_sdmetrics,
     )  # fmt: skip
+    typer.echo(EVALUATION_NOTICE, err=True)
     try:
         report.to_html(output)
         if json_path is not None:

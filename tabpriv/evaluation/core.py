@@ -134,6 +134,10 @@ def evaluate(
 ) -> EvaluationReport:
     """Evaluate a synthetic table against the real data it imitates.
 
+    The result is computed from the private data (exact marginals, models trained on real rows,
+    membership scores): it is NOT differentially private and is for the data owner only; every
+    artefact it writes says so first (:data:`~tabpriv.evaluation.report.EVALUATION_NOTICE`).
+
     Args:
         real_train: The real table the synthesizer was trained on (the members).
         synthetic: The synthetic table.
@@ -145,7 +149,7 @@ def evaluate(
         max_triples: Largest number of 3-way marginals (a seeded random sample above it).
         random_state: Seed of every subsample and model.
         privacy_report: The release's :class:`~tabpriv.budget.PrivacyReport` (or its dict), shown in
-            the report.
+            the report as the release's guarantee (the report itself is not differentially private).
         sdmetrics: Also compute the SDMetrics figures (failures there are reported, never raised).
         n_attack: Members (and non-members) attacked; default ``min(2000, n_train, n_holdout // 2)``.
         hgb: Also score a HistGradientBoosting model in the utility section.

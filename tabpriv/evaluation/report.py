@@ -1,4 +1,7 @@
-"""The :class:`EvaluationReport`: every number as JSON, and a self-contained HTML page with plots."""
+"""The :class:`EvaluationReport`: every number as JSON, and a self-contained HTML page with plots.
+
+Every artefact it writes is computed from the private data and opens with :data:`EVALUATION_NOTICE`.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +15,23 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["METRIC_DEFINITIONS", "EvaluationReport"]
+__all__ = ["EVALUATION_NOTICE", "METRIC_DEFINITIONS", "RELEASE_GUARANTEE_NOTE", "EvaluationReport"]
+
+#: The one sentence at the top of every evaluation artefact: the HTML page (a banner before any figure),
+#: the JSON (its first key, ``"notice"``) and the terminal output of ``tabpriv evaluate`` and of
+#: ``tabpriv synthesize --evaluate``.
+EVALUATION_NOTICE = (
+    "This evaluation is computed from the private data (real rows, exact marginals, models trained "
+    "on real data, membership scores); it is NOT differentially private and is for the data owner "
+    "only — do not publish it."
+)
+
+#: What the embedded privacy report is: the guarantee of the synthetic release, not of the evaluation.
+RELEASE_GUARANTEE_NOTE = (
+    "This is the release's guarantee: the privacy report of the released synthetic table, quoted as "
+    "it stands (for an (ε, δ)-DP release, its (ε, δ)-DP guarantee); it covers neither this "
+    "evaluation nor anything else computed from the real rows."
+)
 
 #: The definition of every metric, shown in the HTML report and stored in the JSON.
 METRIC_DEFINITIONS: dict[str, str] = {
@@ -127,7 +146,8 @@ class EvaluationReport:
 
     Attributes:
         results: Every figure, JSON-ready (see :meth:`to_dict`).
-        privacy: The release's privacy report as a dict, when one was given.
+        privacy: The release's privacy report as a dict, when one was given: the release's
+            guarantee, shown as such (this report itself is not differentially private).
 
     """
 
@@ -140,11 +160,18 @@ class EvaluationReport:
 
     # -- JSON ---------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        """Every number of the evaluation, plus the metric definitions and the privacy report."""
-        out = dict(self.results)
+        """Every number of the evaluation, plus the metric definitions and the release's guarantee.
+
+        The first keys say what the report is: ``notice`` (:data:`EVALUATION_NOTICE`), ``private``
+        (true) and ``differentially_private`` (false). The release's privacy report, when given, is
+        under ``release_guarantee`` (with ``release_guarantee_note``).
+        """
+        out: dict[str, Any] = {"notice": EVALUATION_NOTICE, "private": True, "differentially_private": False}
+        out.update((k, v) for k, v in self.results.items() if k not in out)
         out["definitions"] = METRIC_DEFINITIONS
         if self.privacy is not None:
-            out["privacy_report"] = self.privacy
+            out["release_guarantee_note"] = RELEASE_GUARANTEE_NOTE
+            out["release_guarantee"] = self.privacy
         result: dict[str, Any] = _jsonable(out)
         return result
 
@@ -299,9 +326,11 @@ class EvaluationReport:
         def definition(key: str) -> str:
             return f'<p class="def"><b>Definition.</b> {html.escape(METRIC_DEFINITIONS[key])}</p>'
 
-        parts: list[str] = []
+        parts: list[str] = [
+            f'<p class="private" role="alert"><b>PRIVATE.</b> {html.escape(EVALUATION_NOTICE)}</p>'
+        ]
         n = r["n_rows"]
-        parts.append("<h1>tabpriv evaluation report</h1>")
+        parts.append("<h1>tabpriv evaluation report (private: for the data owner only)</h1>")
         parts.append(
             f"<p>Real training rows: {n['real_train']:,}; synthetic rows: {n['synthetic']:,}; "
             f"hold-out rows: {n['holdout'] if n['holdout'] is None else format(n['holdout'], ',')}"
@@ -363,11 +392,13 @@ class EvaluationReport:
         body = "\n".join(p for p in parts if p)
         page = (
             '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-            "<title>tabpriv evaluation report</title><style>"
+            "<title>PRIVATE tabpriv evaluation report (not differentially private; data owner only)"
+            "</title><style>"
             "body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;"
             "color:#222}table{border-collapse:collapse;margin:.6em 0}td,th{border:1px solid #ccc;"
             "padding:.25em .6em;text-align:right}th{background:#f2f2f2}td:first-child{text-align:"
-            "left}img{max-width:100%}.def{color:#444;font-size:.92em;background:#f8f8f8;padding:"
+            "left}img{max-width:100%}.private{color:#fff;background:#a40000;font-size:1.1em;padding:"
+            ".7em 1em;border-radius:4px}.def{color:#444;font-size:.92em;background:#f8f8f8;padding:"
             ".5em .8em;border-left:3px solid #aaa}.warn{color:#a40000;font-weight:bold}"
             "</style></head><body>\n" + body + "\n</body></html>\n"
         )
@@ -401,6 +432,7 @@ class EvaluationReport:
     def _html_privacy(self) -> str:
         p = self.privacy or {}
         keys = (
+            "headline",
             "backend",
             "guarantee_text",
             "epsilon",
@@ -409,6 +441,7 @@ class EvaluationReport:
             "accountant",
             "adjacency",
             "end_to_end_dp",
+            "seeded",
             "schema_source",
             "covered",
             "not_covered",
@@ -419,7 +452,10 @@ class EvaluationReport:
             for k in keys
             if k in p
         )
-        return f"<h2>Privacy report of the release</h2><table>{rows}</table>"
+        return (
+            "<h2>The release's guarantee</h2>"
+            f'<p class="def">{html.escape(RELEASE_GUARANTEE_NOTE)}</p><table>{rows}</table>'
+        )
 
     def _html_sdmetrics(self) -> str:
         sd = self.results.get("sdmetrics", {})

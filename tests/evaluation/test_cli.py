@@ -7,7 +7,9 @@ import pandas as pd
 import typer
 from typer.testing import CliRunner
 
+from tabpriv.cli import app as tabpriv_app
 from tabpriv.cli.evaluate import evaluate_command
+from tabpriv.evaluation import EVALUATION_NOTICE
 from tabpriv.schema import Schema
 
 app = typer.Typer()
@@ -40,6 +42,27 @@ def test_cli_writes_html_and_json(tmp_path: Path, small_schema: Schema, tables) 
     assert d["utility"]["target"] == "label"
 
 
+def test_cli_output_opens_with_the_private_notice(tmp_path: Path, small_schema: Schema, tables) -> None:  # type: ignore[no-untyped-def]
+    p = _files(tmp_path, small_schema, tables)
+    priv = tmp_path / "release.privacy.json"
+    priv.write_text(json.dumps({"headline": "(1, 1e-05)-differentially private", "epsilon": 1.0}))
+    out, js = tmp_path / "r.html", tmp_path / "r.json"
+    res = CliRunner().invoke(
+        app,
+        [str(p["train"]), str(p["syn"]), "--schema", str(p["schema"]), "--holdout",
+         str(p["hold"]), "-o", str(out), "--json", str(js), "--no-sdmetrics",
+         "--privacy-report", str(priv)],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert res.output.splitlines()[0] == EVALUATION_NOTICE
+    assert f"Wrote {out} and {js}" in res.output
+    d = json.loads(js.read_text())
+    assert next(iter(d)) == "notice" and d["differentially_private"] is False
+    assert d["release_guarantee"]["epsilon"] == 1.0
+    page = out.read_text()
+    assert page.index("PRIVATE.") < page.index("<h1") < page.index("<h2>The release's guarantee</h2>")
+
+
 def test_cli_error_is_one_sentence(tmp_path: Path, small_schema: Schema, tables) -> None:  # type: ignore[no-untyped-def]
     p = _files(tmp_path, small_schema, tables)
     pd.read_csv(p["syn"]).drop(columns=["age"]).to_csv(p["syn"], index=False)
@@ -55,3 +78,25 @@ def test_cli_error_is_one_sentence(tmp_path: Path, small_schema: Schema, tables)
     res = CliRunner().invoke(app, [str(tmp_path / "nope.csv"), str(p["syn"]), "--schema", str(p["schema"])])
     assert res.exit_code == 1
     assert "does not exist" in res.output
+    assert EVALUATION_NOTICE not in res.output  # no report, no notice: the error stays one sentence
+
+
+def test_synthesize_evaluate_labels_its_evaluation(tmp_path: Path, small_schema: Schema, tables) -> None:  # type: ignore[no-untyped-def]
+    p = _files(tmp_path, small_schema, tables)
+    out = tmp_path / "syn_out.csv"
+    res = CliRunner().invoke(
+        tabpriv_app,
+        ["synthesize", str(p["train"]), "--schema", str(p["schema"]), "--eps", "2", "-o", str(out),
+         "--evaluate", "--holdout", str(p["hold"]), "--target", "label"],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    # The notice (on stderr) comes before the release panel that names the evaluation file.
+    assert EVALUATION_NOTICE in res.stderr
+    assert res.output.index(EVALUATION_NOTICE) < res.output.index("tabpriv release")
+    ev = Path(str(out) + ".evaluation.html")
+    d = json.loads(Path(str(ev) + ".json").read_text())
+    assert next(iter(d)) == "notice" and d["private"] is True
+    release = json.loads(Path(str(out) + ".privacy.json").read_text())
+    assert d["release_guarantee"]["headline"] == release["headline"]
+    page = ev.read_text()
+    assert page.index("PRIVATE.") < page.index("<img")

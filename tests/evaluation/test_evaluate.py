@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import html
 import json
 from pathlib import Path
 
@@ -7,7 +8,7 @@ import pandas as pd
 import pytest
 
 from tabpriv.errors import DataValidationError, TabprivError
-from tabpriv.evaluation import METRIC_DEFINITIONS, EvaluationReport, evaluate
+from tabpriv.evaluation import EVALUATION_NOTICE, METRIC_DEFINITIONS, EvaluationReport, evaluate
 from tabpriv.schema import Schema
 
 from .conftest import draw
@@ -88,17 +89,89 @@ def test_report_outputs(small_schema: Schema, tables, tmp_path: Path) -> None:  
     assert isinstance(rep, EvaluationReport)
     rep.to_json(tmp_path / "r.json")
     d = json.loads((tmp_path / "r.json").read_text())
-    assert d["privacy_report"]["epsilon"] == 1.0
+    assert d["release_guarantee"]["epsilon"] == 1.0
     assert set(d["definitions"]) == set(METRIC_DEFINITIONS)
     assert "hist_gradient_boosting" in d["utility"]["models"]
     page = rep.to_html(tmp_path / "r.html")
     assert page == (tmp_path / "r.html").read_text()
     assert page.count("data:image/png;base64,") == 3
-    assert "Privacy report of the release" in page
+    assert "<h2>The release's guarantee</h2>" in page
     for key in ("tvd", "dcr", "density_ratio", "classifier", "utility", "exact_match"):
         assert METRIC_DEFINITIONS[key][:40].replace("'", "&#x27;") in page
     figs = rep.figures()
     assert all(v[:8] == b"\x89PNG\r\n\x1a\n" for v in figs.values())
+
+
+# -- labels: every artefact says it is private, and the privacy report is the release's ---------------
+
+#: A release's privacy report as the synthesizer writes it (the fields the page shows).
+PRIV = {
+    "headline": "(1, 1e-05)-differentially private (replace-one adjacency; PRV)",
+    "backend": "independent",
+    "guarantee_text": "(ε, δ)-DP of the whole release, training included",
+    "epsilon": 1.0,
+    "delta": 1e-5,
+    "mechanism": "Gaussian",
+    "adjacency": "replace-one",
+    "end_to_end_dp": True,
+}
+
+
+@pytest.fixture
+def labelled(small_schema: Schema, tables) -> EvaluationReport:  # type: ignore[no-untyped-def]
+    train, hold, syn = tables
+    return evaluate(
+        train, syn, small_schema, holdout=hold, target="label", sdmetrics=False, n_attack=300,
+        privacy_report=PRIV,
+    )  # fmt: skip
+
+
+def test_html_opens_with_the_private_notice(labelled: EvaluationReport) -> None:
+    page = labelled.to_html()
+    body = page[page.index("<body>") + len("<body>") :].lstrip()
+    banner = f'<p class="private" role="alert"><b>PRIVATE.</b> {html.escape(EVALUATION_NOTICE)}</p>'
+    assert body.startswith(banner)
+    at = page.index(banner)
+    for tag in ("<img", "<table", "<h1", "<h2"):
+        assert at < page.index(tag), tag
+    title = page[page.index("<title>") : page.index("</title>")]
+    assert "PRIVATE" in title and "not differentially private" in title and "data owner only" in title
+    assert "NOT differentially private" in EVALUATION_NOTICE and "data owner only" in EVALUATION_NOTICE
+
+
+def test_json_opens_with_the_notice_and_holds_the_release_guarantee(labelled: EvaluationReport) -> None:
+    d = json.loads(labelled.to_json())
+    assert list(d)[:3] == ["notice", "private", "differentially_private"]
+    assert d["notice"] == EVALUATION_NOTICE
+    assert d["private"] is True and d["differentially_private"] is False
+    assert "privacy_report" not in d
+    assert d["release_guarantee"] == PRIV
+    assert "release's guarantee" in d["release_guarantee_note"]
+    assert list(labelled.to_dict()) == list(d)  # to_dict() has the same keys in the same order
+
+
+def test_privacy_report_shown_only_as_the_release_guarantee(labelled: EvaluationReport) -> None:
+    page = labelled.to_html()
+    head = "<h2>The release's guarantee</h2>"
+    assert page.count(head) == 1
+    start = page.index(head)
+    end = page.index("<h2>", start + len(head))
+    section, outside = page[start:end], page[:start] + page[end:]
+    assert "(ε, δ)-DP" in section and html.escape(PRIV["headline"]) in section
+    assert "(ε, δ)-DP" not in outside
+    # Outside that section the page never calls itself differentially private, only "not" so.
+    low = outside.lower()
+    assert low.count("differentially private") == low.count("not differentially private") >= 2
+
+
+def test_without_privacy_report_no_guarantee_is_shown(small_schema: Schema, tables) -> None:  # type: ignore[no-untyped-def]
+    train, _, syn = tables
+    rep = evaluate(train, syn, small_schema, sdmetrics=False)
+    page = rep.to_html()
+    assert "release's guarantee" not in page and "(ε, δ)-DP" not in page
+    assert EVALUATION_NOTICE[:60] in html.unescape(page)
+    d = rep.to_dict()
+    assert next(iter(d)) == "notice" and "release_guarantee" not in d
 
 
 def test_without_holdout_skips_utility_and_attacks(small_schema: Schema, tables) -> None:  # type: ignore[no-untyped-def]
