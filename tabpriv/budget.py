@@ -15,18 +15,38 @@ from tabpriv.errors import BudgetExceededError, PrivacyParameterError
 __all__ = [
     "DEFAULT_DELTA",
     "GUARANTEE_TEXT",
+    "WEAK_EPSILON",
     "GuaranteeType",
     "PrivacyBudget",
     "PrivacyLedger",
     "PrivacyReport",
     "Spend",
     "check_delta_for_rows",
+    "weak_epsilon_warning",
 ]
 
 #: Default delta: a fixed public constant, never derived from the private row count.
 DEFAULT_DELTA = 1e-5
 
 GuaranteeType = Literal["dp", "conditional"]
+
+#: Above this epsilon a guarantee is called weak (warned about in the API, the CLI and the report):
+#: it lets the odds of any inference about one record grow by up to e^10 ≈ 22,000.
+#: See docs/privacy.md, "Choosing ε".
+WEAK_EPSILON = 10.0
+_EPSILON_DOCS = "docs/privacy.md#choosing-epsilon"
+
+
+def weak_epsilon_warning(epsilon: float) -> str | None:
+    """The one-sentence warning for an epsilon above :data:`WEAK_EPSILON`, else ``None``."""
+    if not epsilon > WEAK_EPSILON:
+        return None
+    return (
+        f"at epsilon = {epsilon:.4g} the guarantee is weak: above {WEAK_EPSILON:g} it lets the odds of "
+        "any inference about one record grow by a factor of up to e^epsilon; see "
+        f"{_EPSILON_DOCS}"
+    )
+
 
 #: How each guarantee type is stated to people (API, CLI and reports use this text).
 GUARANTEE_TEXT: dict[str, str] = {
@@ -278,7 +298,6 @@ class PrivacyReport:
         rows_in: Rows of the private table.
         rows_out: Rows sampled in the last release.
         seeded: True when the noise came from a user seed rather than OS entropy.
-        clipped_values: Number of values clipped into bounds (``--clip``), per column.
         spends: The ledger.
         warnings: Every caveat, in words.
         library_version: tabpriv version.
@@ -305,7 +324,6 @@ class PrivacyReport:
     rows_in: int
     rows_out: int | None
     seeded: bool
-    clipped_values: dict[str, int]
     spends: list[dict[str, Any]]
     warnings: list[str]
     library_version: str
@@ -322,9 +340,16 @@ class PrivacyReport:
             )
             if self.seeded:
                 line += " — SEEDED run: keep the seed secret or the release is not private"
+            if self.weak:
+                line += f" — WEAK guarantee: epsilon above {WEAK_EPSILON:g} (see {_EPSILON_DOCS})"
             return line
         reasons = "; ".join(self.warnings) if self.warnings else self.guarantee_text
         return f"NOT end-to-end DP — nominal epsilon={self.epsilon:.4g}, delta={self.delta:.3g}: {reasons}"
+
+    @property
+    def weak(self) -> bool:
+        """Whether the epsilon spent is above :data:`WEAK_EPSILON` (a weak guarantee)."""
+        return self.epsilon > WEAK_EPSILON
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (with the headline)."""

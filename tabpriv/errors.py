@@ -15,6 +15,7 @@ __all__ = [
     "NotFittedError",
     "PrivacyParameterError",
     "PrivacyWarning",
+    "ResourceLimitError",
     "SaveFileError",
     "SchemaError",
     "TabprivError",
@@ -58,9 +59,16 @@ class SaveFileError(TabprivError, ValueError):
     """A saved synthesizer or release file is corrupt, tampered with, foreign or from another version."""
 
 
+class ResourceLimitError(TabprivError, MemoryError):
+    """A request would need more memory than the machine has (e.g. sampling too many rows at once)."""
+
+
 class DeviceError(TabprivError, RuntimeError):
     """The requested compute device is not available."""
 
 
 class PrivacyWarning(UserWarning):
-    """A release is not end-to-end differentially private (for example the schema was inferred)."""
+    """A release is not end-to-end differentially private (e.g. an inferred schema), or its ε is weak.
+
+    "Weak" means epsilon above :data:`tabpriv.budget.WEAK_EPSILON` (see docs/privacy.md, Choosing ε).
+    """

@@ -1,8 +1,15 @@
 """Reading and writing tables and files safely.
 
-* Input files are only ever opened for reading.
+* Input files are only ever opened for reading, and no output may be one of them:
+  :func:`check_output_paths` refuses an output that resolves to an input (or to another output),
+  symbolic and hard links included, before anything is computed or written.
 * Outputs are written to a temporary file in the same folder and renamed into place, so an interrupted
-  run (Ctrl-C, a killed process) never leaves a partial output behind.
+  run (Ctrl-C, a killed process) never leaves a partial output behind. A new file gets the mode the
+  user's umask gives (``0o666 & ~umask``, as ``open()`` would); a file that is replaced keeps its
+  mode. No tabpriv output holds a secret (the seed is never written), so none is made more private
+  than the user's umask asks.
+* Large synthetic tables are written block by block (:func:`write_table_chunks`), so the memory does
+  not grow with the number of rows.
 * In CSV files **an empty cell is a missing value, and nothing else is**: text such as ``NA`` or
   ``None`` stays text, so a category called "NA" is never silently turned into a missing value.
 """
@@ -10,11 +17,14 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import os
+import shutil
+import stat
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from tabpriv.errors import DataValidationError, InputFileError
 
@@ -27,10 +37,18 @@ __all__ = [
     "atomic_path",
     "atomic_write_bytes",
     "atomic_write_text",
+    "available_memory_bytes",
+    "check_disk_space",
+    "check_output_paths",
+    "check_output_writable",
+    "estimate_row_bytes",
     "read_table",
     "table_format",
     "write_table",
+    "write_table_chunks",
 ]
+
+PathLike = str | Path
 
 _FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 
@@ -138,8 +156,13 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=folder)
     except OSError as e:
         raise InputFileError(f"Cannot write to folder {str(folder)!r}: {e.strerror}.") from e
-    os.close(fd)
     tmp = Path(tmp_name)
+    try:
+        # mkstemp makes the file 0600; give it the mode the user's umask asks for (or the mode of the
+        # file it replaces), as a plain open() would.
+        os.fchmod(fd, _new_file_mode(dest))
+    finally:
+        os.close(fd)
     try:
         yield tmp
         os.replace(tmp, dest)
@@ -168,14 +191,259 @@ def write_table(df: pd.DataFrame, path: str | Path) -> None:
             if fmt == "parquet":
                 df.to_parquet(tmp, index=False)
             else:
-                # A bare "\r" inside a value is quoted only when it is part of the line terminator.
-                has_cr = any(
-                    df[c].astype(str).str.contains("\r", regex=False).any()
-                    for c in df.columns
-                    if df[c].dtype == object
-                )
-                df.to_csv(tmp, index=False, na_rep="", lineterminator="\r\n" if has_cr else "\n")
+                df.to_csv(tmp, index=False, na_rep="", lineterminator=_csv_line_terminator(df))
     except OSError as e:
         if isinstance(e, InputFileError):
             raise
         raise InputFileError(f"Cannot write {str(path)!r}: {e}.") from e
+
+
+def _umask() -> int:
+    """The process umask, read without changing it where the platform allows (Linux)."""
+    with contextlib.suppress(OSError, ValueError), open("/proc/self/status", encoding="ascii") as fh:
+        for line in fh:
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0o022)  # elsewhere: the classic read-and-restore
+    os.umask(mask)
+    return mask
+
+
+def _new_file_mode(dest: Path) -> int:
+    """Permission bits for ``dest``: those of the file it replaces, else ``0o666 & ~umask``."""
+    with contextlib.suppress(OSError):
+        st = dest.stat()
+        if stat.S_ISREG(st.st_mode):
+            return stat.S_IMODE(st.st_mode)
+    return 0o666 & ~_umask()
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """Whether ``a`` and ``b`` name the same file: same resolved path, or (both existing) same inode."""
+    if a.resolve() == b.resolve():
+        return True
+    try:
+        return os.path.samefile(a, b)  # hard links, case-insensitive file systems, bind mounts
+    except OSError:
+        return False
+
+
+def check_output_paths(inputs: Mapping[str, PathLike | None], outputs: Mapping[str, PathLike | None]) -> None:
+    """Refuse an output that is one of the inputs, or two outputs that are the same file.
+
+    Paths are compared after resolving symbolic links and ``..``, and, where both exist, by device and
+    inode (so a hard link to an input is refused too). Call it before anything is computed or written.
+
+    Args:
+        inputs: What each input is (e.g. ``{"the input table": path}``); ``None`` entries are skipped.
+        outputs: What each output is (e.g. ``{"the output (--output)": path}``); ``None`` skipped.
+
+    Raises:
+        InputFileError: An output would overwrite an input or another output.
+
+    """
+    ins = [(label, Path(p)) for label, p in inputs.items() if p is not None]
+    outs = [(label, Path(p)) for label, p in outputs.items() if p is not None]
+    for i, (out_label, out) in enumerate(outs):
+        for in_label, inp in ins:
+            if _same_file(out, inp):
+                raise InputFileError(
+                    f"Refusing to write {out_label} to {str(out)!r}: it is {in_label} "
+                    f"({str(inp)!r}), which would be overwritten; choose another output path "
+                    "(nothing was written)."
+                )
+        for other_label, other in outs[:i]:
+            if _same_file(out, other):
+                raise InputFileError(
+                    f"Refusing to write {out_label} to {str(out)!r}: it is also {other_label} "
+                    f"({str(other)!r}); give each output its own path (nothing was written)."
+                )
+
+
+def check_output_writable(path: PathLike, label: str = "the output") -> None:
+    """Raise unless ``path`` can be created or replaced: its folder exists, is writable, and it is no folder.
+
+    Raises:
+        InputFileError: The folder is missing or not writable, or ``path`` is a folder.
+
+    """
+    dest = Path(path)
+    folder = dest.parent if str(dest.parent) else Path(".")
+    if not folder.is_dir():
+        raise InputFileError(f"Cannot write {label} {str(dest)!r}: folder {str(folder)!r} does not exist.")
+    if dest.is_dir():
+        raise InputFileError(f"Cannot write {label} {str(dest)!r}: it is a folder; give a file name.")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise InputFileError(
+            f"Cannot write {label} {str(dest)!r}: folder {str(folder)!r} is not writable; choose another "
+            "folder."
+        )
+
+
+def available_memory_bytes() -> int | None:
+    """Memory the system can give without swapping, in bytes, or ``None`` where it cannot be told.
+
+    Linux: ``MemAvailable`` of ``/proc/meminfo`` (free memory plus reclaimable caches); elsewhere the
+    free physical pages (``os.sysconf("SC_AVPHYS_PAGES")``), which undercounts caches.
+    """
+    with contextlib.suppress(OSError, ValueError, IndexError), open("/proc/meminfo", encoding="ascii") as fh:
+        for line in fh:
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        pages = os.sysconf("SC_AVPHYS_PAGES")
+        size = os.sysconf("SC_PAGE_SIZE")
+        if pages > 0 and size > 0:
+            return int(pages) * int(size)
+    return None
+
+
+def estimate_row_bytes(schema: Schema) -> int:
+    """An upper estimate of the bytes one synthetic row takes in a CSV file, from the schema alone.
+
+    Integers: the digits of the wider bound plus a sign; continuous numbers: 24 characters (the
+    longest shortest-repr of a float64); categories: the longest category as text, quoted; plus one
+    separator or line end per column. Parquet files are usually smaller (compressed columns).
+    """
+    total = 0
+    for col in schema:
+        if col.kind == "integer":
+            assert col.lower is not None and col.upper is not None
+            width = max(len(str(int(col.lower))), len(str(int(col.upper)))) + 1
+        elif col.kind == "continuous":
+            width = 24
+        else:
+            width = max(len(str(c)) for c in col.categories or ("",)) + 2
+        total += width + 1
+    return total
+
+
+def check_disk_space(path: PathLike, n_rows: int, schema: Schema, label: str = "the output") -> None:
+    """Refuse to write ``n_rows`` rows to ``path`` when their estimated size exceeds the free space.
+
+    The rule: ``n_rows × estimate_row_bytes(schema)`` must not exceed the free space of the output's
+    folder (``shutil.disk_usage``). It depends on the public schema and the requested row count only.
+
+    Raises:
+        InputFileError: The estimate exceeds the free space.
+
+    """
+    dest = Path(path)
+    folder = dest.parent if str(dest.parent) else Path(".")
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        return
+    need = n_rows * estimate_row_bytes(schema)
+    if need > free:
+        raise InputFileError(
+            f"Writing {n_rows:,} rows to {label} {str(dest)!r} needs up to about {_fmt_bytes(need)} "
+            f"(estimated from the schema) but its folder has {_fmt_bytes(free)} free; ask for fewer "
+            "rows (--rows) or write to a larger disk."
+        )
+
+
+def _fmt_bytes(n: float) -> str:
+    if n < 2**30:
+        return f"{n / 2**20:.1f} MiB"
+    if n < 2**40:
+        return f"{n / 2**30:.1f} GiB"
+    exp = int(math.log10(n))
+    return f"{n / 10**exp:.1f}e{exp} bytes"
+
+
+def _csv_line_terminator(df: pd.DataFrame) -> str:
+    # A bare "\r" inside a value is quoted only when it is part of the line terminator.
+    has_cr = any(
+        df[c].astype(str).str.contains("\r", regex=False).any() for c in df.columns if df[c].dtype == object
+    )
+    return "\r\n" if has_cr else "\n"
+
+
+def write_table_chunks(
+    chunks: Iterable[pd.DataFrame],
+    path: PathLike,
+    *,
+    schema: Schema | None = None,
+) -> int:
+    r"""Write consecutive blocks of one table as CSV or Parquet (by suffix), atomically; return the rows.
+
+    Only one block is held at a time, so any number of rows can be written with bounded memory. The
+    file appears only once every block is written (an error or Ctrl-C leaves nothing behind). With one
+    block the file is the one :func:`write_table` writes. With a schema, the CSV line terminator is
+    ``"\r\n"`` as soon as one category holds a carriage return (so every block is written alike), and
+    the Parquet column types come from the schema.
+
+    Raises:
+        InputFileError: The file cannot be written (folder missing, disk full, ...).
+
+    """
+    fmt = table_format(path)
+    n = 0
+    try:
+        with atomic_path(path) as tmp:
+            if fmt == "parquet":
+                n = _write_parquet_chunks(chunks, tmp, schema)
+            else:
+                n = _write_csv_chunks(chunks, tmp, schema)
+    except OSError as e:
+        if isinstance(e, InputFileError):
+            raise
+        raise InputFileError(f"Cannot write {str(path)!r}: {e}.") from e
+    return n
+
+
+def _write_csv_chunks(chunks: Iterable[pd.DataFrame], tmp: Path, schema: Schema | None) -> int:
+    terminator: str | None = None
+    if schema is not None and any(
+        isinstance(c, str) and "\r" in c
+        for col in schema
+        if col.kind == "categorical"
+        for c in col.categories or ()
+    ):
+        terminator = "\r\n"
+    n = 0
+    with open(tmp, "w", encoding="utf-8", newline="") as fh:
+        for i, df in enumerate(chunks):
+            if terminator is None:
+                terminator = _csv_line_terminator(df)
+            df.to_csv(fh, index=False, header=i == 0, na_rep="", lineterminator=terminator)
+            n += len(df)
+    return n
+
+
+def _arrow_schema(df: pd.DataFrame, schema: Schema | None) -> Any:
+    import pyarrow as pa
+
+    inferred = pa.Schema.from_pandas(df, preserve_index=False)
+    if schema is None:
+        return inferred
+    fields = []
+    for f in inferred:
+        col = schema[f.name] if f.name in schema.names else None
+        cats = (col.categories or ()) if col is not None and col.kind == "categorical" else None
+        if cats and all(isinstance(c, str) for c in cats):
+            f = f.with_type(pa.string())
+        elif cats and all(isinstance(c, bool) for c in cats):
+            f = f.with_type(pa.bool_())
+        fields.append(f)
+    return pa.schema(fields, metadata=inferred.metadata)
+
+
+def _write_parquet_chunks(chunks: Iterable[pd.DataFrame], tmp: Path, schema: Schema | None) -> int:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    writer: Any = None
+    n = 0
+    try:
+        for df in chunks:
+            if writer is None:
+                arrow_schema = _arrow_schema(df, schema)
+                writer = pq.ParquetWriter(tmp, arrow_schema)
+            writer.write_table(pa.Table.from_pandas(df, schema=arrow_schema, preserve_index=False))
+            n += len(df)
+    finally:
+        if writer is not None:
+            writer.close()
+    return n

@@ -229,7 +229,12 @@ def _category_key(value: Any) -> Any:
 
 @dataclass(frozen=True)
 class ValidationSummary:
-    """What :meth:`Schema.validate` did besides checking: clipped counts per column."""
+    """What :meth:`Schema.validate` did besides checking: clipped counts per column.
+
+    The counts are **exact figures of the table, not differentially private**: they are for the data
+    owner checking their bounds, in-process. tabpriv never releases them (not in a privacy report, a
+    save file, the CLI or a log); do not publish them.
+    """
 
     clipped: dict[str, int] = field(default_factory=dict)
 
@@ -440,7 +445,8 @@ class Schema:
         The copy has the schema's column order and dtypes (:attr:`Column.pandas_dtype`). The input is
         never modified. Values are never dropped or altered silently: an out-of-domain value raises,
         unless ``clip=True``, in which case numbers are clipped into their bounds and the count is
-        returned (categories outside the list always raise).
+        returned (categories outside the list always raise). The count is exact and private (see
+        :class:`ValidationSummary`).
 
         Raises:
             DataValidationError: Empty table, duplicate/unknown/missing columns, a missing value in a
@@ -652,7 +658,8 @@ def _validate_numeric(col: Column, s: pd.Series, isna: Any, clip: bool) -> tuple
         raise DataValidationError(
             f"Column {col.name!r} has {n_out} value(s) outside the declared bounds [{col.lower}, "
             f"{col.upper}] (e.g. {', '.join(f'{v:g}' for v in ex)}); widen the bounds in the schema "
-            "or pass clip=True (--clip) to clip them, which the privacy report records."
+            "or pass clip=True (--clip) to clip them (the privacy report says clipping was applied, "
+            "never how many values)."
         )
     if n_out:
         arr = np.where(out_mask, np.clip(arr, lo, hi), arr)

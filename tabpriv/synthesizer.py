@@ -7,7 +7,7 @@ import hashlib
 import json
 import logging
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -25,12 +25,14 @@ from tabpriv.budget import (
     PrivacyLedger,
     PrivacyReport,
     check_delta_for_rows,
+    weak_epsilon_warning,
 )
 from tabpriv.errors import (
     DataValidationError,
     NotFittedError,
     PrivacyParameterError,
     PrivacyWarning,
+    ResourceLimitError,
     SaveFileError,
     SchemaError,
     TabprivError,
@@ -42,18 +44,24 @@ from tabpriv.transformers.table import TableTransformer
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["SAVE_FORMAT", "Synthesizer", "synthesize"]
+__all__ = ["SAVE_FORMAT", "Synthesizer", "check_sample_memory", "sample_nbytes", "synthesize"]
 
 logger = logging.getLogger(__name__)
 
 #: Name and version of the save-file format (a safetensors file with tabpriv metadata).
+#: Version 2: no exact count of clipped values (version 1 files held one, which is not private).
 SAVE_FORMAT = "tabpriv-synthesizer"
-SAVE_FORMAT_VERSION = 1
+SAVE_FORMAT_VERSION = 2
 _META_KEY = "tabpriv"
 INFERRED_WARNING = "not end-to-end DP: domain inferred from the data"
 SEEDED_WARNING = (
     "seeded run: the noise can be regenerated from the seed; keep the seed secret or the release is "
     "not private"
+)
+#: What the report says about ``clip=True`` (the fact is public: the user asked for it; no count).
+CLIP_COVERED = (
+    "numbers outside the declared bounds were clipped to them (a per-record transformation before "
+    "the mechanism; the count of clipped values is not released)"
 )
 
 
@@ -86,7 +94,9 @@ class Synthesizer:
         random_state: ``None`` (noise from OS entropy; the default and the private choice) or an integer
             seed for reproducibility (marked in the report; the seed must stay secret).
         backend_params: Keyword arguments for the backend's constructor.
-        clip: Clip numbers outside their declared bounds instead of raising (counted in the report).
+        clip: Clip numbers outside their declared bounds instead of raising. The report says that
+            clipping was applied; how many values were clipped is exact, private information and is
+            never released (not in the report, the save file or the logs).
         progress: Optional callback ``progress(step, total, message)``.
         ledger: Optional ledger shared by every release made from the same data. Each fit then spends at
             most (epsilon, delta) *and* at most what the shared ledger has left, records its spend there
@@ -153,6 +163,9 @@ class Synthesizer:
         if not isinstance(df, pd.DataFrame):
             raise DataValidationError(f"fit() expects a pandas DataFrame; got {type(df).__name__}.")
         budget = PrivacyBudget(self.epsilon, self.delta)
+        weak = weak_epsilon_warning(budget.epsilon)
+        if weak is not None:
+            warnings.warn(weak[0].upper() + weak[1:] + ".", PrivacyWarning, stacklevel=2)
         backend = self._make_backend()
         device = resolve_device(self.device, backend.devices)
         schema = _resolve_schema(self.schema, df)
@@ -163,7 +176,8 @@ class Synthesizer:
                 PrivacyWarning,
                 stacklevel=2,
             )
-        clean, summary = schema.validate(df, clip=self.clip)
+        # The clip counts (summary.clipped) are exact figures of the private data: never kept.
+        clean, _ = schema.validate(df, clip=self.clip)
         check_delta_for_rows(budget.delta, len(clean))
         source = RandomSource.from_random_state(self.random_state)
         transformer = TableTransformer(schema).fit()
@@ -200,7 +214,7 @@ class Synthesizer:
         self.random_source_ = source
         self.columns_ = [str(c) for c in df.columns]
         self.n_rows_in_ = len(clean)
-        self.clipped_ = dict(summary.clipped)
+        self.clipped_input_ = bool(self.clip)
         self.device_ = device
         self.rows_out_: int | None = None
         self._n_samples = 0
@@ -226,43 +240,28 @@ class Synthesizer:
         against the schema), so the memory is that of one block (``O(block × width)``) plus the output
         DataFrame. A seeded synthesizer gives the same table for the same ``n`` and call order.
 
+        The output must fit in memory. The rule (:func:`sample_nbytes`): ``n × (bytes of one row +
+        bytes of the widest cell)`` (8 bytes a number or text cell, 1 a boolean; the second term is the
+        peak of joining the blocks) must not exceed the memory available (``MemAvailable`` of
+        ``/proc/meminfo``; where it cannot be read, nothing is checked). For more rows use
+        :meth:`sample_chunks`, which yields the same rows block by block with bounded memory.
+
         Returns:
             A DataFrame with the original columns, order and dtypes, every value inside the schema.
 
+        Raises:
+            DataValidationError: ``n`` is not a positive integer.
+            ResourceLimitError: The output would not fit in the memory available.
+
         """
         self._check_fitted()
-        n_rows = self.n_rows_in_ if n is None else n
-        if isinstance(n_rows, bool) or not isinstance(n_rows, int | np.integer) or n_rows <= 0:
-            raise DataValidationError(f"The number of rows to sample must be a positive integer; got {n!r}.")
-        n_rows = int(n_rows)
-        self._n_samples += 1
-        purpose = f"sample-{self._n_samples}"
-        seed = self.random_source_.child(purpose)
-        decode_seed = self.random_source_.child(purpose + "-decode")
-        width = self.transformer_.width_
-        chunk_rows = self.sample_chunk_rows()
+        n_rows = self._rows_to_sample(n)
+        self._check_sample_memory(n_rows)
         columns: dict[str, list[np.ndarray]] = {name: [] for name in self.columns_}
-        got = 0
-        for i, encoded in enumerate(self.backend_.sample_chunks(n_rows, seed, chunk_rows)):
-            m = min(chunk_rows, n_rows - got)
-            if encoded.shape != (m, width):
-                raise TabprivError(
-                    f"Backend {self.backend!r} returned a block of shape {encoded.shape}; expected "
-                    f"({m}, {width}). This is a bug in the backend."
-                )
-            rng = np.random.default_rng(block_seed(decode_seed, i))
-            part = self.transformer_.decode_columns(encoded, categorical=categorical, rng=rng)
-            del encoded
-            # Assurance: decoded rows always lie inside the schema (checked block by block).
-            self.schema_.validate(_frame_from_columns(part))
+        for part in self._sample_blocks(n_rows, categorical):
             for name in self.columns_:
                 columns[name].append(part[name].to_numpy())
-            got += m
-        if got != n_rows:
-            raise TabprivError(
-                f"Backend {self.backend!r} returned {got} rows; expected {n_rows}. This is a bug in the "
-                "backend."
-            )
+            del part
         # Concatenate column by column, dropping each column's blocks as soon as it is joined; the
         # columns stay unconsolidated unless the table is wide: the peak is the output plus one column.
         joined: dict[str, np.ndarray] = {}
@@ -270,10 +269,89 @@ class Synthesizer:
             blocks = columns.pop(name)
             joined[name] = blocks[0] if len(blocks) == 1 else np.concatenate(blocks)
             del blocks
-        out = _frame_from_columns(joined)
-        self.rows_out_ = n_rows
-        self.privacy_report = self._build_report()
-        return out
+        return _frame_from_columns(joined)
+
+    def sample_chunks(
+        self, n: int | None = None, *, categorical: Literal["sample", "argmax"] = "sample"
+    ) -> Iterator[pd.DataFrame]:
+        """Draw ``n`` synthetic rows as consecutive DataFrames of at most :meth:`sample_chunk_rows` rows.
+
+        The streaming form of :meth:`sample`: the same rows in the same order (concatenated, the
+        blocks equal ``sample(n)`` of a synthesizer in the same state), but only one block is held at a
+        time, so any ``n`` works with memory ``O(block × width)``. Write them with
+        :func:`tabpriv.io.write_table_chunks`. ``n`` is checked, and the call counted for a seeded
+        synthesizer's stream, when this method is called, not when the first block is drawn. Each
+        block's index continues the previous one (``0 .. n-1`` overall). The report's ``rows_out`` is
+        set once the last block has been drawn.
+
+        Raises:
+            DataValidationError: ``n`` is not a positive integer.
+
+        """
+        import pandas as pd
+
+        self._check_fitted()
+        n_rows = self._rows_to_sample(n)
+        blocks = self._sample_blocks(n_rows, categorical)
+
+        def frames() -> Iterator[pd.DataFrame]:
+            start = 0
+            for part in blocks:
+                m = len(next(iter(part.values())))
+                yield _frame_from_columns(
+                    {name: part[name].to_numpy() for name in self.columns_},
+                    index=pd.RangeIndex(start, start + m),
+                )
+                start += m
+
+        return frames()
+
+    def _rows_to_sample(self, n: Any) -> int:
+        n_rows = self.n_rows_in_ if n is None else n
+        if isinstance(n_rows, bool) or not isinstance(n_rows, int | np.integer) or n_rows <= 0:
+            raise DataValidationError(f"The number of rows to sample must be a positive integer; got {n!r}.")
+        return int(n_rows)
+
+    def _check_sample_memory(self, n_rows: int) -> None:
+        check_sample_memory(self.schema_, n_rows)
+
+    def _sample_blocks(
+        self, n_rows: int, categorical: Literal["sample", "argmax"]
+    ) -> Iterator[dict[str, pd.Series]]:
+        """Count the call now and return the generator of its decoded, schema-checked blocks."""
+        self._n_samples += 1
+        purpose = f"sample-{self._n_samples}"
+        seed = self.random_source_.child(purpose)
+        decode_seed = self.random_source_.child(purpose + "-decode")
+        width = self.transformer_.width_
+        chunk_rows = self.sample_chunk_rows()
+        backend, transformer, schema = self.backend_, self.transformer_, self.schema_
+
+        def blocks() -> Iterator[dict[str, pd.Series]]:
+            got = 0
+            for i, encoded in enumerate(backend.sample_chunks(n_rows, seed, chunk_rows)):
+                m = min(chunk_rows, n_rows - got)
+                if encoded.shape != (m, width):
+                    raise TabprivError(
+                        f"Backend {self.backend!r} returned a block of shape {encoded.shape}; expected "
+                        f"({m}, {width}). This is a bug in the backend."
+                    )
+                rng = np.random.default_rng(block_seed(decode_seed, i))
+                part = transformer.decode_columns(encoded, categorical=categorical, rng=rng)
+                del encoded
+                # Assurance: decoded rows always lie inside the schema (checked block by block).
+                schema.validate(_frame_from_columns(part))
+                got += m
+                yield part
+            if got != n_rows:
+                raise TabprivError(
+                    f"Backend {self.backend!r} returned {got} rows; expected {n_rows}. This is a bug in "
+                    "the backend."
+                )
+            self.rows_out_ = n_rows
+            self.privacy_report = self._build_report()
+
+        return blocks()
 
     def sample_chunk_rows(self) -> int:
         """Rows drawn and decoded per block by :meth:`sample`.
@@ -307,14 +385,18 @@ class Synthesizer:
             not_covered.append("the column domains (bounds, categories), read off the private data")
         else:
             covered.append("column domains: declared public schema, no budget spent")
-        if self.clipped_:
-            covered.append(
-                "clipping of out-of-bounds numbers to the declared public bounds (a per-record "
-                "transformation; counts below)"
-            )
+        if self.clipped_input_:  # whether clip=True was asked for (public), never whether any was clipped
+            covered.append(CLIP_COVERED)
         if self.random_source_.seeded:
             warns.append(SEEDED_WARNING)
         led = self.ledger_
+        weak = weak_epsilon_warning(led.epsilon_spent)
+        if weak is not None:
+            warns.append(weak)
+        elif led.root is not led:
+            total = weak_epsilon_warning(led.root.epsilon_spent)
+            if total is not None:
+                warns.append(f"every release from this data together: {total}")
         return PrivacyReport(
             backend=self.backend,
             guarantee=guarantee,  # type: ignore[arg-type]
@@ -334,7 +416,6 @@ class Synthesizer:
             rows_in=self.n_rows_in_,
             rows_out=self.rows_out_,
             seeded=self.random_source_.seeded,
-            clipped_values=dict(self.clipped_),
             spends=led.to_list(),
             warnings=warns,
             library_version=__version__,
@@ -379,7 +460,7 @@ class Synthesizer:
             "spans": [s.to_dict() for s in self.transformer_.spans_],
             "columns": self.columns_,
             "rows_in": self.n_rows_in_,
-            "clipped": self.clipped_,
+            "clip": self.clipped_input_,
             "budget": {"epsilon": self.ledger_.budget.epsilon, "delta": self.ledger_.budget.delta},
             "ledger": self.ledger_.to_list(),
             "seeded": self.random_source_.seeded,
@@ -432,6 +513,12 @@ class Synthesizer:
             raise SaveFileError(f"{str(p)!r} has unreadable metadata.") from e
         if not isinstance(meta, dict) or meta.get("format") != SAVE_FORMAT:
             raise SaveFileError(f"{str(p)!r} is not a tabpriv synthesizer file.")
+        if meta.get("format_version") == 1:
+            raise SaveFileError(
+                f"{str(p)!r} is a format-1 file, which holds the exact count of clipped values (not "
+                "private) and is no longer read; refit the synthesizer with this version and save it "
+                "again."
+            )
         if meta.get("format_version") != SAVE_FORMAT_VERSION or meta.get("library_version") != __version__:
             raise SaveFileError(
                 f"{str(p)!r} was saved by tabpriv {meta.get('library_version')!r} (format "
@@ -481,17 +568,49 @@ class Synthesizer:
         )
         fresh = RandomSource.from_random_state(None)
         # A seeded fit stays marked as seeded in the report of every later release.
-        self.random_source_ = RandomSource(fresh.seed, seeded=bool(meta["seeded"]), secret_key=fresh.secret_key)
+        self.random_source_ = RandomSource(
+            fresh.seed, seeded=bool(meta["seeded"]), secret_key=fresh.secret_key
+        )
         self.columns_ = [str(c) for c in meta["columns"]]
         if sorted(self.columns_) != sorted(schema.names):
             raise SaveFileError("The saved column order does not match the saved schema.")
         self.n_rows_in_ = int(meta["rows_in"])
-        self.clipped_ = {str(k): int(v) for k, v in meta["clipped"].items()}
+        self.clipped_input_ = bool(meta["clip"])
         self.device_ = "cpu"
         self.rows_out_ = None
         self._n_samples = 0
         self.privacy_report = self._build_report()
         return self
+
+
+def sample_nbytes(schema: Schema, n_rows: int) -> int:
+    """Peak bytes of :meth:`Synthesizer.sample` for ``n_rows`` rows of ``schema`` (its memory rule).
+
+    ``n_rows × (bytes of one row + bytes of the widest cell)``: 8 bytes a number or text cell (text
+    cells point to the schema's shared category strings), 1 a boolean; the second term is the peak of
+    joining one column's blocks.
+    """
+    cells = [np.dtype(col.pandas_dtype).itemsize for col in schema]
+    return int(n_rows) * (sum(cells) + max(cells))
+
+
+def check_sample_memory(schema: Schema, n_rows: int) -> None:
+    """Raise :class:`ResourceLimitError` when :func:`sample_nbytes` exceeds the memory available.
+
+    The memory available is :func:`tabpriv.io.available_memory_bytes`; where it cannot be told,
+    nothing is checked.
+    """
+    from tabpriv import io
+
+    available = io.available_memory_bytes()
+    need = sample_nbytes(schema, n_rows)
+    if available is not None and need > available:
+        raise ResourceLimitError(
+            f"Sampling {n_rows:,} rows in memory needs about {need / 2**30:.3g} GiB but "
+            f"{available / 2**30:.3g} GiB is available; draw them block by block with "
+            "Synthesizer.sample_chunks(n) and tabpriv.io.write_table_chunks (the CLI does, unless "
+            "--evaluate needs the table in memory), or ask for fewer rows."
+        )
 
 
 def _carry_ledger(old: PrivacyLedger, budget: PrivacyBudget) -> PrivacyLedger:

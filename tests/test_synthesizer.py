@@ -116,7 +116,9 @@ def test_clip_is_reported() -> None:
     with pytest.raises(DataValidationError, match="outside the declared bounds"):
         Synthesizer(epsilon=1.0, schema=make_small_schema()).fit(df)
     synth = Synthesizer(epsilon=1.0, schema=make_small_schema(), clip=True).fit(df)
-    assert synth.privacy_report.clipped_values == {"age": 1}
+    report = synth.privacy_report.to_dict()
+    assert "clipped_values" not in report  # the exact count is private: never released
+    assert any("clipped" in c and "not released" in c for c in report["covered"])
     assert df.loc[0, "age"] == 500
 
 

@@ -170,7 +170,9 @@ def test_clip_option(tmp_path: Path, small_files) -> None:
     out = tmp_path / "o.csv"
     res = runner.invoke(app, ["synthesize", str(oob), "--schema", str(schema), "--clip", "-o", str(out)])
     assert res.exit_code == 0, res.output
-    assert json.loads(Path(str(out) + ".privacy.json").read_text())["clipped_values"] == {"age": 1}
+    report = json.loads(Path(str(out) + ".privacy.json").read_text())
+    assert "clipped_values" not in report  # exact counts are private: never released
+    assert any("not released" in c for c in report["covered"])
 
 
 def test_real_process_error_is_one_line(tmp_path: Path) -> None:
