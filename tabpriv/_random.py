@@ -37,6 +37,7 @@ __all__ = [
     "derive_key",
     "derive_seed",
     "fresh_secret_key",
+    "sample_discrete_gaussian",
     "secret_generator",
     "secret_normal_torch",
 ]
@@ -100,6 +101,41 @@ def secret_normal_torch(
     if t.dtype != dt:
         t = t.to(dt)
     return t.to(device, non_blocking=True) if str(device) != "cpu" else t
+
+
+def sample_discrete_gaussian(rng: np.random.Generator, sigma: float, size: int) -> np.ndarray:
+    """``size`` i.i.d. draws of the discrete Gaussian ``N_Z(0, sigma^2)`` as int64, from ``rng``.
+
+    The rejection sampler of Canonne, Kamath & Steinke (2020, Algorithm 3), vectorised: propose
+    ``Y ~ Lap_Z(t)`` with ``t = floor(sigma) + 1`` (the difference of two geometric variables with
+    success probability ``1 - exp(-1/t)``) and accept with probability
+    ``exp(-(|Y| - sigma^2/t)^2 / (2 sigma^2))``. The algorithm is exact; this implementation evaluates the
+    geometric draws and the acceptance test in float64 (numpy), so its distribution is exact only up to
+    floating-point rounding and it is **not** hardened against floating-point attacks. tabpriv uses it
+    only for seeded research runs (on the seeded ChaCha20 stream); unseeded releases use OpenDP's
+    sampler (exact integer arithmetic, its own OS-entropy CSPRNG).
+
+    Raises:
+        PrivacyParameterError: ``sigma`` not finite and > 0, or ``size`` negative.
+
+    """
+    if not (np.isfinite(sigma) and sigma > 0):
+        raise PrivacyParameterError(f"sigma must be finite and > 0; got {sigma!r}.")
+    if size < 0:
+        raise PrivacyParameterError(f"size must be >= 0; got {size!r}.")
+    sigma = float(sigma)
+    t = float(np.floor(sigma) + 1.0)
+    p = -np.expm1(-1.0 / t)  # success probability of each geometric: 1 - e^(-1/t)
+    out = np.empty(size, dtype=np.int64)
+    todo = np.arange(size)
+    while todo.size:
+        m = todo.size
+        y = (rng.geometric(p, size=m) - rng.geometric(p, size=m)).astype(np.int64)
+        accept_p = np.exp(-((np.abs(y) - sigma * sigma / t) ** 2) / (2.0 * sigma * sigma))
+        ok = rng.random(m) < accept_p
+        out[todo[ok]] = y[ok]
+        todo = todo[~ok]
+    return out
 
 
 @dataclass(frozen=True)

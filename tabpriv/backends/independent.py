@@ -1,14 +1,26 @@
 """The ``independent`` backend: noisy one-way marginals, sampled column by column.
 
-Each column's histogram is released once with the Gaussian mechanism (categories as they are; numbers
-in equal-width bins over the declared bounds; missing as one more bin). Synthetic rows draw each column
-independently from its noisy marginal, so every dependency between columns is lost: this is the quality
-floor every other backend must beat, and the test double of the pipeline.
+Each column's histogram is released once with the discrete Gaussian mechanism on its integer counts
+(categories as they are; numbers in equal-width bins over the declared bounds; missing as one more bin).
+Synthetic rows draw each column independently from its noisy marginal, so every dependency between
+columns is lost: this is the quality floor every other backend must beat, and the test double of the
+pipeline.
 
 Privacy: under **replace-one** adjacency, changing one row moves one count down and one count up in
-every column's histogram, so the L2 sensitivity of all c histograms together is sqrt(2c). One Gaussian
-mechanism with sigma calibrated exactly (analytic Gaussian mechanism, Balle & Wang 2018, from Google's
-dp-accounting) gives (epsilon, delta)-DP. Pure numpy: no torch.
+every column's histogram, so the L2 sensitivity of all c histograms together is sqrt(2c). The
+discrete Gaussian ``N_Z(0, sigma^2)`` on every count is ``rho = 2c / (2 sigma^2)``-zCDP (Canonne,
+Kamath & Steinke 2020), converted to (epsilon, delta) with their tight conversion; sigma is the
+smallest with epsilon <= the budget (:func:`tabpriv.accounting.calibrate_discrete_gaussian`).
+
+Sampler. An unseeded release draws the noise with OpenDP's discrete Gaussian
+(``make_gaussian`` on ``vector_domain(atom_domain(T="i64"))``): exact integer arithmetic and OpenDP's
+own OS-entropy CSPRNG, hence **hardened against floating-point attacks** (Mironov 2012). OpenDP cannot be
+seeded, so a seeded research run draws the same distribution with
+:func:`tabpriv._random.sample_discrete_gaussian` (Canonne-Kamath-Steinke rejection sampling, float64
+numpy arithmetic, on the run's seeded ChaCha20 secret stream): reproducible, not hardened.
+
+Audit seams (module level, monkeypatched by the privacy audits): :func:`l2_sensitivity`,
+:func:`noise_calibration` and :func:`draw_noise`. Pure numpy (and OpenDP): no torch.
 """
 
 from __future__ import annotations
@@ -18,13 +30,63 @@ from typing import Any
 
 import numpy as np
 
-from tabpriv.accounting import calibrate_gaussian
+from tabpriv._random import SECRET_GENERATOR, sample_discrete_gaussian
+from tabpriv.accounting import OPENDP_VERSION, DiscreteGaussianCalibration, calibrate_discrete_gaussian
 from tabpriv.backends.base import Backend, FitContext, PrivacyDetails
 from tabpriv.budget import PrivacyLedger
 from tabpriv.errors import PrivacyParameterError
 from tabpriv.transformers.encoded import DEFAULT_CHUNK_BYTES, ColumnSpan, EncodedTable
 
-__all__ = ["IndependentBackend", "histogram_layout"]
+__all__ = ["IndependentBackend", "draw_noise", "histogram_layout", "l2_sensitivity", "noise_calibration"]
+
+#: Secret-stream purpose of the seeded sampler's noise.
+_NOISE_PURPOSE = "independent-noise"
+
+
+def l2_sensitivity(n_columns: int) -> float:
+    """Replace-one L2 sensitivity of all ``n_columns`` one-way histograms together: ``sqrt(2 c)``."""
+    return math.sqrt(2.0 * n_columns)
+
+
+def noise_calibration(epsilon: float, delta: float, sensitivity: float) -> DiscreteGaussianCalibration:
+    """The discrete Gaussian scale for the budget: smallest sigma with epsilon(rho) <= ``epsilon``."""
+    return calibrate_discrete_gaussian(epsilon, delta, sensitivity)
+
+
+def _opendp_measurement(sigma: float) -> Any:
+    """OpenDP's discrete Gaussian on an i64 count vector (L2 distance read as a real number)."""
+    import opendp.prelude as dp
+
+    dp.enable_features("contrib")
+    return dp.m.make_gaussian(dp.vector_domain(dp.atom_domain(T="i64")), dp.l2_distance(T="f64"), sigma)
+
+
+def sampler_name(seeded: bool) -> str:
+    """The sampler used for a seeded / unseeded run, in words (stated in the ledger and the report)."""
+    if seeded:
+        return (
+            "seeded research run: Canonne-Kamath-Steinke 2020 rejection sampler in float64 numpy on "
+            f"{SECRET_GENERATOR.split(' keyed')[0]} keyed from the seed (not hardened)"
+        )
+    return f"OpenDP {OPENDP_VERSION} discrete Gaussian (exact integer sampler, OpenDP's OS-entropy CSPRNG)"
+
+
+def _mechanism(seeded: bool) -> str:
+    if seeded:
+        return "discrete Gaussian (seeded CKS sampler on ChaCha20, research run) on one-way counts"
+    return f"discrete Gaussian (OpenDP {OPENDP_VERSION}) on one-way counts"
+
+
+def draw_noise(size: int, sigma: float, context: FitContext) -> np.ndarray:
+    """``size`` draws of ``N_Z(0, sigma^2)`` (int64) for one release.
+
+    Unseeded: OpenDP's sampler (hardened). Seeded: :func:`sample_discrete_gaussian` on
+    ``context.secret_rng("independent-noise")`` (reproducible, not hardened).
+    """
+    if context.seeded:
+        return sample_discrete_gaussian(context.secret_rng(_NOISE_PURPOSE), sigma, size)
+    noise = _opendp_measurement(sigma)(np.zeros(size, dtype=np.int64))
+    return np.asarray(noise, dtype=np.int64)
 
 
 def histogram_layout(span: ColumnSpan, default_bins: int) -> tuple[int, bool]:
@@ -70,7 +132,7 @@ def _true_histograms(
 
 
 class IndependentBackend(Backend):
-    """Noisy one-way marginals (Gaussian mechanism), columns sampled independently.
+    """Noisy one-way marginals (discrete Gaussian on the counts), columns sampled independently.
 
     Args:
         bins: Default number of equal-width bins for numeric columns (the schema's ``bins`` wins).
@@ -82,7 +144,7 @@ class IndependentBackend(Backend):
     name = "independent"
     guarantee = "dp"
     devices = ("cpu",)
-    summary = "Noisy one-way marginals (Gaussian mechanism); the quality floor. No correlations."
+    summary = "Noisy one-way marginals (discrete Gaussian, OpenDP); the quality floor. No correlations."
     streaming = True
 
     def __init__(self, *, bins: int = 32, chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> None:
@@ -90,7 +152,7 @@ class IndependentBackend(Backend):
         self.chunk_bytes = chunk_bytes
 
     def fit(self, table: EncodedTable, ledger: PrivacyLedger, context: FitContext) -> Backend:
-        """Release every column's histogram once with calibrated Gaussian noise."""
+        """Release every column's integer histogram once with calibrated discrete Gaussian noise."""
         if isinstance(self.bins, bool) or not isinstance(self.bins, int) or self.bins < 1:
             raise PrivacyParameterError(f"bins must be a positive integer; got {self.bins!r}.")
         cb = self.chunk_bytes
@@ -99,42 +161,49 @@ class IndependentBackend(Backend):
                 f"chunk_bytes must be a positive integer (bytes per chunk read); got {cb!r}."
             )
         n_cols = table.n_columns
-        sensitivity = math.sqrt(2.0 * n_cols)
+        sensitivity = l2_sensitivity(n_cols)
         eps_left, delta_left = ledger.available()
-        cal = calibrate_gaussian(eps_left, delta_left, sensitivity)
+        cal = noise_calibration(eps_left, delta_left, sensitivity)
         layouts = [histogram_layout(s, self.bins) for s in table.spans]
+        sampler = sampler_name(context.seeded)
         # Pay first: an over-budget request raises here, before the data is read.
         ledger.spend(
-            mechanism="Gaussian mechanism on all one-way marginals (histograms)",
+            mechanism=_mechanism(context.seeded),
             epsilon=cal.epsilon,
             delta=cal.delta,
             accountant=cal.accountant,
             parameters={
                 "sigma": cal.sigma,
+                "rho": cal.rho,
                 "l2_sensitivity": sensitivity,
-                "noise_multiplier": cal.noise_multiplier,
                 "adjacency": "replace-one",
                 "n_histograms": n_cols,
                 "n_cells": int(sum(nb + int(m) for nb, m in layouts)),
+                "sampler": sampler,
             },
         )
         counts = _true_histograms(table, layouts, self.chunk_bytes)
-        rng = np.random.default_rng(context.seed)
+        sizes = [c.size for c in counts]
+        noise = draw_noise(int(sum(sizes)), cal.sigma, context)
         noisy: list[np.ndarray] = []
-        for span, c in zip(table.spans, counts, strict=True):
-            noisy.append(c.astype(np.float64) + rng.normal(0.0, cal.sigma, size=c.size))
+        for span, c, e in zip(table.spans, counts, np.split(noise, np.cumsum(sizes)[:-1]), strict=True):
+            noisy.append(c + e)
             context.report(len(noisy), n_cols, f"released marginal of {span.name}")
         self.noisy_counts_ = noisy
         self.sigma_ = cal.sigma
+        self.rho_ = cal.rho
         self.sensitivity_ = sensitivity
         self.epsilon_ = cal.epsilon
         self.delta_ = cal.delta
         self.accountant_ = cal.accountant
+        self.sampler_ = sampler
+        self.hardened_ = not context.seeded
+        self.mechanism_ = _mechanism(context.seeded)
         self.spans_ = table.spans
         return self
 
     def _probabilities(self, counts: np.ndarray) -> np.ndarray:
-        p = np.clip(counts, 0.0, None)
+        p = np.clip(np.asarray(counts, dtype=np.float64), 0.0, None)
         total = p.sum()
         return p / total if total > 0 else np.full_like(p, 1.0 / len(p))
 
@@ -161,21 +230,38 @@ class IndependentBackend(Backend):
         return out
 
     def privacy_details(self) -> PrivacyDetails:
-        """State the mechanism, accountant and noise."""
+        """State the mechanism, accountant, noise, sampler and whether it is hardened."""
         self.check_fitted()
+        not_covered = ["the number of rows n, treated as public (replace-one adjacency)"]
+        if self.hardened_:
+            covered_extra = [
+                "floating-point attacks on the noise sampler (Mironov 2012): the discrete Gaussian is "
+                "sampled by OpenDP in exact integer arithmetic on integer counts (hardened)"
+            ]
+            not_covered.append("timing side channels of the sampler (OpenDP's sampler is not constant-time)")
+        else:
+            covered_extra = []
+            not_covered.append(
+                "side channels: floating-point noise sampling (Mironov 2012) is not hardened"
+                + (" (seeded research run: float64 sampler on the seeded stream)" if self.rho_ else "")
+            )
         return PrivacyDetails(
-            mechanism="Gaussian mechanism on all one-way marginals (one release)",
+            mechanism=self.mechanism_ + " (one release)",
             adjacency="replace-one",
             accountant=self.accountant_,
-            noise={"sigma": self.sigma_, "l2_sensitivity": self.sensitivity_},
+            noise={
+                "sigma": self.sigma_,
+                "l2_sensitivity": self.sensitivity_,
+                "rho": self.rho_,
+                "sampler": self.sampler_,
+            },
             covered=[
                 "the released noisy histograms and every table sampled from them",
                 "the encoding (the schema is public and costs nothing)",
+                *covered_extra,
             ],
-            not_covered=[
-                "the number of rows n, treated as public (replace-one adjacency)",
-                "side channels: floating-point noise sampling (Mironov 2012) is not hardened",
-            ],
+            not_covered=not_covered,
+            extra={"hardened_against_floating_point_attacks": self.hardened_},
         )
 
     def get_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
@@ -184,20 +270,30 @@ class IndependentBackend(Backend):
         arrays = {f"counts_{i}": c for i, c in enumerate(self.noisy_counts_)}
         meta = {
             "sigma": self.sigma_,
+            "rho": self.rho_,
             "sensitivity": self.sensitivity_,
             "epsilon": self.epsilon_,
             "delta": self.delta_,
             "accountant": self.accountant_,
+            "mechanism": self.mechanism_,
+            "sampler": self.sampler_,
+            "hardened": self.hardened_,
             "n_columns": len(self.noisy_counts_),
         }
         return arrays, meta
 
     def set_state(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
-        """Restore from :meth:`get_state` output."""
+        """Restore from :meth:`get_state` output (also files saved before the discrete Gaussian)."""
         n = int(meta["n_columns"])
-        self.noisy_counts_ = [np.asarray(arrays[f"counts_{i}"], dtype=np.float64) for i in range(n)]
+        self.noisy_counts_ = [np.asarray(arrays[f"counts_{i}"]) for i in range(n)]
         self.sigma_ = float(meta["sigma"])
+        self.rho_ = float(meta.get("rho", 0.0))
         self.sensitivity_ = float(meta["sensitivity"])
         self.epsilon_ = float(meta["epsilon"])
         self.delta_ = float(meta["delta"])
         self.accountant_ = str(meta["accountant"])
+        self.mechanism_ = str(meta.get("mechanism", "Gaussian mechanism on all one-way marginals"))
+        self.sampler_ = str(
+            meta.get("sampler", "float Gaussian (numpy PCG64; a file saved before the discrete Gaussian)")
+        )
+        self.hardened_ = bool(meta.get("hardened", False))

@@ -30,6 +30,7 @@ def _true_counts(backend: IndependentBackend, table: EncodedTable) -> list[np.nd
 
 
 def test_noise_std_matches_calibrated_sigma() -> None:
+    """Seeded path (CKS sampler on the seeded ChaCha20 stream): 200 fixed-seed fits."""
     table = _encoded()
     residuals, sigmas = [], set()
     for seed in range(200):
@@ -40,10 +41,109 @@ def test_noise_std_matches_calibrated_sigma() -> None:
         sigmas.add(round(b.sigma_, 12))
     r = np.concatenate(residuals)
     (sigma,) = sigmas
-    # sample std of N normals has relative standard error 1/sqrt(2N) (~0.9% here); allow 4 s.e.
-    rel_se = 1 / math.sqrt(2 * r.size)
-    assert abs(r.std() / sigma - 1) < 4 * rel_se
+    assert sigma > 3  # the discrete Gaussian's variance equals sigma^2 to within exp(-2 pi^2 sigma^2)
+    # sample variance of N draws has relative standard error ~ sqrt(2/N) (~1.3% here); allow 4 s.e.
+    rel_se = math.sqrt(2 / r.size)
+    assert abs(r.var() / sigma**2 - 1) < 4 * rel_se
     assert abs(r.mean()) < 4 * sigma / math.sqrt(r.size)
+
+
+def test_released_counts_are_integers_with_discrete_gaussian_noise() -> None:
+    # Regression (issue 13 item 7): the old backend added float N(0, sigma^2) noise from a public PCG64
+    # stream seeded with context.seed; the counts are now integers, from the secret stream.
+    table = _encoded()
+    b = IndependentBackend(bins=8)
+    b.fit(table, PrivacyLedger(PrivacyBudget(2.0, 1e-5)), FitContext("cpu", 5, True))
+    true = np.concatenate(_true_counts(b, table))
+    noisy = np.concatenate(b.noisy_counts_)
+    assert noisy.dtype == np.int64
+    assert not np.array_equal(noisy, true)  # noise was added
+    old_way = np.random.default_rng(5).normal(0.0, b.sigma_, size=true.size)
+    assert not np.allclose(noisy - true, old_way)
+    assert np.abs(noisy - true).max() < 8 * b.sigma_
+
+
+def test_seeded_noise_comes_from_the_secret_key_not_the_public_seed() -> None:
+    table = _encoded()
+    fits = []
+    for key in (11, 12):
+        b = IndependentBackend(bins=8)
+        b.fit(table, PrivacyLedger(PrivacyBudget(2.0, 1e-5)), FitContext("cpu", 5, True, secret_key=key))
+        fits.append(np.concatenate(b.noisy_counts_))
+    assert not np.array_equal(fits[0], fits[1])  # same public seed, other secret key: other noise
+    b = IndependentBackend(bins=8)
+    b.fit(table, PrivacyLedger(PrivacyBudget(2.0, 1e-5)), FitContext("cpu", 99, True, secret_key=11))
+    np.testing.assert_array_equal(np.concatenate(b.noisy_counts_), fits[0])  # other public seed: same
+
+
+def test_unseeded_fit_uses_opendp_and_says_it_is_hardened(monkeypatch: pytest.MonkeyPatch) -> None:
+    import tabpriv.backends.independent as ind
+
+    def forbidden(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise AssertionError("the unseeded path must not use the numpy sampler")
+
+    monkeypatch.setattr(ind, "sample_discrete_gaussian", forbidden)
+    table = _encoded()
+    b = IndependentBackend(bins=8)
+    led = PrivacyLedger(PrivacyBudget(2.0, 1e-5))
+    b.fit(table, led, FitContext("cpu", 5, False))
+    assert all(c.dtype == np.int64 for c in b.noisy_counts_)
+    det = b.privacy_details()
+    assert det.mechanism.startswith(f"discrete Gaussian (OpenDP {ind.OPENDP_VERSION}) on one-way counts")
+    assert det.accountant.startswith("zCDP (rho=")
+    assert det.adjacency == "replace-one"
+    assert det.extra["hardened_against_floating_point_attacks"] is True
+    assert any("hardened" in c for c in det.covered)
+    assert not any("Mironov" in c for c in det.not_covered)
+    (spend,) = led.spends
+    assert spend.parameters["rho"] == pytest.approx(2 * table.n_columns / (2 * b.sigma_**2), rel=1e-12)
+    seeded = IndependentBackend(bins=8)
+    monkeypatch.undo()
+    seeded.fit(table, PrivacyLedger(PrivacyBudget(2.0, 1e-5)), FitContext("cpu", 5, True))
+    sd = seeded.privacy_details()
+    assert sd.extra["hardened_against_floating_point_attacks"] is False
+    assert any("not hardened" in c for c in sd.not_covered)
+
+
+def test_opendp_noise_variance_matches_sigma() -> None:
+    """OpenDP path (random, cannot be seeded): 20,000 draws at sigma = 8.
+
+    The sample variance's relative standard error is sqrt(2/N) = 1.0%; the tolerance is 6% (6 s.e.),
+    while a sigma wrong by 10% moves the variance by 19-21% (>= 13 s.e. beyond the tolerance), so a
+    wrong sigma fails and a right one passes except with probability ~1e-9.
+    """
+    from tabpriv.backends.independent import draw_noise
+
+    n, sigma = 20_000, 8.0
+    e = draw_noise(n, sigma, FitContext("cpu", 0, False))
+    assert e.dtype == np.int64 and e.shape == (n,)
+    assert abs(e.var() / sigma**2 - 1) < 6 * math.sqrt(2 / n)
+    assert abs(e.mean()) < 6 * sigma / math.sqrt(n)
+
+
+@pytest.mark.parametrize("seeded", [True, False])
+def test_huge_epsilon_reproduces_the_exact_marginals(seeded: bool) -> None:
+    table = _encoded()
+    b = IndependentBackend(bins=8)
+    b.fit(table, PrivacyLedger(PrivacyBudget(1e4, 1e-5)), FitContext("cpu", 3, seeded))
+    assert b.sigma_ < 0.05  # P(a nonzero draw) < 2 exp(-1 / (2 * 0.05**2)) ~ 1e-87 per count
+    for got, want in zip(b.noisy_counts_, _true_counts(b, table), strict=True):
+        np.testing.assert_array_equal(got, want.astype(np.int64))
+
+
+def test_saved_integer_counts_round_trip() -> None:
+    table = _encoded()
+    b = IndependentBackend(bins=8)
+    b.fit(table, PrivacyLedger(PrivacyBudget(2.0, 1e-5)), FitContext("cpu", 5, True))
+    arrays, meta = b.get_state()
+    c = IndependentBackend(bins=8)
+    c.set_state(arrays, meta)
+    c.set_spans(b.spans_)
+    for x, y in zip(b.noisy_counts_, c.noisy_counts_, strict=True):
+        assert y.dtype == np.int64
+        np.testing.assert_array_equal(x, y)
+    assert c.privacy_details() == b.privacy_details()
+    np.testing.assert_array_equal(b.sample(50, 1), c.sample(50, 1))
 
 
 def test_replace_one_sensitivity_bound_is_tight() -> None:
@@ -88,16 +188,20 @@ def test_overspend_raises_before_data_is_touched() -> None:
 
 # -- streaming fit -----------------------------------------------------------------------------------
 def _eager_reference_fit(table: EncodedTable, bins: int, sigma: float, seed: int) -> list[np.ndarray]:
-    """The whole-matrix algorithm the backend used before it streamed (one column at a time)."""
-    rng = np.random.default_rng(seed)
-    out = []
+    """The whole-matrix algorithm: exact int64 counts plus one seeded discrete Gaussian draw over all."""
+    from tabpriv._random import sample_discrete_gaussian
+
+    counts = []
     for span in table.spans:
         n_bins, has_missing = histogram_layout(span, bins)
         size = n_bins + int(has_missing)
         codes = _bin_codes(table.data[:, span.slice], span, n_bins, has_missing)
-        counts = np.bincount(codes, minlength=size).astype(np.float64)
-        out.append(counts + rng.normal(0.0, sigma, size=size))
-    return out
+        counts.append(np.bincount(codes, minlength=size))
+    rng = FitContext("cpu", seed, True).secret_rng("independent-noise")
+    noise = sample_discrete_gaussian(rng, sigma, sum(c.size for c in counts))
+    return [
+        c + e for c, e in zip(counts, np.split(noise, np.cumsum([c.size for c in counts])[:-1]), strict=True)
+    ]
 
 
 class _NoData(EncodedTable):
@@ -130,8 +234,8 @@ def test_streaming_fit_equals_the_eager_algorithm_bit_for_bit(chunk_bytes: int) 
         ref = _eager_reference_fit(table, 8, b.sigma_, seed)
         assert len(ref) == len(b.noisy_counts_)
         for got, want in zip(b.noisy_counts_, ref, strict=True):
-            assert got.dtype == np.float64
-            np.testing.assert_array_equal(got, want)  # bit-identical, not approximately equal
+            assert got.dtype == np.int64
+            np.testing.assert_array_equal(got, want)  # identical, not approximately equal
 
 
 def test_streaming_fit_reads_only_iter_chunks() -> None:
