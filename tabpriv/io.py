@@ -348,6 +348,8 @@ def _fmt_bytes(n: float) -> str:
         return f"{n / 2**20:.1f} MiB"
     if n < 2**40:
         return f"{n / 2**30:.1f} GiB"
+    if n < 2**50:
+        return f"{n / 2**40:.1f} TiB"
     exp = int(math.log10(n))
     return f"{n / 10**exp:.1f}e{exp} bytes"
 

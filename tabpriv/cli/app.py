@@ -1,7 +1,11 @@
 """The typer application: ``tabpriv synthesize | evaluate | schema infer | backends``.
 
 Errors go to stderr as one readable sentence with exit code 1 (set ``TABPRIV_DEBUG=1`` for a
-traceback). Outputs are written atomically: an interrupted run leaves no partial file.
+traceback). Every option that can be checked (paths, rows, target, hold-out, backend parameters) is
+checked before the data is fitted or any file is written; no output may be an input or another output.
+Outputs are written atomically: an interrupted run leaves no partial file. The synthetic table is
+written block by block, so ``--rows`` is bounded by the free disk space (estimated from the schema),
+not by memory.
 """
 
 from __future__ import annotations
@@ -122,7 +126,15 @@ def synthesize_command(
             help="Read bounds and categories off the data. NOT end-to-end DP; the report says so.",
         ),
     ] = False,
-    rows: Annotated[int | None, typer.Option(help="Rows to sample (default: as many as the input).")] = None,
+    rows: Annotated[
+        str | None,
+        typer.Option(
+            metavar="N",
+            help="Rows to sample (default: as many as the input); 1e6 is accepted. Written block by "
+            "block: bounded by the free disk space, not by memory.",
+            show_default=False,
+        ),
+    ] = None,
     output: Annotated[
         Path | None,
         typer.Option("-o", "--output", help="Output file (.csv or .parquet).", show_default=False),
@@ -137,7 +149,12 @@ def synthesize_command(
         typer.Option(help="Seed for reproducibility (marked in the report; keep it secret)."),
     ] = None,
     clip: Annotated[
-        bool, typer.Option("--clip", help="Clip numbers outside the declared bounds (reported).")
+        bool,
+        typer.Option(
+            "--clip",
+            help="Clip numbers outside the declared bounds (the report says so; how many is private and "
+            "never released).",
+        ),
     ] = False,
     param: Annotated[
         list[str] | None,
@@ -176,6 +193,28 @@ def synthesize_command(
         )  # fmt: skip
 
 
+def _parse_rows(raw: str | None) -> int | None:
+    """``--rows``: a positive whole number, also written as ``1e6``."""
+    from tabpriv.errors import PrivacyParameterError
+
+    if raw is None:
+        return None
+    text = raw.strip()
+    try:
+        value = int(text)
+    except ValueError:
+        try:
+            f = float(text)
+        except ValueError:
+            f = float("nan")
+        if not (f == f and abs(f) != float("inf") and f == int(f)):
+            raise PrivacyParameterError(f"--rows must be a positive whole number; got {raw!r}.") from None
+        value = int(f)
+    if value <= 0:
+        raise PrivacyParameterError(f"--rows must be a positive whole number; got {raw!r}.")
+    return value
+
+
 def _synthesize(
     input: Path | None,
     eps: float,
@@ -183,7 +222,7 @@ def _synthesize(
     backend: str,
     schema_path: Path | None,
     infer_schema: bool,
-    rows: int | None,
+    rows_text: str | None,
     output: Path | None,
     report_path: Path | None,
     device: str,
@@ -200,9 +239,17 @@ def _synthesize(
     from rich.console import Console
 
     from tabpriv.backends import get_backend_class
+    from tabpriv.budget import PrivacyBudget
     from tabpriv.datasets import BUNDLED_DIR, bundled_adult_path
     from tabpriv.errors import PrivacyParameterError, SchemaError
-    from tabpriv.io import read_table, table_format, write_table
+    from tabpriv.io import (
+        check_disk_space,
+        check_output_paths,
+        check_output_writable,
+        read_table,
+        table_format,
+        write_table_chunks,
+    )
     from tabpriv.schema import Schema
 
     console = Console(stderr=True)
@@ -218,8 +265,8 @@ def _synthesize(
             "No schema given: pass --schema FILE (public bounds and categories; `tabpriv schema "
             "infer` writes a draft to edit) or --infer-schema (not end-to-end DP)."
         )
-    if rows is not None and rows <= 0:
-        raise PrivacyParameterError(f"--rows must be a positive integer; got {rows}.")
+    rows = _parse_rows(rows_text)
+    PrivacyBudget(eps, delta)  # fail fast on a bad epsilon or delta
     if evaluate and holdout is None:
         raise PrivacyParameterError("--evaluate needs --holdout FILE (real rows not used for training).")
     get_backend_class(backend)  # fail fast on an unknown name
@@ -239,42 +286,110 @@ def _synthesize(
             )
         else:
             evaluate = True  # paper mode runs the membership-inference attacks by default
+    # -- everything that can be checked is checked here: nothing is fitted or written before ----------
     out_path = output if output is not None else _default_output(input)
     table_format(out_path)  # fail fast on a bad suffix
-    if not (out_path.parent if str(out_path.parent) else Path(".")).is_dir():
-        from tabpriv.errors import InputFileError
-
-        raise InputFileError(f"Cannot write {str(out_path)!r}: its folder does not exist.")
     rep_path = report_path if report_path is not None else Path(str(out_path) + ".privacy.json")
+    eval_html = eval_json = None
+    if evaluate:  # the rule of _run_evaluation
+        eval_html = evaluation_report or Path(str(out_path) + ".evaluation.html")
+        eval_json = Path(str(eval_html) + ".json")
+    outputs = {
+        "the synthetic table (--output)": out_path,
+        "the privacy report (--report)": rep_path,
+        "the saved synthesizer (--save)": save,
+        "the evaluation report (--evaluation-report)": eval_html,
+        "the evaluation JSON (evaluation report + .json)": eval_json,
+    }
+    check_output_paths(
+        {
+            "the input table": input,
+            "the schema file (--schema)": schema_path,
+            "the hold-out (--holdout)": holdout,
+        },
+        outputs,
+    )
+    for label, path in outputs.items():
+        if path is not None:
+            check_output_writable(path, label)
+
+    from tabpriv.synthesizer import Synthesizer, check_sample_memory
+
+    synth = Synthesizer(
+        backend=backend,
+        epsilon=eps,
+        delta=delta,
+        device=device,
+        random_state=seed,
+        backend_params=params,
+        clip=clip,
+    )
+    synth._make_backend()  # unknown or ill-typed --param: fail before reading the data
     schema_obj = Schema.load(schema_path) if schema_path is not None else None
     df = read_table(input, schema_obj)
-
-    from tabpriv.synthesizer import Synthesizer
+    if schema_obj is None:  # --infer-schema: what fit() would infer (the release says so)
+        schema_obj = Schema.infer(df, warn=False)
+    synth.schema = schema_obj
+    # The table as the synthesizer sees it (raises on data outside the schema, unless --clip).
+    clean = schema_obj.validate(df, clip=clip)[0]
+    n_out = rows if rows is not None else len(clean)
+    check_disk_space(out_path, n_out, schema_obj, "the synthetic table")
+    if evaluate:
+        _check_evaluation_inputs(schema_obj, clean, holdout, target)
+        check_sample_memory(schema_obj, n_out)  # the evaluation needs the synthetic table in memory
 
     with _progress(console) as progress:
-        synth = Synthesizer(
-            backend=backend,
-            epsilon=eps,
-            delta=delta,
-            schema=schema_obj if schema_obj is not None else "infer",
-            device=device,
-            random_state=seed,
-            backend_params=params,
-            clip=clip,
-            progress=progress,
-        ).fit(df)
-    synthetic = synth.sample(rows)
-    write_table(synthetic, out_path)
+        synth.progress = progress
+        synth.fit(df)
+    if evaluate:
+        synthetic = synth.sample(rows)
+        write_table_chunks([synthetic], out_path, schema=synth.schema_)
+    else:
+        synthetic = None
+        write_table_chunks(synth.sample_chunks(rows), out_path, schema=synth.schema_)
     rep = synth.privacy_report
     rep.to_json(rep_path)
     if save is not None:
         synth.save(save)
     eval_path = None
     if evaluate:
-        eval_path = _run_evaluation(df, synthetic, synth, holdout, target, evaluation_report, out_path)
-    _summary(console, rep, input, out_path, rep_path, save, eval_path)
+        eval_path = _run_evaluation(clean, synthetic, synth, holdout, target, evaluation_report, out_path)
+    _summary(console, rep, input, out_path, rep_path, save, eval_path, clip)
     if paper_mode and eval_path is not None:
         _print_attack_figures(rep.epsilon, Path(str(eval_path) + ".json"))
+
+
+def _check_evaluation_inputs(schema: Any, clean: Any, holdout: Path | None, target: str | None) -> None:
+    """Check --holdout and --target as the evaluation will use them, before anything is fitted."""
+    from tabpriv.errors import DataValidationError
+    from tabpriv.evaluation.membership import attack_sizes
+    from tabpriv.evaluation.utility import MAX_TARGET_CLASSES
+    from tabpriv.io import read_table
+
+    assert holdout is not None
+    if target is not None and target not in schema.names:
+        raise DataValidationError(
+            f"--target {target!r} is not a column of the schema; pick one of {', '.join(schema.names)}."
+        )
+    hold = read_table(holdout, schema)
+    try:
+        hold = schema.validate(hold)[0]
+    except DataValidationError as e:
+        raise DataValidationError(f"The hold-out {str(holdout)!r} does not fit the schema: {e}") from e
+    attack_sizes(len(clean), len(hold), None)
+    if target is not None:
+        n_classes = clean[target].nunique(dropna=False)
+        if n_classes < 2:
+            raise DataValidationError(
+                f"--target {target!r} is constant in the input table; a classifier cannot be scored. "
+                "Pick another --target."
+            )
+        if schema[target].kind != "categorical" and n_classes > MAX_TARGET_CLASSES:
+            raise DataValidationError(
+                f"--target {target!r} is {schema[target].kind} with more than {MAX_TARGET_CLASSES} "
+                "distinct values; the utility metrics need a classification target. Pick a "
+                "categorical --target."
+            )
 
 
 def _run_evaluation(
@@ -340,7 +455,7 @@ def _progress(console: Any) -> Iterator[Callable[[int, int | None, str], None]]:
 
 def _summary(
     console: Any, rep: Any, input: Path, out: Path, rep_path: Path, save: Path | None,
-    eval_path: Path | None,
+    eval_path: Path | None, clip: bool = False,
 ) -> None:  # fmt: skip
     from rich.panel import Panel
     from rich.table import Table
@@ -348,7 +463,7 @@ def _summary(
     t = Table.grid(padding=(0, 2))
     t.add_column(style="bold")
     t.add_column()
-    dp = rep.guarantee == "dp" and rep.end_to_end_dp
+    dp = rep.guarantee == "dp" and rep.end_to_end_dp and not rep.weak
     t.add_row("Guarantee", ("[green]" if dp else "[bold yellow]") + rep.headline)
     t.add_row("Backend", rep.backend)
     t.add_row("Epsilon spent", f"{rep.epsilon:.4f} of {rep.budget_epsilon:g}")
@@ -362,6 +477,8 @@ def _summary(
     t.add_row("Delta spent", f"{rep.delta:.3g} of {rep.budget_delta:g}")
     t.add_row("Mechanism", rep.mechanism)
     t.add_row("Rows", f"{rep.rows_in:,} in -> {rep.rows_out:,} out")
+    if clip:  # the fact that clipping was asked for; the count is private and never shown
+        t.add_row("Clipping", "on: numbers outside the declared bounds were clipped (count not released)")
     t.add_row("Input", str(input))
     t.add_row("Output", str(out))
     t.add_row("Privacy report", str(rep_path))
@@ -384,9 +501,11 @@ def schema_infer_command(
 ) -> None:
     """Write a DRAFT schema read off INPUT (not private: edit it into public bounds before use)."""
     with cli_errors():
-        from tabpriv.io import read_table
+        from tabpriv.io import check_output_paths, check_output_writable, read_table
         from tabpriv.schema import Schema
 
+        check_output_paths({"the input table": input}, {"the schema (--output)": output})
+        check_output_writable(output, "the schema (--output)")
         df = read_table(input)
         s = Schema.infer(df, max_categories=max_categories, warn=False)
         s.to_json(output)

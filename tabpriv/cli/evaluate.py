@@ -65,8 +65,23 @@ def _evaluate(
 ) -> None:  # fmt: skip
     from tabpriv.errors import InputFileError
     from tabpriv.evaluation import EVALUATION_NOTICE, evaluate
+    from tabpriv.io import check_output_paths, check_output_writable
     from tabpriv.schema import Schema
 
+    outputs = {"the HTML report (--output)": output, "the JSON (--json)": json_path}
+    check_output_paths(
+        {
+            "the real table": real,
+            "the synthetic table": synthetic,
+            "the schema file (--schema)": schema_path,
+            "the hold-out (--holdout)": holdout,
+            "the privacy report (--privacy-report)": privacy_report,
+        },
+        outputs,
+    )
+    for label, out in outputs.items():
+        if out is not None:
+            check_output_writable(out, label)
     schema = Schema.load(schema_path)
     real_df = _read(real, schema)
     syn_df = _read(synthetic, schema)
