@@ -54,6 +54,9 @@ __all__ = [
     "block_sensitivity",
     "calibrate_sigma",
     "deamplify_wor",
+    "draw_noise",
+    "draw_projection",
+    "draw_sample",
     "enforce_blocks",
     "privatise",
     "rdp_to_dp",
@@ -410,6 +413,36 @@ class SlicingRelease:
         return cls.from_arrays(arrays, json.loads(meta_s))
 
 
+def draw_projection(seed: int, d: int, m_prime: int) -> np.ndarray:
+    """The released projection ``U`` (``(d, m')`` float32, entries ``N(0, 1/d)``): **public** randomness.
+
+    ``U`` is published, so it comes from a public PCG64 stream seeded with ``seed``; it is the first draw
+    of that stream, exactly as before the noise moved to the secret stream (same seed, same ``U``).
+    """
+    rng = np.random.default_rng(seed)
+    return (rng.standard_normal((d, m_prime), dtype=np.float32) / np.float32(math.sqrt(d))).astype(np.float32)
+
+
+def draw_sample(secret_rng: np.random.Generator, n: int, sample_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """The secret row subsample: sorted row indices (without replacement) and their output slots.
+
+    Its amplification theorem assumes the sample is unknown to the adversary, so it is drawn from the
+    secret stream, never from the public one that made ``U``.
+    """
+    chosen = np.sort(secret_rng.choice(n, size=sample_size, replace=False))
+    # A random output order makes the release a function of the sampled multiset only, which is the
+    # setting of the without-replacement amplification theorem.
+    slots = secret_rng.permutation(sample_size)
+    return chosen, slots
+
+
+def draw_noise(secret_rng: np.random.Generator, rows: int, m_prime: int, sigma: float) -> np.ndarray:
+    """``V`` for ``rows`` released rows: i.i.d. ``N(0, sigma^2)`` float32 from the secret stream."""
+    noise = secret_rng.standard_normal((rows, m_prime), dtype=np.float32)
+    noise *= np.float32(sigma)
+    return noise
+
+
 def privatise(
     table: EncodedTable,
     *,
@@ -420,6 +453,7 @@ def privatise(
     accounting: dict[str, Any],
     chunk_rows: int = 8192,
     sample_size: int | None = None,
+    secret_rng: np.random.Generator | None = None,
 ) -> SlicingRelease:
     """Run the mechanism: enforce the blocks, project on ``U ~ N(0, 1/d)`` and add ``N(0, sigma^2)``.
 
@@ -427,34 +461,39 @@ def privatise(
     working memory besides the output is ``O(chunk_rows * (d + m'))``; the output ``XU + V`` is
     ``4 n m'`` bytes (float32), ``4 m m'`` with a sample of ``m`` rows.
 
+    Randomness: ``U`` (released) from the **public** ``seed`` (:func:`draw_projection`); the row sample
+    (:func:`draw_sample`) and the noise ``V`` (:func:`draw_noise`) from ``secret_rng``, a
+    cryptographically secure ChaCha20 generator keyed independently of ``seed``. Recovering the public
+    stream from the released ``U`` therefore says nothing about ``V`` (with ``m' >= d`` it would give
+    ``X`` back).
+
     Args:
         table: Encoded private table (touched only here, through ``iter_chunks``).
         sigma: Noise standard deviation (from :func:`calibrate_sigma`).
         n_slices: ``m``.
         k: Slice dimension.
-        seed: Secret seed of the noise and of the row sample (OS entropy unless the user seeded the
-            run).
+        seed: Public seed of the projection ``U``.
         accounting: Accounting figures stored with the release.
         chunk_rows: Rows per chunk.
         sample_size: Project only a uniformly random subset of exactly this many rows, drawn without
             replacement, released in a uniformly random order (``None``: every row, in table order).
+        secret_rng: Secret generator of the sample and the noise (``FitContext.secret_rng(...)``);
+            ``None``: a fresh one keyed with 256 bits of OS entropy.
 
     """
+    from tabpriv._random import fresh_secret_key, secret_generator
+
     n, d = table.n_rows, table.width
     m_prime = n_slices * k
-    rng = np.random.default_rng(seed)
-    projection = (rng.standard_normal((d, m_prime), dtype=np.float32) / np.float32(math.sqrt(d))).astype(
-        np.float32
-    )
+    if secret_rng is None:
+        secret_rng = secret_generator(fresh_secret_key(), "slicing-noise")
+    projection = draw_projection(seed, d, m_prime)
     if sample_size is not None:
         if not 1 <= sample_size <= n:
             raise PrivacyParameterError(
                 f"sample_size must be between 1 and the number of rows ({n}); got {sample_size}."
             )
-        chosen = np.sort(rng.choice(n, size=sample_size, replace=False))
-        # A random output order makes the release a function of the sampled multiset only, which
-        # is the setting of the without-replacement amplification theorem.
-        slots = rng.permutation(sample_size)
+        chosen, slots = draw_sample(secret_rng, n, sample_size)
     n_out = n if sample_size is None else sample_size
     noisy = np.empty((n_out, m_prime), dtype=np.float32)
     bound = table.row_norm_bound
@@ -472,7 +511,5 @@ def privatise(
         # Row-norm clip to the data-independent bound as well (a no-op after the block enforcement).
         norms = np.linalg.norm(x, axis=1, keepdims=True)
         x *= np.minimum(1.0, bound / np.maximum(norms, 1e-12)).astype(np.float32)
-        noise = rng.standard_normal((x.shape[0], m_prime), dtype=np.float32)
-        noise *= np.float32(sigma)
-        noisy[dest] = x @ projection + noise
+        noisy[dest] = x @ projection + draw_noise(secret_rng, x.shape[0], m_prime, sigma)
     return SlicingRelease(projection, noisy, float(sigma), int(k), table.spans, dict(accounting))

@@ -245,6 +245,8 @@ class SlicingBackend(Backend):
         )
         from tabpriv._random import derive_seed
 
+        # U is released: public seed (the same U as before for the same seed). The noise V and the
+        # secret row sample come from a ChaCha20 stream keyed independently of that seed.
         release = privatise(
             table,
             sigma=cal.sigma,
@@ -254,6 +256,7 @@ class SlicingBackend(Backend):
             accounting=accounting,
             chunk_rows=self.chunk_rows,
             sample_size=sample_size,
+            secret_rng=context.secret_rng("slicing-noise"),
         )
         self._train(release, cfg, context.device, derive_seed(context.seed, "slicing-train"), context)
         return self

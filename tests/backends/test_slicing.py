@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from tabpriv import Synthesizer
+from tabpriv._random import derive_seed, secret_generator
 from tabpriv.backends import get_backend_class
 from tabpriv.backends._slicing_mechanism import (
     SlicingRelease,
@@ -130,7 +131,8 @@ def test_block_sensitivity_and_enforcement() -> None:
 def test_released_noise_has_stated_variance() -> None:
     table = _encoded(2000)
     sigma = 1.7
-    rel = privatise(table, sigma=sigma, n_slices=50, k=2, seed=1, accounting={}, chunk_rows=333)
+    rel = privatise(table, sigma=sigma, n_slices=50, k=2, seed=1, accounting={}, chunk_rows=333,
+                    secret_rng=secret_generator(1, "test"))  # fmt: skip
     x = enforce_blocks(table.data, table.spans)
     resid = rel.noisy.astype(np.float64) - x.astype(np.float64) @ rel.projection.astype(np.float64)
     n_vals = resid.size  # 200,000 values: the sample variance has relative sd sqrt(2/n) ~ 0.3%
@@ -228,6 +230,7 @@ def test_wasserstein_rejects_k_other_than_one() -> None:
         synth.fit(make_small_df(100))
 
 
+@pytest.mark.filterwarnings("ignore:At epsilon = 50 the guarantee is weak")
 def test_training_learns_a_marginal_at_low_noise() -> None:
     synth = Synthesizer("slicing", epsilon=50.0, delta=1e-5, schema=make_small_schema(),
                         device="cpu", random_state=2,
@@ -279,8 +282,10 @@ def test_fit_reads_the_table_only_through_iter_chunks(subsample: float | None) -
 def test_streamed_release_equals_the_in_memory_formula() -> None:
     # Same seed, different chunk sizes: the release does not depend on the chunking.
     table = _encoded(700)
-    a = privatise(table, sigma=0.5, n_slices=6, k=2, seed=9, accounting={}, chunk_rows=700)
-    b = privatise(table, sigma=0.5, n_slices=6, k=2, seed=9, accounting={}, chunk_rows=64)
+    a = privatise(table, sigma=0.5, n_slices=6, k=2, seed=9, accounting={}, chunk_rows=700,
+                  secret_rng=secret_generator(9, "test"))  # fmt: skip
+    b = privatise(table, sigma=0.5, n_slices=6, k=2, seed=9, accounting={}, chunk_rows=64,
+                  secret_rng=secret_generator(9, "test"))  # fmt: skip
     np.testing.assert_array_equal(a.noisy, b.noisy)
     x = enforce_blocks(table.data, table.spans)
     resid = a.noisy.astype(np.float64) - x.astype(np.float64) @ a.projection.astype(np.float64)
@@ -386,7 +391,7 @@ def test_exactly_m_distinct_rows_enter_the_release() -> None:
     data[:, tanh_col] = np.linspace(-0.99, 0.99, 400, dtype=np.float32)
     table = table.with_data(data)
     rel = privatise(table, sigma=1e-6, n_slices=20, k=2, seed=4, accounting={}, chunk_rows=37,
-                    sample_size=100)  # fmt: skip
+                    sample_size=100, secret_rng=secret_generator(4, "test"))  # fmt: skip
     assert rel.noisy.shape == (100, 40)
     xh = rel.noisy.astype(np.float64) @ np.linalg.pinv(rel.projection.astype(np.float64))
     idx = np.argmin(((xh[:, None, :] - data[None, :, :]) ** 2).sum(-1), axis=1)
@@ -450,3 +455,75 @@ def test_fit_on_a_lazy_table_never_materialises_it() -> None:
     b.fit(lazy, ledger, FitContext(device="cpu", seed=3, seeded=True))
     assert lazy.is_lazy  # the full matrix was never built
     assert b.release_.noisy.shape[0] == 200
+
+
+# -- public U, secret V (issue 13 item 6) ---------------------------------------------------------------
+def _old_public_stream_release(table, sigma: float, m_prime: int, seed: int, chunk_rows: int):  # type: ignore[no-untyped-def]
+    """The release as the code before issue 13 drew it: U, then V, from ONE PCG64 stream of ``seed``."""
+    rng = np.random.default_rng(seed)
+    d = table.width
+    u = (rng.standard_normal((d, m_prime), dtype=np.float32) / np.float32(math.sqrt(d))).astype(np.float32)
+    noise = []
+    for start in range(0, table.n_rows, chunk_rows):
+        rows = min(chunk_rows, table.n_rows - start)
+        v = rng.standard_normal((rows, m_prime), dtype=np.float32)
+        v *= np.float32(sigma)
+        noise.append(v)
+    return u, np.concatenate(noise)
+
+
+def _fit_slicing(table, key: int, seed: int = 3):  # type: ignore[no-untyped-def]
+    b = SlicingBackend(**{**QUICK, "steps": 1})
+    b.fit(table, PrivacyLedger(PrivacyBudget(2.0, 1e-5)), FitContext("cpu", seed, True, secret_key=key))
+    return b
+
+
+def test_u_is_public_and_unchanged_but_v_is_not_regenerable_from_the_public_stream() -> None:
+    table = _encoded(300)
+    b = _fit_slicing(table, key=1)
+    rel = b.release_
+    m_prime = rel.projection.shape[1]
+    # U is still exactly the public draw it always was for this seed (the first draw of its stream)
+    u_old, v_old = _old_public_stream_release(
+        table, rel.sigma, m_prime, derive_seed(3, "slicing-noise"), b.chunk_rows
+    )
+    np.testing.assert_array_equal(rel.projection, u_old)
+    # ... but whoever knows that stream (seed recovered from U) can no longer regenerate V
+    x = enforce_blocks(table.data, table.spans).astype(np.float64)
+    v = rel.noisy.astype(np.float64) - x @ rel.projection.astype(np.float64)
+    assert v.std() == pytest.approx(rel.sigma, rel=0.05)  # V is the noise (the test is not vacuous)
+    assert np.abs(v - v_old).max() > rel.sigma  # not the public-stream noise
+    assert abs(np.corrcoef(v.ravel(), v_old.ravel())[0, 1]) < 0.05
+    residual = rel.noisy.astype(np.float64) - (x @ u_old.astype(np.float64) + v_old)
+    assert residual.std() > 0.5 * rel.sigma  # subtracting the regenerated noise does not give XU
+
+
+def test_same_public_seed_other_secret_key_changes_v_not_u() -> None:
+    table = _encoded(200)
+    a, b = _fit_slicing(table, key=1), _fit_slicing(table, key=2)
+    np.testing.assert_array_equal(a.release_.projection, b.release_.projection)
+    assert not np.allclose(a.release_.noisy, b.release_.noisy)
+    c = _fit_slicing(table, key=1)  # same key, same seed: a reproducible research run
+    np.testing.assert_array_equal(a.release_.noisy, c.release_.noisy)
+
+
+def test_the_secret_subsample_does_not_come_from_the_public_stream() -> None:
+    table = _encoded(400)
+    data = table.data.copy()
+    tanh_col = next(b.start for s in table.spans for b in s.blocks if b.activation == "tanh")
+    data[:, tanh_col] = np.linspace(-0.99, 0.99, 400, dtype=np.float32)
+    table = table.with_data(data)
+
+    def chosen(key: int) -> list[int]:
+        rel = privatise(table, sigma=1e-6, n_slices=20, k=2, seed=4, accounting={}, chunk_rows=37,
+                        sample_size=100, secret_rng=secret_generator(key, "test"))  # fmt: skip
+        xh = rel.noisy.astype(np.float64) @ np.linalg.pinv(rel.projection.astype(np.float64))
+        return np.argmin(((xh[:, None, :] - data[None, :, :]) ** 2).sum(-1), axis=1).tolist()
+
+    a, b = chosen(1), chosen(2)
+    assert sorted(a) != sorted(b)  # same public seed, other secret key: another sample
+    assert chosen(1) == a
+    old = np.random.default_rng(4)  # the old code drew U, then the sample, from the public stream
+    old.standard_normal((table.width, 40), dtype=np.float32)
+    old_rows = np.sort(old.choice(400, size=100, replace=False))
+    assert sorted(a) != old_rows.tolist()
