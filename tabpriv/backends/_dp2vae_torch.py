@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -11,7 +12,7 @@ import numpy as np
 import torch
 from torch.func import functional_call, stack_module_state, vmap
 
-from tabpriv._random import derive_seed, torch_generator
+from tabpriv._random import derive_seed, secret_normal_torch, torch_generator
 from tabpriv.backends._vae import (
     MLP,
     SpanLayout,
@@ -42,6 +43,28 @@ class DP2VAEResult:
     condition_probs: np.ndarray | None
     losses: list[float] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+
+
+def gradient_noise(
+    rng: np.random.Generator, params: Sequence[torch.Tensor], std: float, device: torch.device
+) -> list[torch.Tensor]:
+    """One step's Gaussian noise ``N(0, std^2)`` for every decoder parameter, from the secret stream.
+
+    One host draw (ChaCha20) of all coordinates, copied to ``device`` and split per parameter.
+    """
+    total = sum(int(p.numel()) for p in params)
+    flat = secret_normal_torch(rng, (total,), std=std, device=device, dtype=params[0].dtype)
+    out, at = [], 0
+    for p in params:
+        n = int(p.numel())
+        out.append(flat[at : at + n].view(p.shape))
+        at += n
+    return out
+
+
+def histogram_noise(rng: np.random.Generator, size: int, std: float) -> np.ndarray:
+    """Gaussian noise ``N(0, std^2)`` (float64) of the condition histogram, from the secret stream."""
+    return rng.normal(0.0, std, size=size)
 
 
 def _partition(n: int, k: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -77,9 +100,20 @@ def train_dp2vae(
     dev = torch.device(context.device)
     layout = SpanLayout.from_spans(table.spans, backend.condition_on, backend.numeric_bins)
     k_sub, latent, hidden = backend.n_subsets_, backend.latent_dim, backend.hidden
+    # Public randomness (context.seed): initialisation, stage 1, the partition, the rows of a batch and
+    # the reparameterisation draws. Secret randomness (ChaCha20, context.secret_rng): the gradient and
+    # histogram noise, and the subset each step uses. The accountant (1 of K units sampled without
+    # replacement per step) amplifies by the secrecy of that choice, so it is secret. The partition need
+    # not be: it is independent of the data and DP holds for every neighbouring pair (whichever subset
+    # holds the changed row); the batch within the chosen subset need not be either, since the clipped
+    # step has sensitivity 2C whichever rows it holds (the accountant claims no amplification from it).
+    # Each stage-2 step's public draws come from their own (seed, t) stream (see the loop).
     gen_cpu = torch_generator(derive_seed(context.seed, "dp2vae-train"), "cpu")
     gen_dev = torch_generator(derive_seed(context.seed, "dp2vae-train-device"), str(dev))
-    gen_noise = torch_generator(derive_seed(context.seed, "dp2vae-noise"), str(dev))
+    gen_step = torch.Generator(device=dev)
+    step_root = derive_seed(context.seed, "dp2vae-stage2-steps")
+    noise_rng = context.secret_rng("dp2vae-gradient-noise")
+    subset_rng = context.secret_rng("dp2vae-subset-choice")
     rng = np.random.default_rng(derive_seed(context.seed, "dp2vae-partition"))
 
     width = table.width
@@ -99,8 +133,8 @@ def train_dp2vae(
     if layout.cond is not None and cal.hist_multiplier is not None:
         a, w = layout.cond
         counts = column_sums(table, a, w)  # one streaming pass
-        hist_rng = np.random.default_rng(derive_seed(context.seed, "dp2vae-hist"))
-        noisy = counts + hist_rng.normal(0.0, cal.hist_multiplier * math.sqrt(2.0), size=w)
+        hist_rng = context.secret_rng("dp2vae-histogram-noise")
+        noisy = counts + histogram_noise(hist_rng, w, cal.hist_multiplier * math.sqrt(2.0))
         noisy = np.clip(noisy, 0.0, None)
         cond_probs = noisy / noisy.sum() if noisy.sum() > 0 else np.full(w, 1.0 / w)
 
@@ -179,21 +213,24 @@ def train_dp2vae(
         )
     )
     for t in range(backend.steps):
-        k = int(torch.randint(k_sub, (1,), generator=gen_cpu).item())
+        k = int(subset_rng.integers(k_sub))  # secret: the amplification rests on it
+        # The step's public randomness is a function of (seed, t) only: how much of it a step uses
+        # depends on the subset's size, so one shared stream would carry the secret k into later steps.
+        step_rng = np.random.default_rng((step_root, t))
+        gen_step.manual_seed(int(step_rng.integers(2**62)))
         m_k = int(sizes_np[k])
-        rows_cpu = torch.randperm(m_k, generator=gen_cpu)[: min(backend.batch_size, m_k)]
-        rows = rows_cpu.to(dev)
-        xb = take(idx_np[k, rows_cpu.numpy()])
+        rows_np = step_rng.permutation(m_k)[: min(backend.batch_size, m_k)]
+        rows = torch.as_tensor(rows_np, device=dev)
+        xb = take(idx_np[k, rows_np])
         mu, lv = post_mu[k, rows], post_logvar[k, rows]
-        z = mu + torch.exp(0.5 * lv) * torch.randn(mu.shape, generator=gen_dev, device=dev)
+        z = mu + torch.exp(0.5 * lv) * torch.randn(mu.shape, generator=gen_step, device=dev)
         logits = dec(torch.cat([z, layout.condition(xb)], dim=-1))
         loss = recon_loss(logits, xb, layout).mean()
         grads = torch.autograd.grad(loss, params)
         with torch.no_grad():
             norm = torch.sqrt(sum(g.pow(2).sum() for g in grads))  # type: ignore[arg-type]
             factor = min(1.0, clip / (float(norm) + 1e-12))
-            for p, g in zip(params, grads, strict=True):
-                noise = torch.randn(g.shape, generator=gen_noise, device=dev) * std
+            for p, g, noise in zip(params, grads, gradient_noise(noise_rng, params, std, dev), strict=True):
                 p.grad = g * factor + noise
         opt2.step()
         losses.append(float(loss.detach()))

@@ -45,6 +45,7 @@ __all__ = [
     "calibrate_dp2vae",
     "dp2vae_epsilon",
     "dp2vae_epsilon_curve",
+    "step_sensitivity",
 ]
 
 _AUTO_MAX_SUBSETS = 1000
@@ -54,6 +55,11 @@ _AUTO_SUBSET_ROWS = 32
 _RDP_ORDERS: tuple[float, ...] = (1.5, 1.75, *range(2, 33), 40, 48, 56, 64, 80, 96)
 
 
+def step_sensitivity(clip: float) -> float:
+    """Replace-one L2 sensitivity of one decoder update: ``2C`` (two updates of norm <= C each)."""
+    return 2.0 * clip
+
+
 def _dp2vae_event(noise: float, n_subsets: int, steps: int, hist_multiplier: float | None) -> Any:
     import dp_accounting
 
@@ -61,7 +67,7 @@ def _dp2vae_event(noise: float, n_subsets: int, steps: int, hist_multiplier: flo
         source_dataset_size=n_subsets,
         sample_size=1,
         # Sensitivity 2C, noise std sigma*C: noise multiplier sigma/2 at unit sensitivity.
-        event=dp_accounting.GaussianDpEvent(noise / 2.0),
+        event=dp_accounting.GaussianDpEvent(noise / step_sensitivity(1.0)),
     )
     event = dp_accounting.SelfComposedDpEvent(step, steps)
     if hist_multiplier is not None:
@@ -347,7 +353,7 @@ class DP2VAEBackend(Backend):
             "sigma": cal.noise,
             "clip_norm": float(self.clip),
             "noise_std": cal.noise * float(self.clip),
-            "l2_sensitivity_per_step": 2.0 * float(self.clip),
+            "l2_sensitivity_per_step": step_sensitivity(float(self.clip)),
             "n_subsets": k_sub,
             "sampling_probability": 1.0 / k_sub,
             "steps": self.steps,
@@ -394,7 +400,7 @@ class DP2VAEBackend(Backend):
             "sigma": self.sigma_,
             "noise_std": self.sigma_ * self.clip,
             "clip_norm": self.clip,
-            "l2_sensitivity_per_step": 2 * self.clip,
+            "l2_sensitivity_per_step": step_sensitivity(self.clip),
             "noise_multiplier_unit_sensitivity": self.sigma_ / 2,
             "n_subsets": self.n_subsets_,
             "sampling_probability": 1 / self.n_subsets_,

@@ -284,3 +284,62 @@ def test_partition_is_disjoint_cover() -> None:
     rows = np.concatenate([idx[k, : sizes[k]] for k in range(10)])
     assert sorted(rows.tolist()) == list(range(103))
     assert sizes.min() == 10 and sizes.max() == 11
+
+
+# -- secret randomness (issue 13 item 6) ------------------------------------------------------------
+class _RecordingContext(FitContext):
+    """A FitContext that records which secret streams were asked for."""
+
+    purposes: list[str]
+
+    def secret_rng(self, purpose: str) -> np.random.Generator:
+        self.purposes.append(purpose)
+        return super().secret_rng(purpose)
+
+
+def _fit_with_key(key: int, seed: int = 0, **kw: object) -> DP2VAEBackend:
+    b = DP2VAEBackend(**{**QUICK, **kw})  # type: ignore[arg-type]
+    b.fit(_encoded(), PrivacyLedger(PrivacyBudget(3.0, 1e-5)), FitContext("cpu", seed, True, secret_key=key))
+    return b
+
+
+def test_gradient_noise_subset_choice_and_histogram_noise_use_secret_streams() -> None:
+    ctx = _RecordingContext("cpu", 0, True)
+    ctx.purposes = []
+    b = DP2VAEBackend(**{**QUICK, "condition_on": "color"})  # type: ignore[arg-type]
+    b.fit(_encoded(), PrivacyLedger(PrivacyBudget(5.0, 1e-5)), ctx)
+    assert set(ctx.purposes) == {
+        "dp2vae-gradient-noise",
+        "dp2vae-subset-choice",
+        "dp2vae-histogram-noise",
+    }
+
+
+def test_release_depends_on_the_secret_key_not_only_the_public_seed() -> None:
+    # Regression: before issue 13 every draw came from torch generators seeded from the public seed,
+    # so the secret key changed nothing.
+    a, b = _fit_with_key(1), _fit_with_key(2)
+    differs = [not np.array_equal(a.decoder_state_[k], b.decoder_state_[k]) for k in a.decoder_state_]
+    assert all(differs)
+    c = _fit_with_key(1)  # same seed and key: a reproducible research run
+    for k in a.decoder_state_:
+        np.testing.assert_array_equal(a.decoder_state_[k], c.decoder_state_[k])
+    h1 = _fit_with_key(1, condition_on="color").condition_probs_
+    h2 = _fit_with_key(2, condition_on="color").condition_probs_
+    assert h1 is not None and h2 is not None and not np.array_equal(h1, h2)
+
+
+def test_gradient_noise_has_the_stated_std_and_shapes() -> None:
+    import torch
+
+    from tabpriv._random import secret_generator
+    from tabpriv.backends._dp2vae_torch import gradient_noise
+
+    params = [torch.zeros(300, 40), torch.zeros(40), torch.zeros(7, 3, 2)]
+    rng = secret_generator(5, "test")
+    draws = [gradient_noise(rng, params, 0.7, torch.device("cpu")) for _ in range(5)]
+    assert [tuple(t.shape) for t in draws[0]] == [(300, 40), (40,), (7, 3, 2)]
+    flat = torch.cat([t.flatten() for d in draws for t in d]).double()
+    n = flat.numel()  # 60,410 values: relative s.e. of the sample variance sqrt(2/n) ~ 0.6%; allow 5
+    assert float(flat.var()) == pytest.approx(0.49, rel=5 * math.sqrt(2 / n))
+    assert not torch.equal(draws[0][0], draws[1][0])  # fresh noise every step
