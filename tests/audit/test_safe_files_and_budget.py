@@ -41,6 +41,15 @@ def _rewrite(path, out, edit) -> None:  # type: ignore[no-untyped-def]
     [
         ("foreign-format", lambda m, a: ({**m, "format": "sklearn-pickle"}, a), "not a tabpriv"),
         ("future-version", lambda m, a: ({**m, "format_version": 99}, a), "format 99"),
+        (  # format 1 held the exact count of clipped values (not private): refused, refit
+            "format-1-clip-counts",
+            lambda m, a: (
+                {**{k: v for k, v in m.items() if k != "clip"}, "format_version": 1, "clipped": {}},
+                a,
+            ),
+            "format-1 file, which holds the exact count of clipped values .* refit",
+        ),
+        ("no-clip-flag", lambda m, a: ({k: v for k, v in m.items() if k != "clip"}, a), "invalid content"),
         ("other-library", lambda m, a: ({**m, "library_version": "9.9.9"}, a), "9.9.9"),
         ("not-a-dict", lambda m, a: (["a", "list"], a), "not a tabpriv"),
         ("unknown-backend", lambda m, a: ({**m, "backend": "os.system"}, a), "backend"),

@@ -242,8 +242,9 @@ def test_evaluate_checks_the_in_memory_table_before_the_fit(files, spends, monke
     from tabpriv import io
 
     monkeypatch.setattr(io, "available_memory_bytes", lambda: 10_000)
-    args = ["synthesize", str(files["data"]), "--schema", str(files["schema"]), "-o",
-            str(files["dir"] / "o.csv"), "--evaluate", "--holdout", str(files["hold"]), "--rows", "1000"]  # fmt: skip
+    out = str(files["dir"] / "o.csv")
+    args = ["synthesize", str(files["data"]), "--schema", str(files["schema"]), "-o", out,
+            "--evaluate", "--holdout", str(files["hold"]), "--rows", "1000"]  # fmt: skip
     err = _one_sentence_error(runner.invoke(app, args))
     assert "sample_chunks" in err and spends == []
 
