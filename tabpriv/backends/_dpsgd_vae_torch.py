@@ -1,10 +1,9 @@
-"""Torch/opacus implementation of the DP-SGD VAE baseline (imported only by ``dpsgd_vae``)."""
+"""Torch implementation of the DP-SGD VAE baseline (imported only by ``dpsgd_vae``; DP-SGD in ``_dpsgd``)."""
 
 from __future__ import annotations
 
-import math
-import warnings
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -27,6 +26,7 @@ from tabpriv.backends.base import FitContext
 from tabpriv.transformers.encoded import EncodedTable
 
 if TYPE_CHECKING:
+    from tabpriv.backends._dpsgd import DPSGDSchedule
     from tabpriv.backends.dpsgd_vae import DPSGDVAEBackend
 
 
@@ -52,100 +52,81 @@ class VAE(nn.Module):
 
 @dataclass
 class DPSGDVAEResult:
-    """Released state: decoder weights only (the encoder is private too but not needed)."""
+    """Released state: decoder weights only (the encoder is private too but not needed).
+
+    ``steps_executed`` is the number of DP-SGD steps the loop ran (public: it equals the accounted
+    ``T``). No training loss is kept: it is a figure of the private rows without noise.
+    """
 
     decoder_state: dict[str, np.ndarray]
     condition_probs: np.ndarray | None
-    losses: list[float] = field(default_factory=list)
-    epsilon_add_remove_opacus: float = float("nan")
+    steps_executed: int = 0
+
+
+def noisy_condition_histogram(counts: np.ndarray, sigma: float, rng: np.random.Generator) -> np.ndarray:
+    """Condition probabilities from ``counts + N(0, sigma^2)`` (secret ``rng``), clipped at 0, normalised."""
+    noisy = np.clip(counts + rng.normal(0.0, sigma, size=counts.shape), 0.0, None)
+    total = float(noisy.sum())
+    return noisy / total if total > 0 else np.full(counts.shape, 1.0 / counts.size)
 
 
 def train_dpsgd_vae(
     backend: DPSGDVAEBackend,
     table: EncodedTable,
     noise_multiplier: float,
-    sample_rate: float,
-    delta_add_remove: float,
+    schedule: DPSGDSchedule,
     hist_sigma: float | None,
     context: FitContext,
+    progress: Callable[[int, int], None] | None = None,
 ) -> DPSGDVAEResult:
-    """Train the VAE with opacus (Poisson sampling, per-example clipping, Gaussian noise).
+    """Train the VAE with DP-SGD: the Poisson sampler, clipping and noise of :mod:`._dpsgd`.
+
+    Secret randomness (ChaCha20, :meth:`FitContext.secret_rng`): the Poisson batches, the gradient
+    noise and the condition histogram's noise. Public randomness (seeded torch generators): the
+    weight initialisation and the encoder's reparameterisation noise, which only feeds the training
+    and is no privacy mechanism (the guarantee rests on the clipped, noised gradients alone).
 
     Streaming: the table is read through ``table.take`` (one call per Poisson batch) and
     ``table.iter_chunks`` (the condition histogram) only.
     """
-    from opacus import PrivacyEngine
-
-    from tabpriv.backends.dpsgd_vae import opacus_epsilon
+    from tabpriv.backends import _dpsgd
 
     dev = torch.device(context.device)
     layout = SpanLayout.from_spans(table.spans, backend.condition_on, backend.numeric_bins)
     gen_cpu = torch_generator(derive_seed(context.seed, "dpsgd-vae-init"), "cpu")
-    gen_dev = torch_generator(derive_seed(context.seed, "dpsgd-vae-eps"), str(dev))
-    gen_noise = torch_generator(derive_seed(context.seed, "dpsgd-vae-noise"), str(dev))
-    gen_loader = torch_generator(derive_seed(context.seed, "dpsgd-vae-sampling"), "cpu")
+    gen_dev = torch_generator(derive_seed(context.seed, "dpsgd-vae-eps"), str(dev))  # public: reparam.
 
     cond_probs: np.ndarray | None = None
     if layout.cond is not None and hist_sigma is not None:
         a, w = layout.cond
         counts = column_sums(table, a, w)  # one streaming pass
-        hist_rng = np.random.default_rng(derive_seed(context.seed, "dpsgd-vae-hist"))
-        noisy = np.clip(counts + hist_rng.normal(0.0, hist_sigma, size=w), 0.0, None)
-        cond_probs = noisy / noisy.sum() if noisy.sum() > 0 else np.full(w, 1.0 / w)
+        cond_probs = noisy_condition_histogram(
+            counts, hist_sigma, context.secret_rng("dpsgd-vae-condition-histogram")
+        )
 
     model = VAE(layout, backend.hidden, backend.latent_dim)
     init_linear_(model, gen_cpu)
     model = model.to(dev)
-    # Rows are read per Poisson batch with table.take (the batch indices come from opacus' sampler,
-    # unchanged); nothing of size n x d is built.
-    loader = torch.utils.data.DataLoader(
-        TakeDataset(table),
-        batch_size=backend.batch_size,
-        generator=gen_loader,
-    )
+    rows = TakeDataset(table)  # one take per Poisson batch; nothing of size n x d is built
     opt = torch.optim.Adam(model.parameters(), lr=backend.lr)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # opacus warns about secure RNG being off (documented)
-        engine = PrivacyEngine(accountant="rdp")
-        model_p, opt_p, loader_p = engine.make_private(
-            module=model,
-            optimizer=opt,
-            data_loader=loader,
-            noise_multiplier=noise_multiplier,
-            max_grad_norm=backend.clip,
-            poisson_sampling=True,
-            noise_generator=gen_noise,
-        )
-    losses: list[float] = []
-    total = backend.epochs * len(loader_p)
-    step = 0
-    for epoch in range(backend.epochs):
-        for (xb,) in loader_p:
-            xb = xb.to(dev)
-            eps = torch.randn((xb.shape[0], backend.latent_dim), generator=gen_dev, device=dev)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                # An empty Poisson batch gives a zero loss: opacus still adds the noise.
-                per_ex = model_p(xb, eps)
-                loss = per_ex.sum() / max(1, xb.shape[0])
-                opt_p.zero_grad(set_to_none=True)
-                loss.backward()
-                opt_p.step()
-                losses.append(float(loss.detach()))
-            step += 1
-        eps_ar = opacus_epsilon(noise_multiplier, sample_rate, step, delta_add_remove)
-        context.report(
-            step,
-            total,
-            f"dpsgd-vae epoch {epoch + 1}: epsilon spent {2 * eps_ar:.3f} (replace-one, "
-            f"= 2 x {eps_ar:.3f} add/remove)",
-        )
-    eps_final = opacus_epsilon(noise_multiplier, sample_rate, step, delta_add_remove)
+
+    def per_record_loss(xb: torch.Tensor) -> torch.Tensor:
+        eps = torch.randn((xb.shape[0], backend.latent_dim), generator=gen_dev, device=dev)
+        out: torch.Tensor = model(xb, eps)
+        return out
+
+    executed = _dpsgd.run_dpsgd(
+        model,
+        opt,
+        per_record_loss,
+        lambda idx: rows.rows(idx).to(dev),
+        schedule,
+        noise_multiplier=noise_multiplier,
+        clip=float(backend.clip),
+        sampler_rng=context.secret_rng("dpsgd-vae-poisson"),
+        noise_rng=context.secret_rng("dpsgd-vae-gradient-noise"),
+        on_epoch=progress,
+    )
     dec = model.decoder
     state = {n.removeprefix("_module."): v.detach().cpu().numpy().copy() for n, v in dec.state_dict().items()}
-    return DPSGDVAEResult(state, cond_probs, losses, eps_final)
-
-
-def steps_per_epoch(n_rows: int, batch_size: int) -> int:
-    """Steps opacus runs per epoch (one per batch of the original loader)."""
-    return max(1, math.ceil(n_rows / batch_size))
+    return DPSGDVAEResult(state, cond_probs, executed)

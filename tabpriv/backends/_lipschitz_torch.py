@@ -2,10 +2,10 @@
 
 The encoder mean is a ReLU MLP whose every linear layer is kept at spectral norm <= ``L ** (1/m)`` by an
 exact projection after each optimiser step (``W <- W / max(1, sigma_max(W) / c)`` with ``sigma_max``
-from an SVD in float64). Projection is post-processing of the parameters, so it composes with opacus'
-DP-SGD (opacus' GradSampleModule does not need to know about it). The certified Lipschitz constant of
-the encoder mean is the product of the exact spectral norms of the final weights (ReLU is 1-Lipschitz;
-biases do not matter).
+from an SVD in float64). Projection is post-processing of the parameters, so it composes with DP-SGD
+(:mod:`tabpriv.backends._dpsgd`; opacus' GradSampleModule, which computes the per-record gradients,
+does not need to know about it). The certified Lipschitz constant of the encoder mean is the product
+of the exact spectral norms of the final weights (ReLU is 1-Lipschitz; biases do not matter).
 """
 
 from __future__ import annotations
@@ -14,13 +14,16 @@ import itertools
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch import nn
 
 from tabpriv.transformers.encoded import ColumnSpan, EncodedTable, clip_rows
+
+if TYPE_CHECKING:
+    from tabpriv.backends._dpsgd import DPSGDSchedule
 
 # Multiplicative safety margin of the projection, so float32 rounding of the rescaled weights can never
 # push an exact spectral norm above its target (the final weights are re-certified exactly anyway).
@@ -305,80 +308,69 @@ def train(
     seed: int,
     device: str,
     progress: Any = None,
+    *,
+    schedule: DPSGDSchedule | None = None,
+    sampler_rng: np.random.Generator | None = None,
+    noise_rng: np.random.Generator | None = None,
 ) -> dict[str, Any]:
-    """Train (DP-SGD with opacus when ``cfg.dp``), projecting after every step when spectral.
+    """Train (DP-SGD of :mod:`tabpriv.backends._dpsgd` when ``cfg.dp``), projecting after every step.
 
     ``data``: a matrix of (already clipped) rows, or a :class:`ClippedRows` view of an encoded table,
     read one minibatch at a time (``take``) so that memory stays ``O(batch × d)``.
+
+    DP mode needs the accounted ``schedule`` and two secret generators (``sampler_rng`` for the
+    Poisson batches, ``noise_rng`` for the gradient noise); it runs exactly ``schedule.steps`` steps.
+    ``seed`` is public randomness: the reparameterisation noise of the encoder (and the penalty's
+    random directions), which only feed the training and are no privacy mechanism, and the batch
+    order of the non-private paper mode.
+
+    Returns:
+        ``{"steps": steps executed}``. No loss is returned: a training loss is a figure of the
+        private rows without noise.
+
     """
     from tabpriv._random import derive_seed, torch_generator
 
     model.to(device)
     source = _rows(data)
     n = source.n_rows
-    gen = torch_generator(derive_seed(seed, "encoder-noise"), device)
+    gen = torch_generator(derive_seed(seed, "encoder-noise"), device)  # public: reparameterisation
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     spectral = cfg.enforcement == "spectral" and cfg.lipschitz is not None
     if spectral:
         assert cfg.lipschitz is not None
         project_(model, cfg.lipschitz)
     steps = 0
-    losses: list[float] = []
     if cfg.dp:
-        import warnings
+        from tabpriv.backends import _dpsgd
 
-        from opacus import PrivacyEngine
-        from torch.utils.data import DataLoader
+        if schedule is None or sampler_rng is None or noise_rng is None:
+            raise ValueError("DP training needs the accounted schedule and two secret generators.")
+        if schedule.n_rows != n:
+            raise ValueError(f"The schedule is for {schedule.n_rows} rows; the data has {n}.")
 
-        from tabpriv.backends._vae import TakeDataset
+        def after_step() -> None:
+            if spectral:
+                assert cfg.lipschitz is not None
+                project_(model, cfg.lipschitz)
 
-        # One take per Poisson batch (indices from opacus' sampler, unchanged), clipped row by row.
-        dataset = TakeDataset(source)
-        loader = DataLoader(
-            dataset,
-            batch_size=cfg.batch_size,
-            generator=torch_generator(derive_seed(seed, "poisson"), "cpu"),
-        )
-        with warnings.catch_warnings():
-            # "Secure RNG turned off": the noise comes from a torch generator seeded with the run's
-            # seed (128-bit OS entropy unless the user passed a seed), as everywhere in tabpriv.
-            warnings.simplefilter("ignore")
-            engine = PrivacyEngine(accountant="rdp", secure_mode=False)
-            gmodel, dp_opt, dp_loader = engine.make_private(
-                module=model,
-                optimizer=opt,
-                data_loader=loader,
-                noise_multiplier=cfg.noise_multiplier,
-                max_grad_norm=cfg.max_grad_norm,
-                poisson_sampling=True,
-                noise_generator=torch_generator(derive_seed(seed, "dp-noise"), device),
-            )
-        inner: LipschitzVAE = gmodel._module
-        for epoch in range(cfg.epochs):
-            for (xb_cpu,) in dp_loader:
-                xb = xb_cpu.to(device)
-                dp_opt.zero_grad(set_to_none=True)
-                per = _per_sample_loss(inner, heads, xb, cfg, gen)
-                loss = per.sum() / max(1, xb.shape[0])  # == mean; 0 on an empty Poisson batch
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    loss.backward()
-                if xb.shape[0] > 0:
-                    losses.append(float(loss.detach()))
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    dp_opt.step()
-                steps += 1
-                if spectral:
-                    assert cfg.lipschitz is not None
-                    project_(inner, cfg.lipschitz)
+        def on_epoch(step: int, total: int) -> None:
             if progress is not None:
-                progress(epoch + 1, cfg.epochs, "DP-SGD epoch")
-        # Leave the plain module behind: strip opacus hooks and per-sample grads.
-        gmodel._close()
-        for p in inner.parameters():
-            if hasattr(p, "grad_sample"):
-                p.grad_sample = None
+                progress(step // schedule.steps_per_epoch, cfg.epochs, "DP-SGD epoch")
+
+        steps = _dpsgd.run_dpsgd(
+            model,
+            opt,
+            lambda xb: _per_sample_loss(model, heads, xb, cfg, gen),
+            lambda idx: torch.as_tensor(source.take(idx), device=device),
+            schedule,
+            noise_multiplier=cfg.noise_multiplier,
+            clip=cfg.max_grad_norm,
+            sampler_rng=sampler_rng,
+            noise_rng=noise_rng,
+            after_step=after_step,
+            on_epoch=on_epoch,
+        )
     else:
         rng = np.random.default_rng(derive_seed(seed, "batches"))
         for epoch in range(cfg.epochs):
@@ -389,7 +381,6 @@ def train(
                 loss = _per_sample_loss(model, heads, xb, cfg, gen).mean()
                 loss.backward()
                 opt.step()
-                losses.append(float(loss.detach()))
                 steps += 1
                 if spectral:
                     assert cfg.lipschitz is not None
@@ -397,7 +388,14 @@ def train(
             if progress is not None:
                 progress(epoch + 1, cfg.epochs, "epoch")
     model.eval()
-    return {"steps": steps, "final_loss": float(np.mean(losses[-20:])) if losses else None}
+    return {"steps": steps}
+
+
+def release_noise(rng: np.random.Generator, shape: tuple[int, ...], std: float, device: str) -> torch.Tensor:
+    """The per-record Gaussian mechanism's noise ``N(0, std^2)``, from the secret generator ``rng``."""
+    from tabpriv._random import secret_normal_torch
+
+    return secret_normal_torch(rng, shape, std=std, device=device)
 
 
 def encode_noisy(
@@ -405,18 +403,20 @@ def encode_noisy(
     data: np.ndarray | RowSource,
     encoder_noise: float,
     k: int,
-    seed: int,
+    rng: np.random.Generator | int,
     device: str,
 ) -> np.ndarray:
     """Noisy latent codes ``mu(x_i) + s * xi`` (K per row), the per-record Gaussian mechanism.
 
     The encoder means are computed chunk by chunk (``data.iter_chunks``) into an ``(n, latent)``
-    array; the noise is then drawn in one call, exactly as for an in-memory matrix.
+    array; the noise ``s * xi`` is then drawn in one call from ``rng``, a secret ChaCha20 generator
+    (:meth:`FitContext.secret_rng`). An ``int`` is taken as the key of such a generator (research
+    scripts only: whoever knows it can subtract the noise).
     """
-    from tabpriv._random import derive_seed, torch_generator
+    from tabpriv._random import secret_generator
 
     source = _rows(data)
-    gen = torch_generator(derive_seed(seed, "release-noise"), device)
+    gen = secret_generator(rng, "lipschitz-vae-release") if isinstance(rng, int) else rng
     with torch.no_grad():
         parts = [
             model.encode(torch.as_tensor(block, dtype=torch.float32, device=device))
@@ -425,7 +425,7 @@ def encode_noisy(
         mu = parts[0] if len(parts) == 1 else torch.cat(parts, dim=0)
         del parts
         mu = mu.repeat_interleave(k, dim=0)
-        z = mu + encoder_noise * torch.randn(mu.shape, generator=gen, device=device)
+        z = mu + release_noise(gen, tuple(mu.shape), float(encoder_noise), device)
     return z.cpu().numpy().astype(np.float32)
 
 

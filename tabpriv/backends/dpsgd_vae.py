@@ -1,19 +1,24 @@
-"""The ``dpsgd-vae`` backend: the same VAE as ``dp2-vae`` trained end to end with DP-SGD (opacus).
+"""The ``dpsgd-vae`` backend: the same VAE as ``dp2-vae`` trained end to end with DP-SGD.
 
-Per-example gradients clipped to ``clip``, Poisson sampling with rate ``batch_size / n``, Gaussian noise
-with a noise multiplier calibrated by opacus' RDP accountant
-(``opacus.accountants.utils.get_noise_multiplier``).
+DP-SGD as in :mod:`tabpriv.backends._dpsgd`: per-example gradients (opacus' ``GradSampleModule``)
+clipped to ``clip``, Poisson sampling with rate ``q = batch_size / n`` drawn from a secret ChaCha20
+stream, Gaussian noise ``N(0, (z clip)^2)`` from another secret ChaCha20 stream, exactly
+``T = epochs * ceil(n / batch_size)`` steps.
 
-Adjacency: opacus' accountant is for **add/remove-one**. tabpriv states guarantees for **replace-one**;
-a replacement is a removal followed by an addition, so by group privacy an (e, d)-DP mechanism under
-add/remove is (2e, (1 + exp(e)) d)-DP under replace-one. The noise is therefore calibrated to
-add/remove target (epsilon/2, delta / (1 + exp(epsilon/2))) — honest, and conservative.
+Adjacency: **replace-one** (one record replaced by another; the row count ``n`` is public), accounted
+directly: ``z`` is the smallest noise multiplier (within 0.1%) for which dp-accounting's PLD
+accountant gives ``epsilon <= target`` for ``T`` Poisson-subsampled Gaussian steps at rate ``q`` under
+``NeighboringRelation.REPLACE_ONE`` (:func:`tabpriv.accounting.calibrate_dpsgd`). The add/remove-one
+figure of the same mechanism is reported as an extra only. (Before, the noise was calibrated with
+opacus' add/remove RDP accountant and converted by group privacy, about 1.85x conservative in epsilon;
+:func:`opacus_epsilon` and :func:`replace_one_from_add_remove` remain as that upper-bound cross-check.)
 
-Only the decoder (and the N(0, I) prior) is released. Torch and opacus are imported lazily.
+Only the decoder (and the N(0, I) prior) is released; no training loss is kept, logged or saved.
+Torch and opacus are imported lazily.
 
-Streaming (``streaming = True``): each Poisson batch drawn by opacus' sampler is read with
-``table.take`` and the condition histogram with ``table.iter_chunks``; no ``n × width`` matrix is built,
-and the fit is bit-identical to one on the materialised matrix.
+Streaming (``streaming = True``): each Poisson batch is read with ``table.take`` and the condition
+histogram with ``table.iter_chunks``; no ``n × width`` matrix is built, and the fit is bit-identical to
+one on the materialised matrix.
 """
 
 from __future__ import annotations
@@ -24,11 +29,11 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from tabpriv.accounting import calibrate_gaussian
+from tabpriv.accounting import calibrate_gaussian, dpsgd_epsilon
 from tabpriv.backends.base import Backend, FitContext, PrivacyDetails
 from tabpriv.backends.dp2vae import check_numeric_bins, pack_decoder_state, unpack_decoder_state
 from tabpriv.budget import PrivacyLedger, check_delta_for_rows
-from tabpriv.errors import BudgetExceededError, DataValidationError, PrivacyParameterError
+from tabpriv.errors import BudgetExceededError, DataValidationError, PrivacyParameterError, TabprivError
 from tabpriv.transformers.encoded import ColumnSpan, EncodedTable
 
 __all__ = ["DPSGDVAEBackend", "opacus_epsilon", "replace_one_from_add_remove"]
@@ -59,7 +64,11 @@ ALPHAS: list[float] = (
 
 
 def opacus_epsilon(noise_multiplier: float, sample_rate: float, steps: int, delta: float) -> float:
-    """Add/remove-one epsilon of Poisson-subsampled DP-SGD from opacus' RDP accountant."""
+    """Add/remove-one epsilon of Poisson-subsampled DP-SGD from opacus' RDP accountant.
+
+    Not used for calibration any more: a cross-check (through :func:`replace_one_from_add_remove` it is
+    an upper bound on the replace-one figure).
+    """
     from opacus.accountants import RDPAccountant
 
     acc = RDPAccountant()
@@ -75,11 +84,16 @@ def replace_one_from_add_remove(eps_ar: float, delta_ar: float) -> tuple[float, 
     return 2.0 * eps_ar, (1.0 + math.exp(eps_ar)) * delta_ar
 
 
+def _dpsgd_epsilon_so_far(z: float, q: float, steps: int, delta: float, interval: float) -> float:
+    """Replace-one epsilon after ``steps`` steps (progress messages; public figures only)."""
+    return dpsgd_epsilon(z, q, steps, delta, value_discretization_interval=interval)
+
+
 class DPSGDVAEBackend(Backend):
-    """VAE trained with DP-SGD (opacus); the baseline DP²-VAE is compared with.
+    """VAE trained with DP-SGD (replace-one PLD accounting); the baseline DP²-VAE is compared with.
 
     Args:
-        epochs: Passes over the data (steps = epochs * ceil(n / batch_size)).
+        epochs: Expected passes over the data (steps = epochs * ceil(n / batch_size)).
         batch_size: Expected Poisson batch size.
         clip: Per-example gradient clipping norm.
         latent_dim: Latent size.
@@ -97,7 +111,7 @@ class DPSGDVAEBackend(Backend):
     name = "dpsgd-vae"
     guarantee = "dp"
     devices = ("cpu", "cuda")
-    summary = "VAE trained end to end with DP-SGD (opacus); baseline of dp2-vae"
+    summary = "VAE trained end to end with DP-SGD (replace-one PLD accounting); baseline of dp2-vae"
     streaming: ClassVar[bool] = True
     quick_params: ClassVar[dict[str, Any]] = {
         "epochs": 2,
@@ -151,8 +165,8 @@ class DPSGDVAEBackend(Backend):
                 )
 
     def fit(self, table: EncodedTable, ledger: PrivacyLedger, context: FitContext) -> DPSGDVAEBackend:
-        """Calibrate the noise multiplier, spend the budget left, then train with opacus."""
-        from opacus.accountants.utils import get_noise_multiplier
+        """Calibrate the noise multiplier (replace-one PLD), spend the budget left, then train."""
+        from tabpriv.backends import _dpsgd
 
         self._check_params(table)
         eps, delta = ledger.epsilon_left, ledger.delta_left
@@ -163,79 +177,70 @@ class DPSGDVAEBackend(Backend):
                 f"delta={ledger.budget.delta:g}). Nothing was run on the data. Use a new budget."
             )
         check_delta_for_rows(delta, table.n_rows)
-        n = table.n_rows
-        q = min(1.0, self.batch_size / n)
-        steps = self.epochs * max(1, math.ceil(n / self.batch_size))
+        schedule = _dpsgd.dpsgd_schedule(table.n_rows, self.batch_size, self.epochs)
+        q, steps = schedule.sampling_probability, schedule.steps
         hist_sigma: float | None = None
         eps_hist = delta_hist = 0.0
         if self.condition_on is not None:
             eps_hist, delta_hist = self.condition_fraction * eps, self.condition_fraction * delta
             hist_sigma = calibrate_gaussian(eps_hist, delta_hist, math.sqrt(2.0)).sigma
         eps_sgd, delta_sgd = eps - eps_hist, delta - delta_hist
-        eps_ar_target = eps_sgd / 2.0
-        delta_ar = delta_sgd / (1.0 + math.exp(eps_ar_target))
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)  # see opacus_epsilon
-            try:
-                z = float(
-                    get_noise_multiplier(
-                        target_epsilon=eps_ar_target,
-                        target_delta=delta_ar,
-                        sample_rate=q,
-                        steps=steps,
-                        accountant="rdp",
-                        epsilon_tolerance=0.005,
-                        alphas=ALPHAS,
-                    )
-                )
-            except ValueError as exc:
-                raise BudgetExceededError(
-                    f"No noise level fits the budget left (epsilon={eps:.3g}, delta={delta:.3g}) "
-                    f"for {steps} DP-SGD steps at sampling rate {q:.3g}: {exc} Nothing was run on "
-                    "the data. Raise epsilon or lower epochs."
-                ) from exc
-        eps_ar = opacus_epsilon(z, q, steps, delta_ar)
-        while eps_ar > eps_ar_target:
-            z *= 1.001
-            eps_ar = opacus_epsilon(z, q, steps, delta_ar)
-        eps_ro, delta_ro = replace_one_from_add_remove(eps_ar, delta_ar)
-        accountant = (
-            f"opacus {_opacus_version()} RDP accountant (Poisson-subsampled Gaussian, add/remove-one),"
-            " converted to replace-one by group privacy of size 2"
-            + ("; + analytic Gaussian (condition histogram), basic composition" if hist_sigma else "")
+        try:
+            cal = _dpsgd.calibrate_noise_multiplier(eps_sgd, delta_sgd, schedule)
+        except PrivacyParameterError as exc:
+            raise BudgetExceededError(
+                f"No noise level fits the budget left (epsilon={eps:.3g}, delta={delta:.3g}) "
+                f"for {steps} DP-SGD steps at sampling rate {q:.3g}: {exc} Nothing was run on "
+                "the data. Raise epsilon or lower epochs."
+            ) from exc
+        z = cal.noise_multiplier
+        accountant = cal.accountant + (
+            "; + analytic Gaussian (condition histogram), basic composition" if hist_sigma else ""
         )
         params: dict[str, Any] = {
             "noise_multiplier": z,
             "clip_norm": float(self.clip),
             "sampling_probability": q,
             "steps": steps,
-            "epsilon_add_remove": eps_ar,
-            "delta_add_remove": delta_ar,
+            "sampler": _dpsgd.SAMPLER_TEXT,
+            "pld_value_discretization_interval": cal.value_discretization_interval,
         }
         if hist_sigma is not None:
             params["condition_histogram_sigma"] = hist_sigma
         ledger.spend(
             "DP-SGD VAE (per-example clipping, Poisson sampling, Gaussian noise)"
             + (" + Gaussian condition histogram" if hist_sigma is not None else ""),
-            eps_ro + eps_hist,
-            delta_ro + delta_hist,
+            cal.epsilon + eps_hist,
+            delta_sgd + delta_hist,
             accountant,
             params,
         )
         # -- only now is the data touched --------------------------------------------------------
         from tabpriv.backends._dpsgd_vae_torch import train_dpsgd_vae
 
-        res = train_dpsgd_vae(self, table, z, q, delta_ar, hist_sigma, context)
+        def progress(step: int, total: int) -> None:
+            spent = _dpsgd_epsilon_so_far(z, q, step, delta_sgd, cal.value_discretization_interval)
+            context.report(
+                step, total, f"dpsgd-vae step {step}/{total}: epsilon spent {spent:.3f} (replace-one)"
+            )
+
+        on_epoch = progress if context.progress is not None else None
+        res = train_dpsgd_vae(self, table, z, schedule, hist_sigma, context, on_epoch)
+        if res.steps_executed != steps:  # pragma: no cover - run_dpsgd runs exactly schedule.steps
+            raise TabprivError(f"DP-SGD ran {res.steps_executed} steps but {steps} were accounted.")
         self.decoder_state_ = res.decoder_state
         self.condition_probs_ = res.condition_probs
-        self.losses_ = res.losses
         self.noise_multiplier_ = z
         self.sample_rate_ = q
         self.steps_ = steps
+        self.steps_executed_ = res.steps_executed
         self.hist_sigma_ = hist_sigma
-        self.epsilon_ = eps_ro + eps_hist
-        self.delta_ = delta_ro + delta_hist
-        self.epsilon_add_remove_ = eps_ar
+        self.epsilon_ = cal.epsilon + eps_hist
+        self.delta_ = delta_sgd + delta_hist
+        self.epsilon_add_remove_ = dpsgd_epsilon(
+            z, q, steps, delta_sgd, value_discretization_interval=cal.value_discretization_interval,
+            adjacency="add/remove-one",
+        ) + eps_hist  # fmt: skip
         self.accountant_ = accountant
         self.spans_ = table.spans
         return self
@@ -255,15 +260,20 @@ class DPSGDVAEBackend(Backend):
             "clip_norm": self.clip,
             "sampling_probability": self.sample_rate_,
             "steps": self.steps_,
+            "sampler": "Poisson (secret ChaCha20 stream), rate batch_size / n",
+            "noise_source": "ChaCha20 (secret stream)",
         }
         if self.hist_sigma_ is not None:
             noise["condition_histogram_sigma"] = self.hist_sigma_
         return PrivacyDetails(
-            mechanism="DP-SGD on the whole VAE (opacus: per-example clipping, Poisson sampling)",
+            mechanism="DP-SGD on the whole VAE (per-example clipping, Poisson sampling, Gaussian noise)",
             adjacency="replace-one",
             accountant=self.accountant_,
             noise=noise,
             covered=[
+                "replace-one adjacency: the guarantee holds for any two tables that differ in one "
+                "record replaced by another (same number of rows), accounted directly by the PLD "
+                "accountant for exactly the sampler and steps that ran",
                 "the released decoder weights (and the fixed N(0, I) prior) and every table sampled "
                 "from them; the encoder, also trained with DP-SGD, is not released",
                 "the noisy condition histogram, when conditioning",
@@ -277,6 +287,7 @@ class DPSGDVAEBackend(Backend):
                 "epsilon": self.epsilon_,
                 "delta": self.delta_,
                 "epsilon_add_remove_one": self.epsilon_add_remove_,
+                "steps_executed": self.steps_executed_,
             },
         )
 
@@ -292,6 +303,7 @@ class DPSGDVAEBackend(Backend):
             "epsilon": self.epsilon_,
             "delta": self.delta_,
             "epsilon_add_remove": self.epsilon_add_remove_,
+            "steps_executed": self.steps_executed_,
             "accountant": self.accountant_,
             "spans": [s.to_dict() for s in self.spans_],
         }
@@ -303,12 +315,12 @@ class DPSGDVAEBackend(Backend):
         self.noise_multiplier_ = float(meta["noise_multiplier"])
         self.sample_rate_ = float(meta["sample_rate"])
         self.steps_ = int(meta["steps"])
+        self.steps_executed_ = int(meta.get("steps_executed", self.steps_))
         hs = meta.get("hist_sigma")
         self.hist_sigma_ = None if hs is None else float(hs)
         self.epsilon_ = float(meta["epsilon"])
         self.delta_ = float(meta["delta"])
         self.epsilon_add_remove_ = float(meta["epsilon_add_remove"])
         self.accountant_ = str(meta["accountant"])
-        self.losses_ = []
         if "spans" in meta:
             self.spans_ = tuple(ColumnSpan.from_dict(d) for d in meta["spans"])

@@ -9,19 +9,25 @@ encoder and decoder on the same data.
 
 Two modes:
 
-* ``mode="dp"`` (default, end-to-end DP): the VAE is trained with DP-SGD (opacus, RDP accountant,
-  Poisson sampling, add/remove-one adjacency), the encoder mean is kept ``L``-Lipschitz by an exact
-  spectral projection after each step and certified at the end by SVD. ``release="prior"`` releases
-  decoded prior samples (cost: the training epsilon); ``release="reconstruction"`` releases ``K``
-  decoded noisy codes per training row (cost: training epsilon + the per-record Gaussian mechanism,
-  converted from GDP to (epsilon, delta) exactly and recorded as a second ledger spend).
+* ``mode="dp"`` (default, end-to-end DP): the VAE is trained with DP-SGD (:mod:`._dpsgd`: Poisson
+  sampling and Gaussian noise from secret ChaCha20 streams, accounted by dp-accounting's PLD under
+  replace-one adjacency for exactly the rate and steps that run), the encoder mean is kept
+  ``L``-Lipschitz by an exact spectral projection after each step and certified at the end by SVD.
+  ``release="prior"`` releases decoded prior samples (cost: the training epsilon);
+  ``release="reconstruction"`` releases ``K`` decoded noisy codes per training row (cost: training
+  epsilon + the per-record Gaussian mechanism, converted from GDP to (epsilon, delta) exactly and
+  recorded as a second ledger spend).
 * ``mode="paper"``: non-private training, noisy reconstructions released. The guarantee is
   conditional on the trained model and **not** end-to-end differential privacy; refused unless
   ``allow_paper_mode=True``.
 
+Adjacency: **replace-one** everywhere (the row count is public); both spends compose by basic
+composition. The per-record noise of a reconstruction release is also drawn from a secret stream.
+No training loss is kept, logged or saved.
+
 torch and opacus are imported lazily; the torch code lives in :mod:`tabpriv.backends._lipschitz_torch`.
 
-Streaming (``streaming = True``): every minibatch (opacus' Poisson batches in dp mode, shuffled batches
+Streaming (``streaming = True``): every minibatch (Poisson batches in dp mode, shuffled batches
 in paper mode) is read with ``table.take`` and the reconstruction release with ``table.iter_chunks``;
 each row read is clipped to ``row_norm_bound`` with the function ``clipped_rows()`` applies, so the rows
 seen are exactly those of ``table.clipped_rows()``, never materialised as an ``n × width`` matrix.
@@ -31,13 +37,13 @@ from __future__ import annotations
 
 import logging
 import math
-import warnings
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
 from tabpriv._random import block_seed, derive_seed
+from tabpriv.backends._dpsgd import SAMPLER_TEXT
 from tabpriv.backends.base import Backend, FitContext, PrivacyDetails
 from tabpriv.backends.dp2vae import check_numeric_bins
 from tabpriv.budget import GuaranteeType, PrivacyLedger
@@ -50,12 +56,6 @@ if TYPE_CHECKING:
 __all__ = ["PAPER_MODE_WARNING", "LipschitzVAEBackend", "gdp_delta", "gdp_epsilon", "gdp_mu"]
 
 logger = logging.getLogger(__name__)
-
-#: RDP orders for opacus' accountant: a sparse grid reaching large orders (high epsilons). Any order
-#: gives a valid bound; a sparse grid only costs a little tightness and keeps planning fast.
-_ALPHAS: list[float] = [1.25, 1.5, 1.75, 2.0, 2.5, 3.0, 3.5, 4.0, 5.0, 6.0, 7.0, 8.0, 10.0, 12.0, 14.0] + [
-    float(a) for a in (16, 20, 24, 28, 32, 40, 48, 56, 64, 80, 96, 128, 160, 192, 256, 384, 512, 768, 1024)
-]
 
 #: The sentence every paper-mode report carries.
 PAPER_MODE_WARNING = (
@@ -104,15 +104,6 @@ def gdp_mu(epsilon: float, delta: float) -> float:
     while gdp_delta(epsilon, mu) > delta:
         mu *= 1 - 1e-9
     return mu
-
-
-def _opacus_version() -> str:
-    try:
-        from importlib.metadata import version
-
-        return version("opacus")
-    except Exception:  # pragma: no cover
-        return "unknown"
 
 
 class LipschitzVAEBackend(Backend):
@@ -289,48 +280,27 @@ class LipschitzVAEBackend(Backend):
             plan["encoder_noise"] = s
             eps_rec, delta_r = 0.0, 0.0
         if self.mode == "dp":
-            from opacus.accountants import RDPAccountant
-            from opacus.accountants.utils import get_noise_multiplier
+            from tabpriv.backends import _dpsgd
 
             eps_t = eps - eps_rec
             delta_t = delta - delta_r
-            n = table.n_rows  # row count treated as public
-            batch = min(self.batch_size, n)
-            q = batch / n
-            steps = self.epochs * max(1, round(1 / q))
             if eps_t <= 0:
                 raise PrivacyParameterError(
                     f"No epsilon is left for training after the reconstruction spend of "
                     f"{eps_rec:.4g}; lower reconstruction_fraction or raise encoder_noise."
                 )
-            with warnings.catch_warnings():
-                # opacus warns when the best RDP order is the largest one tried; we pass a wide grid.
-                warnings.simplefilter("ignore", UserWarning)
-                z = float(
-                    get_noise_multiplier(
-                        target_epsilon=eps_t,
-                        target_delta=delta_t,
-                        sample_rate=q,
-                        steps=steps,
-                        accountant="rdp",
-                        epsilon_tolerance=0.01,
-                        alphas=_ALPHAS,
-                    )
-                )
-                acc = RDPAccountant()
-                acc.history = [(z, q, steps)]
-                eps_sgd = float(acc.get_epsilon(delta=delta_t, alphas=_ALPHAS))
-                while eps_sgd > eps_t:
-                    z *= 1.001
-                    acc.history = [(z, q, steps)]
-                    eps_sgd = float(acc.get_epsilon(delta=delta_t, alphas=_ALPHAS))
+            # The row count is public (replace-one); q and T are exactly what run_dpsgd executes.
+            schedule = _dpsgd.dpsgd_schedule(table.n_rows, self.batch_size, self.epochs)
+            cal = _dpsgd.calibrate_noise_multiplier(eps_t, delta_t, schedule)
             plan.update(
-                noise_multiplier=z,
-                sample_rate=q,
-                steps=steps,
-                expected_batch=batch,
-                eps_training=eps_sgd,
+                noise_multiplier=cal.noise_multiplier,
+                sample_rate=schedule.sampling_probability,
+                steps=schedule.steps,
+                expected_batch=schedule.expected_batch,
+                eps_training=cal.epsilon,
                 delta_training=delta_t,
+                pld_value_discretization_interval=cal.value_discretization_interval,
+                training_accountant=cal.accountant,
             )
         return plan
 
@@ -354,12 +324,14 @@ class LipschitzVAEBackend(Backend):
                 "clipping, Gaussian noise)",
                 plan["eps_training"],
                 plan["delta_training"],
-                f"opacus {_opacus_version()} RDP accountant (add/remove-one adjacency)",
+                plan["training_accountant"],
                 {
                     "noise_multiplier": plan["noise_multiplier"],
                     "max_grad_norm": self.max_grad_norm,
                     "sample_rate": plan["sample_rate"],
                     "steps": plan["steps"],
+                    "sampler": SAMPLER_TEXT,
+                    "pld_value_discretization_interval": plan["pld_value_discretization_interval"],
                 },
             )
         if self.release == "reconstruction":
@@ -405,7 +377,27 @@ class LipschitzVAEBackend(Backend):
             noise_multiplier=float(plan.get("noise_multiplier", 0.0)),
             max_grad_norm=self.max_grad_norm,
         )
-        info = lt.train(model, heads, data, cfg, context.seed, context.device, context.progress)
+        schedule = None
+        if self.mode == "dp":
+            from tabpriv.backends import _dpsgd
+
+            schedule = _dpsgd.dpsgd_schedule(table.n_rows, self.batch_size, self.epochs)
+        info = lt.train(
+            model,
+            heads,
+            data,
+            cfg,
+            context.seed,
+            context.device,
+            context.progress,
+            schedule=schedule,
+            sampler_rng=context.secret_rng("lipschitz-vae-poisson") if schedule else None,
+            noise_rng=context.secret_rng("lipschitz-vae-gradient-noise") if schedule else None,
+        )
+        if schedule is not None and (info["steps"] != plan["steps"] or schedule.steps != plan["steps"]):
+            raise TabprivError(  # pragma: no cover - run_dpsgd runs exactly schedule.steps
+                f"DP-SGD ran {info['steps']} steps but {plan['steps']} were accounted."
+            )
         product = lt.certified_lipschitz(model)
         if self.enforcement == "spectral":
             product = lt.enforce_certified_(model, float(self.lipschitz))
@@ -417,13 +409,18 @@ class LipschitzVAEBackend(Backend):
         self.layer_norms_ = lt.spectral_norms(model)
         self.lipschitz_bound_ = product
         self.plan_ = plan
-        self.train_info_ = info
+        self.train_info_ = {"steps": int(info["steps"])}  # public: the accounted step count
         self.latents_: np.ndarray | None = None
         if self.release == "reconstruction":
-            self.latents_ = lt.encode_noisy(model, data, s, k, context.seed, context.device)
+            self.latents_ = lt.encode_noisy(
+                model, data, s, k, context.secret_rng("lipschitz-vae-release"), context.device
+            )
         self.seeded_ = context.seeded
         self.spans_ = table.spans
-        logger.info("lipschitz-vae fitted: certified L=%.4g, plan=%s", product, plan)
+        logger.info(
+            "lipschitz-vae fitted: %d steps, certified L=%.4g, noise multiplier %s",
+            info["steps"], product, plan.get("noise_multiplier"),
+        )  # fmt: skip
         return self
 
     # -- sampling ----------------------------------------------------------------------------------
@@ -496,7 +493,6 @@ class LipschitzVAEBackend(Backend):
         covered: list[str] = []
         not_covered: list[str] = []
         warns: list[str] = []
-        adjacency: list[str] = []
         accountant: list[str] = []
         if self.mode == "dp":
             noise.update(
@@ -505,12 +501,15 @@ class LipschitzVAEBackend(Backend):
                 sample_rate=p["sample_rate"],
                 steps=p["steps"],
             )
-            mech.append("DP-SGD (opacus) training of encoder and decoder")
-            adjacency.append("training: add/remove-one (opacus Poisson-sampled RDP analysis)")
-            accountant.append(f"opacus {_opacus_version()} RDP")
+            mech.append(
+                "DP-SGD training of encoder and decoder (per-record clipping, Poisson sampling, "
+                "Gaussian noise; sampler and noise from secret ChaCha20 streams)"
+            )
+            accountant.append(str(p.get("training_accountant", "dp-accounting PLD, replace-one")))
             covered.append(
                 f"training of encoder and decoder: ({p['eps_training']:.4g}, "
-                f"{p['delta_training']:.3g})-DP, add/remove-one"
+                f"{p['delta_training']:.3g})-DP under replace-one adjacency, accounted for exactly "
+                f"the {p['steps']} Poisson-sampled steps at rate {p['sample_rate']:.4g} that ran"
             )
             if not recon:
                 covered.append("decoded prior samples and the decoder (post-processing)")
@@ -528,16 +527,10 @@ class LipschitzVAEBackend(Backend):
                 f"K={self.n_samples_per_record} noisy codes mu(x)+s*xi per row, decoded "
                 f"(mu={p['mu']:.4g}-GDP with certified L)"
             )
-            adjacency.append("reconstruction release: replace-one (row count public)")
             accountant.append("exact GDP -> (epsilon, delta) conversion (Dong, Roth & Su)")
             covered.append(
                 f"each record's noisy reconstructions: ({p['eps_reconstruction']:.4g}, "
                 f"{p['delta_reconstruction']:.3g}), replace-one, given the model"
-            )
-            not_covered.append(
-                "a single-adjacency end-to-end statement: the training part is add/remove-one and "
-                "the reconstruction part replace-one (by group privacy add/remove (eps, delta) "
-                "implies replace-one (2 eps, (1+e^eps) delta))"
             )
             if self.enforcement != "spectral":
                 warns.append(
@@ -545,16 +538,16 @@ class LipschitzVAEBackend(Backend):
                     f"guarantee assumes L={self.lipschitz:g} but the only certified bound is "
                     f"{self.lipschitz_bound_:.4g}"
                 )
-        else:
+        if self.mode == "dp":
             not_covered.append(
-                "replace-one adjacency directly: the opacus figure is add/remove-one; by group "
-                "privacy it implies replace-one (2 eps, (1+e^eps) delta)"
+                "the number of rows n, treated as public (replace-one adjacency; the sampling rate "
+                "batch_size / n uses it)"
             )
         if self.seeded_:
             warns.append("seeded run: anyone who knows the seed can reproduce the noise")
         return PrivacyDetails(
             mechanism="; ".join(mech),
-            adjacency="; ".join(adjacency),
+            adjacency="replace-one",
             accountant="; ".join(accountant),
             noise=noise,
             covered=covered,
@@ -605,7 +598,7 @@ class LipschitzVAEBackend(Backend):
         self.plan_ = dict(meta["plan"])
         self.lipschitz_bound_ = float(meta["lipschitz_bound"])
         self.layer_norms_ = [float(v) for v in meta["layer_norms"]]
-        self.train_info_ = dict(meta["train_info"])
+        self.train_info_ = {"steps": int(dict(meta.get("train_info", {})).get("steps", 0))}
         self.seeded_ = bool(meta["seeded"])
         self.latents_ = np.asarray(arrays["latents"], dtype=np.float32) if "latents" in arrays else None
         self.spans_ = spans

@@ -51,6 +51,8 @@ def test_group_privacy_conversion() -> None:
 
 
 def test_fit_respects_replace_one_budget_and_releases_decoder_only() -> None:
+    from tabpriv.accounting import dpsgd_epsilon
+
     msgs: list = []
     b = DPSGDVAEBackend(**QUICK)  # type: ignore[arg-type]
     led = PrivacyLedger(PrivacyBudget(4.0, 1e-5))
@@ -58,15 +60,27 @@ def test_fit_respects_replace_one_budget_and_releases_decoder_only() -> None:
     b.fit(table, led, FitContext("cpu", 0, True, lambda s, t, m: msgs.append(m)))
     sp = led.spends[0]
     assert sp.epsilon <= 4.0 and sp.delta <= 1e-5
-    # The spend is the group-privacy conversion of opacus' add/remove figure, recomputed here.
+    # The spend is the replace-one PLD figure of the mechanism that ran, recomputed here.
     p = sp.parameters
-    eps_ar = opacus_epsilon(
-        p["noise_multiplier"], p["sampling_probability"], p["steps"], p["delta_add_remove"]
+    vdi = p["pld_value_discretization_interval"]
+    eps = dpsgd_epsilon(
+        p["noise_multiplier"],
+        p["sampling_probability"],
+        p["steps"],
+        sp.delta,
+        value_discretization_interval=vdi,
     )
-    assert (sp.epsilon, sp.delta) == pytest.approx(replace_one_from_add_remove(eps_ar, p["delta_add_remove"]))
-    assert sp.epsilon >= 0.95 * 4.0  # the budget is used, not wasted
-    assert msgs and "epsilon spent" in msgs[-1]
+    assert eps == pytest.approx(sp.epsilon, rel=1e-12)
+    assert "REPLACE_ONE" in sp.accountant
+    # group privacy of opacus' add/remove figure at the same noise is an upper bound (never tighter)
+    d_ar = 1e-6
+    e_ar = opacus_epsilon(p["noise_multiplier"], p["sampling_probability"], p["steps"], d_ar)
+    e_group, d_group = replace_one_from_add_remove(e_ar, d_ar)
+    assert dpsgd_epsilon(p["noise_multiplier"], p["sampling_probability"], p["steps"], d_group) <= e_group
+    assert sp.epsilon >= 0.98 * 4.0  # the budget is used, not wasted
+    assert msgs and "epsilon spent" in msgs[-1] and "loss" not in " ".join(msgs)
     assert b.privacy_details().adjacency == "replace-one"
+    assert not hasattr(b, "losses_")  # no un-noised training loss kept
     arrays, meta = b.get_state()
     assert all(k.startswith("decoder.") for k in arrays)
     hidden, latent = QUICK["hidden"], QUICK["latent_dim"]
@@ -124,3 +138,73 @@ def test_lazy_table_gives_identical_release(monkeypatch: pytest.MonkeyPatch) -> 
     for k in ref_state:
         np.testing.assert_array_equal(state[k], ref_state[k])
     np.testing.assert_array_equal(rows, ref_rows)
+
+
+@pytest.mark.parametrize(("n", "batch_size"), [(383, 256), (300, 32), (97, 200)])
+def test_accounted_steps_and_rate_are_those_executed(
+    n: int, batch_size: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """T and q given to the accountant equal the Poisson draws the loop made.
+
+    Before, opacus' DPDataLoader ran at q = 1 / ceil(n / B) while q = B / n was accounted.
+    """
+    from tabpriv.backends import _dpsgd
+
+    calls: list[tuple[int, float]] = []
+    real = _dpsgd.poisson_batch
+
+    def counting(rng: np.random.Generator, n_rows: int, q: float) -> np.ndarray:
+        assert type(rng.bit_generator).__name__ == "ChaCha"  # the secret stream
+        calls.append((n_rows, q))
+        return real(rng, n_rows, q)
+
+    monkeypatch.setattr(_dpsgd, "poisson_batch", counting)
+    b = DPSGDVAEBackend(**{**QUICK, "batch_size": batch_size})  # type: ignore[arg-type]
+    led = PrivacyLedger(PrivacyBudget(4.0, 1e-5))
+    b.fit(_encoded(n), led, FitContext("cpu", 0, True))
+    p = led.spends[0].parameters
+    assert (
+        p["steps"] == QUICK["epochs"] * math.ceil(n / min(batch_size, n)) == len(calls) == b.steps_executed_
+    )
+    assert p["sampling_probability"] == min(batch_size, n) / n
+    assert all(c == (n, p["sampling_probability"]) for c in calls)
+    assert b.privacy_details().extra["steps_executed"] == len(calls)
+
+
+def test_poisson_batch_is_poisson_sampling() -> None:
+    """Each row in with probability q independently: inclusion frequency q per row, size Binomial(n, q)."""
+    from scipy.stats import binomtest
+
+    from tabpriv._random import secret_generator
+    from tabpriv.backends._dpsgd import poisson_batch
+
+    rng = secret_generator(7, "test")
+    n, q, reps = 50, 0.2, 4000
+    hits = np.zeros(n)
+    sizes = []
+    for _ in range(reps):
+        idx = poisson_batch(rng, n, q)
+        assert np.all(np.diff(idx) > 0)  # sorted, no repeats
+        hits[idx] += 1
+        sizes.append(idx.size)
+    # per-row inclusion: binomial(reps, q); Bonferroni over the 50 rows at 1e-3 overall
+    pvals = [binomtest(int(h), reps, q).pvalue for h in hits]
+    assert min(pvals) > 1e-3 / n
+    assert np.mean(sizes) == pytest.approx(n * q, rel=0.02)
+    assert np.var(sizes) == pytest.approx(n * q * (1 - q), rel=0.1)
+    np.testing.assert_array_equal(poisson_batch(rng, 5, 1.0), np.arange(5))
+
+
+def test_secret_key_drives_noise_and_sampler() -> None:
+    """Same public seed, another secret key: another decoder; the same key: bit-identical."""
+    table = _encoded()
+
+    def fit(key: int) -> dict[str, np.ndarray]:
+        b = DPSGDVAEBackend(**{**QUICK, "condition_on": "color"})  # type: ignore[arg-type]
+        b.fit(table, PrivacyLedger(PrivacyBudget(4.0, 1e-5)), FitContext("cpu", 5, True, secret_key=key))
+        arrays, _ = b.get_state()
+        return arrays
+
+    a, a2, c = fit(1), fit(1), fit(2)
+    assert all(np.array_equal(a[k], a2[k]) for k in a)
+    assert all(not np.array_equal(a[k], c[k]) for k in a)  # weights and the noisy condition histogram
