@@ -37,7 +37,12 @@ def test_independent_backend_epsilon_recomputed_and_calibrated(target: float) ->
     (spend,) = synth.ledger_.spends
     sigma, sens = spend.parameters["sigma"], spend.parameters["l2_sensitivity"]
     assert sens == pytest.approx(math.sqrt(2 * 5))  # replace-one: sqrt(2 c), c = 5 columns
-    eps_closed_form = _gaussian_epsilon(sens / sigma, DELTA)
+    # discrete Gaussian: rho = sens^2 / (2 sigma^2)-zCDP; second accountant: OpenDP's zCDP -> approx-DP
+    import opendp.prelude as dp
+
+    dp.enable_features("contrib")
+    meas = dp.m.make_gaussian(dp.vector_domain(dp.atom_domain(T="i64")), dp.l2_distance(T="f64"), sigma)
+    eps_closed_form = float(dp.c.make_zCDP_to_approxDP(meas).map(sens).epsilon(DELTA))
     # conservative side up: spent >= exact (up to 1e-9 relative), and within 0.1% of it
     assert eps_closed_form * (1 - 1e-9) <= spend.epsilon <= eps_closed_form * 1.001
     # calibration: spent <= target and within 2%
