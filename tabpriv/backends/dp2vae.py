@@ -17,6 +17,11 @@ replace-one at the unit level. The T steps are accounted with Google dp-accounti
 hold the encoders are **frozen during stage 2** (the paper keeps updating theta_k, which makes the
 step mechanisms share hidden state and breaks the per-step adaptive-composition argument; see the doc).
 
+Randomness: the gradient noise, the condition-histogram noise and the per-step subset choice (whose
+secrecy the 1-of-K amplification assumes) come from secret ChaCha20 streams (``context.secret_rng``);
+the partition, batch rows, reparameterisation draws and initialisation are public (the argument does not
+need them secret; see ``docs/privacy.md#randomness``).
+
 Streaming (``streaming = True``): minibatches, the frozen-posterior pass (in blocks of the partition)
 and the condition histogram read the table with ``table.take``/``table.iter_chunks``; what grows with
 n is the ``(K, n/K)`` partition index (8 B/row) and the frozen posterior parameters
@@ -427,7 +432,16 @@ class DP2VAEBackend(Backend):
                 "the number of rows n, treated as public (replace-one adjacency)",
                 "side channels: floating-point noise sampling (Mironov 2012) is not hardened",
             ],
-            extra={"epsilon": self.epsilon_, "delta": self.delta_},
+            extra={
+                "epsilon": self.epsilon_,
+                "delta": self.delta_,
+                "randomness": (
+                    "gradient noise, condition-histogram noise and the subset each step uses: secret "
+                    "ChaCha20 streams (randomgen; 256-bit OS-entropy key unless seeded), noise drawn on "
+                    "the host and copied to the device; initialisation, partition, batch rows and "
+                    "reparameterisation draws: public streams of the run's seed"
+                ),
+            },
         )
 
     def get_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:

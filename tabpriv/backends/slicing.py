@@ -296,6 +296,10 @@ class SlicingBackend(Backend):
         extra: dict[str, Any] = {
             "epsilon_unamplified": acc.get("epsilon_unamplified", acc.get("epsilon")),
             "sensitivity_rule": "sqrt(2*softmax blocks + 4*number coords + 1*missing indicators)",
+            "randomness": (
+                "U: public PCG64 stream of the run's seed (it is released); V and any row sample: a "
+                "separate secret ChaCha20 stream (randomgen), 256-bit OS-entropy key unless seeded"
+            ),
         }
         if sub is not None:
             mech = (
