@@ -208,3 +208,42 @@ def test_secret_key_drives_noise_and_sampler() -> None:
     a, a2, c = fit(1), fit(1), fit(2)
     assert all(np.array_equal(a[k], a2[k]) for k in a)
     assert all(not np.array_equal(a[k], c[k]) for k in a)  # weights and the noisy condition histogram
+
+
+@pytest.mark.filterwarnings("ignore:Full backward hook is firing")  # opacus' hooks on the input layer
+def test_noisy_step_is_clipped_sum_plus_secret_noise() -> None:
+    """One DP-SGD step: (sum of per-record gradients clipped to C + N(0, (zC)^2) from ChaCha20) / b."""
+    import torch
+    from opacus import GradSampleModule
+
+    from tabpriv._random import secret_generator, secret_normal_torch
+    from tabpriv.backends._dpsgd import noisy_gradient_
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2))
+    x = torch.randn(5, 3) * 10
+
+    def loss(xb: torch.Tensor) -> torch.Tensor:
+        return (model(xb) ** 2).sum(1)
+
+    params = list(model.parameters())
+    clip, z, b = 1.0, 0.7, 8
+    manual = [torch.zeros_like(p) for p in params]
+    norms = []
+    for i in range(5):  # per-record gradients one by one, clipped by hand
+        g = torch.autograd.grad(loss(x[i : i + 1]).sum(), params)
+        nrm = float(torch.sqrt(sum((gi**2).sum() for gi in g)))
+        norms.append(nrm)
+        for m, gi in zip(manual, g, strict=True):
+            m += min(1.0, clip / (nrm + 1e-6)) * gi
+    assert max(norms) > 10 * clip  # the clip matters
+    gsm = GradSampleModule(model, batch_first=True, loss_reduction="sum")
+    loss(x).sum().backward()
+    noisy_gradient_(
+        params, secret_generator(3, "t"), noise_multiplier=z, clip=clip, expected_batch=b, batch=5
+    )
+    gsm._close()
+    noise = secret_normal_torch(secret_generator(3, "t"), (sum(p.numel() for p in params),), std=z * clip)
+    expect = torch.cat([m.flatten() for m in manual]) + noise
+    got = torch.cat([p.grad.flatten() for p in params if p.grad is not None]) * b
+    assert torch.allclose(got, expect, atol=1e-5)
