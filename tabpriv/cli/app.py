@@ -330,11 +330,12 @@ def _synthesize(
     if schema_obj is None:  # --infer-schema: what fit() would infer (the release says so)
         schema_obj = Schema.infer(df, warn=False)
     synth.schema = schema_obj
-    # The table as the synthesizer sees it (raises on data outside the schema, unless --clip).
-    clean = schema_obj.validate(df, clip=clip)[0]
-    n_out = rows if rows is not None else len(clean)
+    n_out = rows if rows is not None else len(df)
     check_disk_space(out_path, n_out, schema_obj, "the synthetic table")
+    clean = None
     if evaluate:
+        # The table as the synthesizer sees it (raises on data outside the schema, unless --clip).
+        clean = schema_obj.validate(df, clip=clip)[0]
         _check_evaluation_inputs(schema_obj, clean, holdout, target)
         check_sample_memory(schema_obj, n_out)  # the evaluation needs the synthetic table in memory
 
