@@ -374,7 +374,8 @@ def write_table_chunks(
     file appears only once every block is written (an error or Ctrl-C leaves nothing behind). With one
     block the file is the one :func:`write_table` writes. With a schema, the CSV line terminator is
     ``"\r\n"`` as soon as one category holds a carriage return (so every block is written alike), and
-    the Parquet column types come from the schema.
+    the Parquet column types come from the schema; without one, the first block decides both (a later
+    block holding a bare carriage return where the first held none is then not quoted).
 
     Raises:
         InputFileError: The file cannot be written (folder missing, disk full, ...).
