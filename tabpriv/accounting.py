@@ -206,6 +206,13 @@ def opendp_discrete_gaussian_epsilon(
     return rho, eps
 
 
+#: Largest epsilon a discrete Gaussian is calibrated to: a larger target is calibrated to this one
+#: (spending less than asked is always allowed, and the ledger records what was spent). At this epsilon
+#: the noise is already below 0.1 counts for any sensitivity up to ~30, so released counts are exact
+#: with overwhelming probability; beyond it OpenDP's zCDP -> approx-DP conversion overflows.
+MAX_DISCRETE_GAUSSIAN_EPSILON = 1e4
+
+
 @dataclass(frozen=True)
 class DiscreteGaussianCalibration:
     """Result of calibrating one discrete Gaussian mechanism on integer counts.
@@ -233,12 +240,14 @@ def calibrate_discrete_gaussian(
 ) -> DiscreteGaussianCalibration:
     """Smallest discrete Gaussian scale giving ``(epsilon, delta)``-DP via zCDP, by bisection.
 
+    A target above :data:`MAX_DISCRETE_GAUSSIAN_EPSILON` is calibrated to that figure instead.
+
     ``rho`` is the largest with :func:`zcdp_epsilon` ``<= epsilon`` (:func:`zcdp_rho_for`), and
     ``sigma = sensitivity / sqrt(2 rho)``; sigma is then nudged up until the figure recomputed from it
     is ``<= epsilon``, so the release never overspends by a rounding error. The figure returned is the
     larger of this module's and OpenDP's (:func:`opendp_discrete_gaussian_epsilon`) for that sigma.
     """
-    epsilon = _check_epsilon(epsilon)
+    epsilon = min(_check_epsilon(epsilon), MAX_DISCRETE_GAUSSIAN_EPSILON)
     delta = _check_delta(delta)
     if not (math.isfinite(l2_sensitivity) and l2_sensitivity > 0):
         raise PrivacyParameterError(f"l2_sensitivity must be finite and > 0; got {l2_sensitivity!r}.")

@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tabpriv.accounting import (
+    MAX_DISCRETE_GAUSSIAN_EPSILON,
     calibrate_discrete_gaussian,
     discrete_gaussian_rho,
     opendp_discrete_gaussian_epsilon,
@@ -118,3 +119,27 @@ def test_bad_arguments_are_refused() -> None:
         discrete_gaussian_rho(0.0, 1.0)
     with pytest.raises(PrivacyParameterError, match="l2_sensitivity"):
         calibrate_discrete_gaussian(1.0, 1e-5, float("nan"))
+
+
+@pytest.mark.parametrize("target", [1e5, 1e6, 1e12])
+def test_huge_epsilon_is_calibrated_at_the_cap_not_an_overflow(target: float) -> None:
+    # OpenDP's zCDP -> approx-DP conversion overflowed at epsilon >= 1e5 ("inf_exp() is not finite").
+    cal = calibrate_discrete_gaussian(target, 1e-5, math.sqrt(30.0))
+    assert cal.epsilon <= MAX_DISCRETE_GAUSSIAN_EPSILON
+    assert cal.epsilon > 0.99 * MAX_DISCRETE_GAUSSIAN_EPSILON
+    assert 0 < cal.sigma < 0.1
+
+
+def test_huge_epsilon_fit_spends_what_it_ran_on_the_cli_example() -> None:
+    import warnings
+
+    import tabpriv
+    from tabpriv.datasets import adult_schema, load_adult
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the weak-epsilon warning is expected here
+        synth = tabpriv.Synthesizer(epsilon=1e6, schema=adult_schema(), random_state=1).fit(
+            load_adult().head(500)
+        )
+    assert synth.privacy_report.epsilon <= MAX_DISCRETE_GAUSSIAN_EPSILON
+    assert "WEAK" in synth.privacy_report.headline
