@@ -8,6 +8,7 @@ what was given and how to fix it.
 from __future__ import annotations
 
 __all__ = [
+    "AuditError",
     "BudgetExceededError",
     "DataValidationError",
     "DeviceError",
@@ -65,6 +66,10 @@ class ResourceLimitError(TabprivError, MemoryError):
 
 class DeviceError(TabprivError, RuntimeError):
     """The requested compute device is not available."""
+
+
+class AuditError(TabprivError, RuntimeError):
+    """A privacy audit could not audit what it claims to (e.g. the real training loop did not run)."""
 
 
 class PrivacyWarning(UserWarning):

@@ -1,6 +1,7 @@
 """Privacy audits: empirical lower bounds on epsilon for each backend's privatising step.
 
-Run ``python -m tabpriv.audit BACKEND --trials N [--json OUT]``; see :mod:`tabpriv.audit.audits`.
+Run ``python -m tabpriv.audit BACKEND --trials N [--mutation NAME] [--json OUT]``; see
+:mod:`tabpriv.audit.audits`.
 """
 
 from __future__ import annotations
