@@ -45,25 +45,31 @@ PLANS: dict[str, list[tuple[str, str | None, int, float, dict[str, Any]]]] = {
     ],
     "dpsgd": [
         *[
-            ("dpsgd-vae", m, 500, _EPS, {})
-            for m in (
-                None,
-                "noise-x0.25",
-                "noise-x0.5",
-                "sensitivity-x2",
-                "unnoised-step",
-                "loop-raises",
-                "loop-skipped",
+            ("dpsgd-vae", m, t, _EPS, {})
+            for m, t in (
+                (None, 300),
+                ("noise-x0.25", 300),
+                ("noise-x0.5", 200),
+                ("sensitivity-x2", 200),
+                ("unnoised-step", 100),
+                ("loop-raises", 10),
+                ("loop-skipped", 10),
             )
         ],
         *[
-            ("dpsgd-vae", m, 300, _EPS, {"n_rows": 8, "batch_size": 2, "epochs": 4})
+            ("dpsgd-vae", m, 200, _EPS, {"n_rows": 8, "batch_size": 2, "epochs": 4})
             for m in (None, "sampler-shuffle")
         ],
         *[
-            ("lipschitz-vae", m, 500, _EPS, {})
-            for m in (None, "noise-x0.25", "unnoised-step", "loop-raises", "loop-skipped")
-        ],
+            ("lipschitz-vae", m, t, _EPS, {})
+            for m, t in (
+                (None, 200),
+                ("noise-x0.25", 200),
+                ("unnoised-step", 100),
+                ("loop-raises", 10),
+                ("loop-skipped", 10),
+            )
+        ],  # fmt: skip
     ],
     "dp2": [
         ("dp2-vae", m, 300, _EPS, {})

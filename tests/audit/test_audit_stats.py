@@ -48,3 +48,21 @@ def test_threshold_selection_and_evaluation() -> None:
     c = evaluate_threshold(d[2000:], dp[2000:], t, 1e-5)
     # mu = 3 Gaussian: the lower bound must be clearly positive yet below its true epsilon at 1e-5 (~ 8.3)
     assert 1.5 < c.epsilon_lb < 8.3
+
+
+def test_vectorised_threshold_search_equals_the_loop() -> None:
+    """best_threshold (vectorised) picks the threshold the former per-candidate loop picked."""
+    rng = np.random.default_rng(3)
+    for _ in range(4):
+        d = rng.normal(0.0, 1.0, 300)
+        p = rng.normal(rng.uniform(0.0, 3.0), 1.0, 300)
+        both = np.concatenate([d, p])
+        grid = np.unique(np.quantile(both, np.linspace(0.0, 1.0, 400)))
+        best_t, best_key = float(np.median(both)), (-1.0, -math.inf)
+        for t in grid:
+            c = evaluate_threshold(d, p, float(t), 1e-5)
+            tpr, fpr = (c.tp + 0.5) / 301, (c.fp + 0.5) / 301
+            key = (c.epsilon_lb, max(math.log(tpr / fpr), math.log((1 - fpr) / (1 - tpr))))
+            if key > best_key:
+                best_t, best_key = float(t), key
+        assert best_threshold(d, p, 1e-5) == best_t
