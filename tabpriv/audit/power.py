@@ -69,18 +69,25 @@ PLANS: dict[str, list[tuple[str, str | None, int, float, dict[str, Any]]]] = {
                 ("loop-raises", 10),
                 ("loop-skipped", 10),
             )
-        ],  # fmt: skip
+        ],
+    ],
+    "extra": [
+        ("independent", None, 20_000, 4.0, {}),
+        ("independent", "noise-x0.5", 20_000, 4.0, {}),
+    ],
+    "extra2": [
+        ("slicing", m, 5_000, 1.0, {"subsample": 0.1, "n_rows": 100}) for m in ("sampler-first-rows", None)
     ],
     "dp2": [
-        ("dp2-vae", m, 300, _EPS, {})
+        ("dp2-vae", m, 1000 if m == "noise-x0.25" else 300, _EPS, {})
         for m in (
-            None,
             "noise-x0.25",
             "loop-raises",
             "unnoised-step",
             "noise-x0.5",
             "sampler-shuffle",
             "sensitivity-x2",
+            None,
         )
     ],
 }

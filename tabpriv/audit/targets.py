@@ -168,7 +168,8 @@ def audit_slicing(
     release, which is all the adversary reads. Score: the exact log-likelihood ratio of ``D'`` vs
     ``D`` given the public ``U``: for released row ``i``, ``l_i = (<y_i - xU, a> - |a|^2 / 2) / sigma^2``
     with ``a = (x' - x) U``; without subsampling the canary is row 0 (score ``l_0``); with subsampling
-    its slot is secret and the score is ``log mean_i exp(l_i)`` (the exact ratio for that mixture).
+    its slot is secret and the score is ``log mean_i exp(l_i)`` (the exact ratio for that mixture), or
+    ``max_i l_i``.
     Without subsampling each projected coordinate of row 0 (signed by ``a``) is a candidate statistic
     too (the selection half picks one).
     """
@@ -191,7 +192,7 @@ def audit_slicing(
             return np.array([float((r @ a - 0.5 * (a @ a)) / s2), *(r * np.sign(a))])
         ll = ((y - x @ u) @ a - 0.5 * (a @ a)) / s2
         m = float(ll.max())
-        return np.array([m + math.log(float(np.mean(np.exp(ll - m))))])
+        return np.array([m + math.log(float(np.mean(np.exp(ll - m)))), m])
 
     params: dict[str, Any] = {"n_slices": n_slices, "k": k}
     if subsample is not None:
@@ -456,7 +457,7 @@ def _step_statistics(
     clip: float,
     expected_steps: int,
 ) -> np.ndarray:
-    """Candidate statistics ``[sum_t s_t, max_t s_t, output-bias sum, s_0, s_1, ...]``.
+    """Candidate statistics ``[sum_t s_t, max_t s_t, output-bias sum, output-bias max, s_0, s_1, ...]``.
 
     ``s_t = <G_t, g_c(theta_t) - g_x(theta_t)>`` with the clipped per-record gradients of the canary and
     of the row it replaces at the recorded parameters.
@@ -471,7 +472,7 @@ def _step_statistics(
         s[t] = float(_flat(rec.grads[t]) @ diff)
         bias[t] = float(rec.grads[t][-1].reshape(-1) @ v)
     per_step = list(s) if rec.steps <= 64 else []
-    return np.array([s.sum(), s.max(), bias.sum(), *per_step])
+    return np.array([s.sum(), s.max(), bias.sum(), bias.max(), *per_step])
 
 
 def _output_bias_direction(x: Any, xp: Any, rec: StepRecorder) -> Any:
@@ -584,12 +585,8 @@ def _gradient_audit(
         mutation=mutation,
         memoise=memoise,
     )
-    names = [
-        "sum over steps",
-        "max over steps",
-        "output-bias sum",
-        *[f"step {t}" for t in range(s_d.shape[1] - 3)],
-    ]
+    names = ["sum over steps", "max over steps", "output-bias sum", "output-bias max"]
+    names += [f"step {t}" for t in range(s_d.shape[1] - len(names))]
     return finish(
         s_d,
         s_p,
