@@ -320,10 +320,10 @@ def test_noise_and_sampler_come_from_the_secret_key(monkeypatch: pytest.MonkeyPa
 
     def counting(
         rng: np.random.Generator, shape: tuple[int, ...], std: float, device: object, dtype: object = None
-    ):  # type: ignore[no-untyped-def]
+    ) -> object:
         assert type(rng.bit_generator).__name__ == "ChaCha"
         noise_calls.append(shape)
-        return real(rng, shape, std, *a)
+        return real(rng, shape, std, device, dtype)
 
     monkeypatch.setattr(_dpsgd, "gaussian_noise", counting)
 
