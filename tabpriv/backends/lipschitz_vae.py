@@ -539,6 +539,12 @@ class LipschitzVAEBackend(Backend):
                     f"{self.lipschitz_bound_:.4g}"
                 )
         if self.mode == "dp":
+            covered.insert(
+                0,
+                "replace-one adjacency: the guarantee holds for any two tables with the same number of "
+                "rows that differ in one record replaced by another; training and reconstruction "
+                "spends are both accounted under it and add up (basic composition)",
+            )
             not_covered.append(
                 "the number of rows n, treated as public (replace-one adjacency; the sampling rate "
                 "batch_size / n uses it)"
