@@ -78,6 +78,10 @@ PLANS: dict[str, list[tuple[str, str | None, int, float, dict[str, Any]]]] = {
     "extra2": [
         ("slicing", m, 5_000, 1.0, {"subsample": 0.1, "n_rows": 100}) for m in ("sampler-first-rows", None)
     ],
+    "dp2-t100": [
+        ("dp2-vae", "noise-x0.25", 500, _EPS, {"steps": 100}),
+        ("dp2-vae", None, 200, _EPS, {"steps": 100}),
+    ],
     "dp2": [
         ("dp2-vae", m, 1000 if m == "noise-x0.25" else 300, _EPS, {})
         for m in (
