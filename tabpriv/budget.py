@@ -21,7 +21,9 @@ __all__ = [
     "PrivacyLedger",
     "PrivacyReport",
     "Spend",
+    "check_delta",
     "check_delta_for_rows",
+    "check_epsilon",
     "weak_epsilon_warning",
 ]
 
@@ -61,7 +63,8 @@ GUARANTEE_TEXT: dict[str, str] = {
 _REL_TOL = 1e-9
 
 
-def _check_epsilon(epsilon: Any, what: str = "epsilon") -> float:
+def check_epsilon(epsilon: Any, what: str = "epsilon") -> float:
+    """Return ``epsilon`` as a float, or raise :class:`PrivacyParameterError` unless finite and > 0."""
     if isinstance(epsilon, bool) or not isinstance(epsilon, int | float):
         raise PrivacyParameterError(f"{what} must be a number; got {epsilon!r}.")
     e = float(epsilon)
@@ -73,7 +76,8 @@ def _check_epsilon(epsilon: Any, what: str = "epsilon") -> float:
     return e
 
 
-def _check_delta(delta: Any) -> float:
+def check_delta(delta: Any) -> float:
+    """Return ``delta`` as a float, or raise :class:`PrivacyParameterError` unless in (0, 1)."""
     if isinstance(delta, bool) or not isinstance(delta, int | float):
         raise PrivacyParameterError(f"delta must be a number; got {delta!r}.")
     d = float(delta)
@@ -83,6 +87,11 @@ def _check_delta(delta: Any) -> float:
             f"{DEFAULT_DELTA:g}, which must also be below 1/n for n rows."
         )
     return d
+
+
+# Former private names, kept as aliases for callers outside tabpriv.accounting's reach.
+_check_epsilon = check_epsilon
+_check_delta = check_delta
 
 
 def check_delta_for_rows(delta: float, n_rows: int) -> None:

@@ -16,12 +16,12 @@ Hence two rows differ by at most ``Delta = sqrt(2 * n_softmax + 4 * n_tanh + n_s
 (This is tighter than ``2 * sqrt(n_columns)``, twice the row-norm bound of
 :attr:`EncodedTable.row_norm_bound`, which the enforced rows also satisfy.)
 
-Accounting. For one column ``u ~ N(0, I/d)`` of ``U`` and a changed row with ``||x - x'|| <= Delta``
-the pair ``(u, Xu + v)`` has the exact Renyi divergence
-``-1/(2(alpha-1)) * ln(1 - alpha(alpha-1) Delta^2 / (d sigma^2))`` (the other rows are the same
-function of ``u`` under both tables); the ``m'`` columns are independent, so the curve is multiplied by
-``m'``. It is converted to ``(epsilon, delta)`` with the improved conversion of Canonne, Kamath &
-Steinke (2020) / Balle et al. (2020), optimising the order ``alpha`` numerically over the reals.
+Accounting (:mod:`tabpriv.accounting.slicing`). ``U`` is public, so the release's privacy profile is
+the average over ``U`` of Gaussian profiles: ``delta(eps) = E[delta_mu(eps)]`` with
+``mu^2 = ||(x - x')U||^2 / sigma^2 ~ (Delta^2 / (d sigma^2)) chi^2_{m'}``, bounded above by an upper
+Riemann sum (:func:`~tabpriv.accounting.slicing_profile_epsilon`, the default). The former route, the
+exact RDP curve ``-m'/(2(alpha-1)) * ln(1 - alpha(alpha-1) Delta^2 / (d sigma^2))`` converted with
+Canonne, Kamath & Steinke (2020), is kept (``method="rdp"``) and reported alongside; it is looser.
 
 Subsampling (optional). A uniformly random subset of exactly ``n_s = round(gamma * n)`` rows is drawn
 without replacement and only those rows are projected (in a random order). Under the substitution
@@ -41,7 +41,17 @@ from typing import Any
 
 import numpy as np
 
-from tabpriv.budget import _check_delta, _check_epsilon
+from tabpriv.accounting.calibrate import calibrate
+from tabpriv.accounting.slicing import (
+    SLICING_EXACT_ACCOUNTANT,
+    SLICING_RDP_ACCOUNTANT,
+    rdp_to_dp,
+    slicing_epsilon,
+    slicing_profile_epsilon,
+    slicing_rdp,
+)
+from tabpriv.accounting.subsampling import WOR_THEOREM, amplify_wor, deamplify_wor
+from tabpriv.budget import check_delta, check_epsilon
 from tabpriv.errors import PrivacyParameterError, SaveFileError
 from tabpriv.transformers.encoded import ColumnSpan, EncodedTable
 
@@ -64,17 +74,11 @@ __all__ = [
     "slicing_rdp",
 ]
 
-ACCOUNTANT = (
-    "exact RDP curve of the slicing mechanism (Gaussian projection + Gaussian noise), converted to "
-    "(epsilon, delta) with the Canonne-Kamath-Steinke / Balle et al. 2020 conversion, alpha optimised "
-    "numerically"
-)
+#: The accountant of the default (exact-profile) calibration, in words.
+ACCOUNTANT = SLICING_EXACT_ACCOUNTANT
 
-WOR_THEOREM = (
-    "Balle, Barthe & Gaboardi (NeurIPS 2018), 'Privacy amplification by subsampling: tight analyses via "
-    "couplings and divergences', Theorem 9 (sampling without replacement, substitution relation): if M "
-    "is (eps, delta)-DP on n_s rows, M o WOR(n -> n_s) is (log(1 + (n_s/n)(e^eps - 1)), (n_s/n) delta)-DP"
-)
+#: Accounting methods of :func:`calibrate_sigma`.
+SLICING_METHODS = ("exact", "rdp")
 
 
 # -- sensitivity ------------------------------------------------------------------------------------
@@ -118,96 +122,7 @@ def enforce_blocks(data: np.ndarray, spans: tuple[ColumnSpan, ...]) -> np.ndarra
     return out
 
 
-# -- accounting -------------------------------------------------------------------------------------
-def _alpha_max(sigma: float, d: int, sensitivity: float) -> float:
-    """Largest order for which the curve is finite: alpha(alpha-1) < d sigma^2 / Delta^2."""
-    c = d * sigma * sigma / (sensitivity * sensitivity)
-    return 0.5 + math.sqrt(0.25 + c)
-
-
-def slicing_rdp(alpha: float, sigma: float, d: int, n_projections: int, sensitivity: float) -> float:
-    """Exact Renyi-DP epsilon of the slicing mechanism at order ``alpha`` (``inf`` outside its domain).
-
-    ``eps_alpha = -(m' / (2 (alpha - 1))) * ln(1 - alpha (alpha - 1) Delta^2 / (d sigma^2))``.
-    """
-    if alpha <= 1:
-        raise PrivacyParameterError(f"The Renyi order must be > 1; got {alpha!r}.")
-    t = alpha * (alpha - 1.0) * sensitivity**2 / (d * sigma * sigma)
-    if t >= 1.0:
-        return math.inf
-    return -n_projections / (2.0 * (alpha - 1.0)) * math.log1p(-t)
-
-
-def rdp_to_dp(alpha: float, rdp: float, delta: float) -> float:
-    """Improved RDP -> (epsilon, delta) conversion (Canonne-Kamath-Steinke 2020, Prop. 12).
-
-    ``eps = rdp + ln((alpha - 1) / alpha) - (ln delta + ln alpha) / (alpha - 1)``, floored at 0; this is
-    the conversion dp-accounting's RDP accountant uses.
-    """
-    if not math.isfinite(rdp):
-        return math.inf
-    eps = rdp + math.log1p(-1.0 / alpha) - (math.log(delta) + math.log(alpha)) / (alpha - 1.0)
-    return max(0.0, eps)
-
-
-def slicing_epsilon(
-    sigma: float, d: int, n_projections: int, sensitivity: float, delta: float
-) -> tuple[float, float]:
-    """Epsilon at ``delta`` of one run of the mechanism, minimised over real orders ``alpha``.
-
-    Returns:
-        ``(epsilon, alpha)`` at the optimum (a dense log grid refined by a bounded scalar search).
-
-    """
-    from scipy.optimize import minimize_scalar
-
-    a_max = _alpha_max(sigma, d, sensitivity)
-    hi = 1.0 + (a_max - 1.0) * (1.0 - 1e-9)
-    grid = 1.0 + np.geomspace(1e-4, hi - 1.0, 400)
-
-    def f(a: float) -> float:
-        return rdp_to_dp(a, slicing_rdp(a, sigma, d, n_projections, sensitivity), delta)
-
-    t = grid * (grid - 1.0) * sensitivity**2 / (d * sigma * sigma)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        rdp = np.where(t < 1.0, -n_projections / (2.0 * (grid - 1.0)) * np.log1p(-np.minimum(t, 1.0)), np.inf)
-        vals = rdp + np.log1p(-1.0 / grid) - (math.log(delta) + np.log(grid)) / (grid - 1.0)
-    vals = np.where(np.isfinite(vals), np.maximum(vals, 0.0), np.inf)
-    i = int(np.argmin(vals))
-    lo_a = float(grid[max(i - 1, 0)])
-    hi_a = float(grid[min(i + 1, len(grid) - 1)])
-    best_a, best = float(grid[i]), float(vals[i])
-    if hi_a > lo_a:
-        res = minimize_scalar(f, bounds=(lo_a, hi_a), method="bounded", options={"xatol": 1e-10})
-        if float(res.fun) < best:
-            best_a, best = float(res.x), float(res.fun)
-    return best, best_a
-
-
-def amplify_wor(epsilon: float, delta: float, gamma: float) -> tuple[float, float]:
-    """Privacy of ``M o WOR`` at sampling fraction ``gamma = m/n`` from that of ``M`` (replace-one).
-
-    Balle, Barthe & Gaboardi 2018, Theorem 9: ``(log(1 + gamma (e^eps - 1)), gamma delta)``.
-    """
-    if not 0.0 < gamma <= 1.0:
-        raise PrivacyParameterError(f"The sampling fraction must be in (0, 1]; got {gamma!r}.")
-    if math.isinf(epsilon):
-        return math.inf, gamma * delta
-    # log(1 + gamma (e^eps - 1)) = eps + log(gamma + (1 - gamma) e^-eps): no overflow for large eps
-    if epsilon > 1.0:
-        return epsilon + math.log(gamma + (1.0 - gamma) * math.exp(-epsilon)), gamma * delta
-    return math.log1p(gamma * math.expm1(epsilon)), gamma * delta
-
-
-def deamplify_wor(epsilon: float, delta: float, gamma: float) -> tuple[float, float]:
-    """Inverse of :func:`amplify_wor`: the base ``(eps, delta)`` that amplifies to the given pair."""
-    if not 0.0 < gamma <= 1.0:
-        raise PrivacyParameterError(f"The sampling fraction must be in (0, 1]; got {gamma!r}.")
-    if epsilon > 1.0:
-        return epsilon + math.log(math.exp(-epsilon) + -math.expm1(-epsilon) / gamma), delta / gamma
-    return math.log1p(math.expm1(epsilon) / gamma), delta / gamma
-
-
+# -- accounting (the math lives in tabpriv.accounting.slicing / .subsampling) ------------------------
 @dataclass(frozen=True)
 class SlicingCalibration:
     """Noise calibrated to a target epsilon.
@@ -226,6 +141,10 @@ class SlicingCalibration:
         delta_base: Delta of the base mechanism (``delta / gamma``).
         epsilon_unamplified: Epsilon at ``delta`` of the same ``sigma`` without subsampling (equals
             ``epsilon`` when ``subsample`` is ``None``).
+        method: Accountant of ``epsilon``: ``"exact"`` (privacy profile) or ``"rdp"``.
+        epsilon_rdp: The RDP route's figure for the same ``sigma`` (the guarantee, amplified when
+            subsampling; ``>= epsilon`` up to the quadrature slack under ``"exact"``).
+        evaluations: Accountant evaluations of the calibration.
 
     """
 
@@ -240,6 +159,14 @@ class SlicingCalibration:
     epsilon_base: float | None = None
     delta_base: float | None = None
     epsilon_unamplified: float | None = None
+    method: str = "exact"
+    epsilon_rdp: float | None = None
+    evaluations: int = 0
+
+    @property
+    def accountant(self) -> str:
+        """The accountant of ``epsilon``, in words."""
+        return SLICING_EXACT_ACCOUNTANT if self.method == "exact" else SLICING_RDP_ACCOUNTANT
 
 
 def calibrate_sigma(
@@ -249,8 +176,9 @@ def calibrate_sigma(
     n_projections: int,
     sensitivity: float,
     subsample: float | None = None,
+    method: str = "exact",
 ) -> SlicingCalibration:
-    """Smallest ``sigma`` (by bisection) whose epsilon at ``delta`` is <= ``epsilon`` (within 1e-6).
+    """Smallest ``sigma`` (by bisection) whose epsilon at ``delta`` is <= ``epsilon`` (within 1e-7).
 
     Args:
         epsilon: Target epsilon of the release.
@@ -260,14 +188,20 @@ def calibrate_sigma(
         sensitivity: Replace-one L2 sensitivity ``Delta``.
         subsample: Fraction ``gamma = m/n`` of rows sampled without replacement before the mechanism
             (``None``: all rows). The base mechanism is calibrated to :func:`deamplify_wor` of the
-            target, so the amplified release meets the target.
+            target, so the amplified release meets the target (Theorem 9 holds for every point of the
+            base mechanism's profile, so it applies to either accountant).
+        method: ``"exact"`` (default): the exact privacy profile
+            (:func:`tabpriv.accounting.slicing_profile_epsilon`); ``"rdp"``: the RDP curve
+            (:func:`tabpriv.accounting.slicing_epsilon`), the accountant before issue 14.
 
     Raises:
         PrivacyParameterError: Invalid arguments.
 
     """
-    epsilon = _check_epsilon(epsilon)
-    delta = _check_delta(delta)
+    epsilon = check_epsilon(epsilon)
+    delta = check_delta(delta)
+    if method not in SLICING_METHODS:
+        raise PrivacyParameterError(f"method must be one of {SLICING_METHODS}; got {method!r}.")
     if d < 1 or n_projections < 1 or not sensitivity > 0:
         raise PrivacyParameterError(
             f"Need d >= 1, m' >= 1 and sensitivity > 0; got d={d}, m'={n_projections}, "
@@ -285,35 +219,36 @@ def calibrate_sigma(
             f"use a larger subsample fraction or a smaller delta (got delta={delta:g})."
         )
 
-    def eps_of(s: float) -> float:
-        base = slicing_epsilon(s, d, n_projections, sensitivity, delta_base)[0]
+    def base_of(s: float, dl: float, how: str) -> float:
+        if how == "exact":
+            return slicing_profile_epsilon(s, d, n_projections, sensitivity, dl)
+        return slicing_epsilon(s, d, n_projections, sensitivity, dl)[0]
+
+    def release_of(s: float, how: str) -> float:
+        base = base_of(s, delta_base, how)
         return amplify_wor(base, delta_base, gamma)[0] if subsample is not None else base
 
-    lo, hi = 1e-6, 1.0
-    while eps_of(hi) > epsilon:
-        lo, hi = hi, hi * 2.0
-        if hi > 1e12:  # pragma: no cover - absurd request
-            raise PrivacyParameterError(f"Cannot reach epsilon={epsilon} with finite noise.")
-    for _ in range(200):
-        mid = 0.5 * (lo + hi)
-        if eps_of(mid) > epsilon:
-            lo = mid
-        else:
-            hi = mid
-        if hi - lo <= 1e-7 * hi:
-            break
-    base_eps, alpha = slicing_epsilon(hi, d, n_projections, sensitivity, delta_base)
+    # Double sigma from 1 until it fits, then bisect [lo, hi] to hi - lo <= 1e-7 hi (the rule of the
+    # loop this replaced: bit-identical sigma under method="rdp").
+    cal = calibrate(
+        lambda s: release_of(s, method), epsilon, hi=1.0, lo=1e-6, rtol=1e-7, grow=2.0,
+        on_unreachable=lambda _: PrivacyParameterError(f"Cannot reach epsilon={epsilon} with finite noise."),
+    )  # fmt: skip
+    hi = cal.noise
+    rdp_base, alpha = slicing_epsilon(hi, d, n_projections, sensitivity, delta_base)
+    base_eps = base_of(hi, delta_base, method) if method == "exact" else rdp_base
     if subsample is None:
         assert base_eps <= epsilon
         return SlicingCalibration(
-            hi, base_eps, delta, alpha, sensitivity, d, n_projections, None, base_eps, delta, base_eps
-        )
+            hi, base_eps, delta, alpha, sensitivity, d, n_projections, None, base_eps, delta, base_eps,
+            method, rdp_base, cal.evaluations,
+        )  # fmt: skip
     eps, delta_out = amplify_wor(base_eps, delta_base, gamma)
     assert eps <= epsilon
-    unamp = slicing_epsilon(hi, d, n_projections, sensitivity, delta)[0]
+    unamp = base_of(hi, delta, method)
     return SlicingCalibration(
         hi, eps, min(delta, delta_out), alpha, sensitivity, d, n_projections, gamma, base_eps,
-        delta_base, unamp,
+        delta_base, unamp, method, amplify_wor(rdp_base, delta_base, gamma)[0], cal.evaluations,
     )  # fmt: skip
 
 

@@ -33,12 +33,12 @@ This module is light: torch is imported only inside :mod:`tabpriv.backends._dp2v
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
 
-from tabpriv.accounting import DP_ACCOUNTING_VERSION, calibrate_gaussian
+from tabpriv.accounting import dp2vae as _acc
+from tabpriv.accounting.dp2vae import DP2VAECalibration
 from tabpriv.backends.base import Backend, FitContext, PrivacyDetails
 from tabpriv.budget import PrivacyLedger, check_delta_for_rows
 from tabpriv.errors import BudgetExceededError, DataValidationError, PrivacyParameterError
@@ -56,37 +56,10 @@ __all__ = [
 _AUTO_MAX_SUBSETS = 1000
 _AUTO_SUBSET_ROWS = 32
 
-#: RDP orders (integer orders keep the sampled-without-replacement bound cheap and exact).
-_RDP_ORDERS: tuple[float, ...] = (1.5, 1.75, *range(2, 33), 40, 48, 56, 64, 80, 96)
-
 
 def step_sensitivity(clip: float) -> float:
     """Replace-one L2 sensitivity of one decoder update: ``2C`` (two updates of norm <= C each)."""
     return 2.0 * clip
-
-
-def _dp2vae_event(noise: float, n_subsets: int, steps: int, hist_multiplier: float | None) -> Any:
-    import dp_accounting
-
-    step = dp_accounting.SampledWithoutReplacementDpEvent(
-        source_dataset_size=n_subsets,
-        sample_size=1,
-        # Sensitivity 2C, noise std sigma*C: noise multiplier sigma/2 at unit sensitivity.
-        event=dp_accounting.GaussianDpEvent(noise / step_sensitivity(1.0)),
-    )
-    event = dp_accounting.SelfComposedDpEvent(step, steps)
-    if hist_multiplier is not None:
-        event = dp_accounting.ComposedDpEvent([event, dp_accounting.GaussianDpEvent(hist_multiplier)])
-    return event
-
-
-def _rdp_accountant() -> Any:
-    import dp_accounting
-
-    return dp_accounting.rdp.RdpAccountant(
-        orders=list(_RDP_ORDERS),
-        neighboring_relation=dp_accounting.NeighboringRelation.REPLACE_ONE,
-    )
 
 
 def dp2vae_epsilon(
@@ -96,22 +69,10 @@ def dp2vae_epsilon(
     delta: float,
     hist_multiplier: float | None = None,
 ) -> float:
-    """Epsilon (at ``delta``, replace-one) of ``steps`` DP²-VAE decoder updates.
-
-    Args:
-        noise: sigma (noise std in units of the clipping norm C).
-        n_subsets: K; each step uses the subset holding a given row with probability 1/K.
-        steps: T.
-        delta: Target delta.
-        hist_multiplier: Noise multiplier (std / L2 sensitivity) of the released condition histogram,
-            if any; composed with the decoder updates.
-
-    """
-    if not noise > 0:
-        raise PrivacyParameterError(f"noise must be > 0; got {noise!r}.")
-    acc = _rdp_accountant()
-    acc.compose(_dp2vae_event(noise, n_subsets, steps, hist_multiplier))
-    return float(acc.get_epsilon(delta))
+    """:func:`tabpriv.accounting.dp2vae_epsilon` at this module's :func:`step_sensitivity` (seam)."""
+    return _acc.dp2vae_epsilon(
+        noise, n_subsets, steps, delta, hist_multiplier, sensitivity=step_sensitivity(1.0)
+    )
 
 
 def dp2vae_epsilon_curve(
@@ -121,30 +82,10 @@ def dp2vae_epsilon_curve(
     delta: float,
     hist_multiplier: float | None = None,
 ) -> list[float]:
-    """Epsilon after each number of steps in ``steps`` (same accountant; one RDP evaluation)."""
-    from dp_accounting.rdp import compute_epsilon
-
-    acc = _rdp_accountant()
-    acc.compose(_dp2vae_event(noise, n_subsets, 1, None))
-    per_step = np.asarray(acc.rdp, dtype=np.float64)
-    base = np.zeros_like(per_step)
-    if hist_multiplier is not None:
-        hacc = _rdp_accountant()
-        hacc.compose(_dp2vae_event(noise, n_subsets, 0, hist_multiplier))
-        base = np.asarray(hacc.rdp, dtype=np.float64)
-    orders = np.asarray(acc.orders, dtype=np.float64)
-    return [float(compute_epsilon(orders, base + t * per_step, delta)[0]) for t in steps]
-
-
-@dataclass(frozen=True)
-class DP2VAECalibration:
-    """Noise calibrated for a DP²-VAE fit."""
-
-    noise: float
-    epsilon: float
-    delta: float
-    hist_multiplier: float | None
-    accountant: str
+    """:func:`tabpriv.accounting.dp2vae_epsilon_curve` at this module's :func:`step_sensitivity`."""
+    return _acc.dp2vae_epsilon_curve(
+        noise, n_subsets, steps, delta, hist_multiplier, sensitivity=step_sensitivity(1.0)
+    )
 
 
 def calibrate_dp2vae(
@@ -156,51 +97,11 @@ def calibrate_dp2vae(
 ) -> DP2VAECalibration:
     """Smallest sigma such that the DP²-VAE run (plus the condition histogram) is (epsilon, delta)-DP.
 
-    ``condition_fraction``: when conditioning, the histogram of the condition column (replace-one L2
-    sensitivity sqrt(2)) gets the noise that would alone cost that fraction of epsilon; sigma is then
-    calibrated on the composition.
+    A seam (the audits patch it and :func:`step_sensitivity`) around
+    :func:`tabpriv.accounting.calibrate_dp2vae_noise`.
     """
-    import dp_accounting
-
-    hist: float | None = None
-    if condition_fraction is not None:
-        cal = calibrate_gaussian(condition_fraction * epsilon, delta, math.sqrt(2.0))
-        hist = cal.sigma / math.sqrt(2.0)
-
-    def make_event(s: float) -> Any:
-        return _dp2vae_event(s, n_subsets, steps, hist)
-
-    try:
-        noise = float(
-            dp_accounting.calibrate_dp_mechanism(
-                _rdp_accountant,
-                make_event,
-                epsilon,
-                delta,
-                dp_accounting.LowerEndpointAndGuess(1e-3, 1.0),
-                tol=1e-3,
-            )
-        )
-    except Exception as exc:  # dp-accounting raises plain errors when no bracket fits
-        raise BudgetExceededError(
-            f"Could not calibrate DP²-VAE noise for epsilon={epsilon:g}, delta={delta:g}, "
-            f"K={n_subsets}, T={steps}: {exc}. Nothing was run on the data. Raise epsilon or "
-            "lower condition_fraction."
-        ) from exc
-    eps = dp2vae_epsilon(noise, n_subsets, steps, delta, hist)
-    while eps > epsilon:
-        noise *= 1.0 + 1e-6
-        eps = dp2vae_epsilon(noise, n_subsets, steps, delta, hist)
-    return DP2VAECalibration(
-        noise=noise,
-        epsilon=eps,
-        delta=delta,
-        hist_multiplier=hist,
-        accountant=(
-            f"dp-accounting {DP_ACCOUNTING_VERSION} RDP accountant, REPLACE_ONE: "
-            "SelfComposed(SampledWithoutReplacement(K, 1, Gaussian(sigma/2)), T)"
-            + (" + Gaussian(condition histogram)" if hist is not None else "")
-        ),
+    return _acc.calibrate_dp2vae_noise(
+        epsilon, delta, n_subsets, steps, condition_fraction, sensitivity=step_sensitivity(1.0)
     )
 
 

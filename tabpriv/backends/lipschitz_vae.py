@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from tabpriv._random import block_seed, derive_seed
+from tabpriv.accounting.gdp import calibrate_gdp_noise, gdp_delta, gdp_epsilon, gdp_mu
 from tabpriv.backends._dpsgd import SAMPLER_TEXT
 from tabpriv.backends.base import Backend, FitContext, PrivacyDetails
 from tabpriv.backends.dp2vae import check_numeric_bins
@@ -65,45 +66,6 @@ PAPER_MODE_WARNING = (
 
 class PaperModeNotAllowedError(TabprivError, ValueError):
     """Paper mode was requested without the explicit ``allow_paper_mode=True`` flag."""
-
-
-# -- Gaussian differential privacy (Dong, Roth & Su 2019/2022) ----------------------------------------
-def gdp_delta(epsilon: float, mu: float) -> float:
-    """Exact delta(epsilon) of a mu-GDP mechanism: Phi(-eps/mu + mu/2) - e^eps Phi(-eps/mu - mu/2)."""
-    from scipy.stats import norm
-
-    a = float(norm.cdf(-epsilon / mu + mu / 2))
-    b = math.exp(epsilon + float(norm.logcdf(-epsilon / mu - mu / 2)))
-    return max(0.0, a - b)
-
-
-def gdp_epsilon(mu: float, delta: float) -> float:
-    """Smallest epsilon with ``gdp_delta(epsilon, mu) <= delta`` (exact conversion, rounded up)."""
-    from scipy.optimize import brentq
-
-    if not (math.isfinite(mu) and mu > 0):
-        raise PrivacyParameterError(f"mu must be finite and > 0; got {mu!r}.")
-    if gdp_delta(0.0, mu) <= delta:
-        return 0.0
-    hi = 1.0
-    while gdp_delta(hi, mu) > delta:
-        hi *= 2.0
-        if hi > 1e6:
-            raise PrivacyParameterError(f"mu={mu:g} is too large to convert at delta={delta:g}.")
-    eps = float(brentq(lambda e: gdp_delta(e, mu) - delta, 0.0, hi, xtol=1e-12, rtol=1e-12))
-    while gdp_delta(eps, mu) > delta:  # make sure the rounding is on the safe side
-        eps *= 1 + 1e-9
-    return eps
-
-
-def gdp_mu(epsilon: float, delta: float) -> float:
-    """Largest mu (up to 1e-9 relative) whose exact (epsilon, delta) conversion fits the target."""
-    from scipy.optimize import brentq
-
-    mu = float(brentq(lambda m: gdp_delta(epsilon, m) - delta, 1e-8, 200.0, xtol=1e-14, rtol=1e-12))
-    while gdp_delta(epsilon, mu) > delta:
-        mu *= 1 - 1e-9
-    return mu
 
 
 class LipschitzVAEBackend(Backend):
@@ -256,13 +218,7 @@ class LipschitzVAEBackend(Backend):
             else:
                 eps_r, delta_r = eps * self.reconstruction_fraction, delta / 2
             if self.encoder_noise is None:
-                s = math.sqrt(k) * self.lipschitz * diameter / gdp_mu(eps_r, delta_r)
-                mu = math.sqrt(k) * self.lipschitz * diameter / s
-                eps_rec = gdp_epsilon(mu, delta_r)
-                while eps_rec > eps_r:  # floating-point rounding: nudge s up until it fits
-                    s *= 1 + 1e-9
-                    mu = math.sqrt(k) * self.lipschitz * diameter / s
-                    eps_rec = gdp_epsilon(mu, delta_r)
+                s, mu, eps_rec = calibrate_gdp_noise(eps_r, delta_r, math.sqrt(k) * self.lipschitz * diameter)
             else:
                 s = float(self.encoder_noise)
                 mu = math.sqrt(k) * self.lipschitz * diameter / s

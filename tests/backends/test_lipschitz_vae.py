@@ -8,15 +8,10 @@ import math
 import numpy as np
 import pytest
 
+from tabpriv.accounting import gdp_delta, gdp_epsilon, gdp_mu
 from tabpriv.backends import get_backend_class
 from tabpriv.backends.base import FitContext
-from tabpriv.backends.lipschitz_vae import (
-    PAPER_MODE_WARNING,
-    LipschitzVAEBackend,
-    gdp_delta,
-    gdp_epsilon,
-    gdp_mu,
-)
+from tabpriv.backends.lipschitz_vae import PAPER_MODE_WARNING, LipschitzVAEBackend
 from tabpriv.budget import PrivacyBudget, PrivacyLedger
 from tabpriv.errors import BudgetExceededError, PrivacyParameterError, TabprivError
 from tabpriv.transformers import TableTransformer

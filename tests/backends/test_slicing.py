@@ -10,6 +10,7 @@ import pytest
 
 from tabpriv import Synthesizer
 from tabpriv._random import derive_seed, secret_generator
+from tabpriv.accounting import amplify_wor, rdp_to_dp, slicing_epsilon, slicing_rdp
 from tabpriv.backends import get_backend_class
 from tabpriv.backends._slicing_mechanism import (
     SlicingRelease,
@@ -17,9 +18,6 @@ from tabpriv.backends._slicing_mechanism import (
     calibrate_sigma,
     enforce_blocks,
     privatise,
-    rdp_to_dp,
-    slicing_epsilon,
-    slicing_rdp,
 )
 from tabpriv.backends.base import FitContext
 from tabpriv.backends.slicing import SlicingBackend, retrain_from_release
@@ -326,8 +324,6 @@ def _hockey_stick_wor_pair(eps: float, s: float, gamma: float) -> float:
 @pytest.mark.parametrize("s", [0.5, 1.0, 2.0])
 @pytest.mark.parametrize("gamma", [0.5, 0.25, 0.1])
 def test_wor_amplification_bounds_the_exact_gaussian_pair(s: float, gamma: float) -> None:
-    from tabpriv.backends._slicing_mechanism import amplify_wor
-
     tight_somewhere = False
     for eps in (0.05, 0.2, 0.5, 1.0, 2.0, 4.0, 6.0):
         eps_amp, delta_amp = amplify_wor(eps, _gauss_profile(eps, s), gamma)
@@ -345,7 +341,7 @@ def test_wor_amplified_slicing_epsilon_dominates_the_exact_pair_and_dp_accountin
 
     d, m_prime, sens, n = 50, 100_000, 2.0, 100_000
     for gamma in (0.5, 0.25):
-        cal = calibrate_sigma(5.1, 1e-5, d, m_prime, sens, subsample=gamma)
+        cal = calibrate_sigma(5.1, 1e-5, d, m_prime, sens, subsample=gamma, method="rdp")
         z = cal.sigma * math.sqrt(d) / (sens * math.sqrt(m_prime))
         # exact epsilon at delta of the tight 1-D pair with multiplier z (noise s = 2z for sens 2)
         eps_exact = brentq(lambda e, z=z, g=gamma: _hockey_stick_wor_pair(e, 2 * z, g) - 1e-5, 1e-3, 20.0)
@@ -371,9 +367,7 @@ def test_wor_amplified_slicing_epsilon_dominates_the_exact_pair_and_dp_accountin
 def test_calibration_with_subsample_lands_within_two_percent(
     target: float, gamma: float, m_prime: int
 ) -> None:
-    from tabpriv.backends._slicing_mechanism import amplify_wor
-
-    cal = calibrate_sigma(target, 1e-5, 110, m_prime, math.sqrt(42), subsample=gamma)
+    cal = calibrate_sigma(target, 1e-5, 110, m_prime, math.sqrt(42), subsample=gamma, method="rdp")
     assert 0.98 * target <= cal.epsilon <= target
     assert cal.delta <= 1e-5
     base, _ = slicing_epsilon(cal.sigma, 110, m_prime, math.sqrt(42), 1e-5 / gamma)
