@@ -246,7 +246,7 @@ def sweep(data: dict[str, Any], s1_now: float, s2_now: float, reps: int = 3,
 
 def epsilon_for_z(z: float, d: int, m_prime: int, sens: float) -> float:
     """Epsilon at delta of the slicing mechanism whose effective noise multiplier is ``z``."""
-    from tabpriv.backends._slicing_mechanism import slicing_epsilon
+    from tabpriv.accounting import slicing_epsilon
 
     sigma = z * sens * math.sqrt(m_prime / d)
     return slicing_epsilon(sigma, d, m_prime, sens, DELTA)[0]

@@ -24,12 +24,12 @@ one on the materialised matrix.
 from __future__ import annotations
 
 import math
-import warnings
 from typing import Any, ClassVar
 
 import numpy as np
 
 from tabpriv.accounting import calibrate_gaussian, dpsgd_epsilon
+from tabpriv.accounting.dpsgd import opacus_epsilon, replace_one_from_add_remove
 from tabpriv.backends.base import Backend, FitContext, PrivacyDetails
 from tabpriv.backends.dp2vae import check_numeric_bins, pack_decoder_state, unpack_decoder_state
 from tabpriv.budget import PrivacyLedger, check_delta_for_rows
@@ -39,49 +39,7 @@ from tabpriv.transformers.encoded import ColumnSpan, EncodedTable
 __all__ = ["DPSGDVAEBackend", "opacus_epsilon", "replace_one_from_add_remove"]
 
 
-def _opacus_version() -> str:
-    try:
-        from importlib.metadata import version
-
-        return version("opacus")
-    except Exception:  # pragma: no cover
-        return "unknown"
-
-
-#: RDP orders given to opacus (wider than its default, so large epsilons are not loosened).
-ALPHAS: list[float] = (
-    [1 + x / 10.0 for x in range(1, 100)]
-    + list(range(11, 64))
-    + [
-        80,
-        128,
-        256,
-        512,
-        1024,
-        4096,
-    ]
-)
-
-
-def opacus_epsilon(noise_multiplier: float, sample_rate: float, steps: int, delta: float) -> float:
-    """Add/remove-one epsilon of Poisson-subsampled DP-SGD from opacus' RDP accountant.
-
-    Not used for calibration any more: a cross-check (through :func:`replace_one_from_add_remove` it is
-    an upper bound on the replace-one figure).
-    """
-    from opacus.accountants import RDPAccountant
-
-    acc = RDPAccountant()
-    acc.history = [(noise_multiplier, sample_rate, steps)]
-    with warnings.catch_warnings():
-        # "optimal order is the largest alpha": the bound is then merely looser (safe side)
-        warnings.simplefilter("ignore", UserWarning)
-        return float(acc.get_epsilon(delta, alphas=ALPHAS))
-
-
-def replace_one_from_add_remove(eps_ar: float, delta_ar: float) -> tuple[float, float]:
-    """Group privacy of size 2: add/remove (e, d) -> replace-one (2e, (1 + e^e) d)."""
-    return 2.0 * eps_ar, (1.0 + math.exp(eps_ar)) * delta_ar
+# The opacus cross-check (add/remove-one RDP, then group privacy) lives in tabpriv.accounting.dpsgd.
 
 
 def _dpsgd_epsilon_so_far(z: float, q: float, steps: int, delta: float, interval: float) -> float:

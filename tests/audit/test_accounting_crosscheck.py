@@ -89,7 +89,8 @@ def test_dp2vae_rdp_vs_pld(target: float) -> None:
     """DP²-VAE (K = 1 so the PLD accountant supports the event): RDP figure >= PLD figure, within 40%."""
     import dp_accounting
 
-    from tabpriv.backends.dp2vae import calibrate_dp2vae, dp2vae_epsilon
+    from tabpriv.accounting import dp2vae_epsilon
+    from tabpriv.backends.dp2vae import calibrate_dp2vae
 
     steps = 50
     cal = calibrate_dp2vae(target, DELTA, 1, steps)
@@ -112,7 +113,7 @@ def test_dpsgd_opacus_rdp_vs_dp_accounting_pld(z: float, q: float, steps: int) -
     """DP-SGD: opacus RDP (what the backend reports, add/remove) >= dp-accounting PLD, within 40%."""
     import dp_accounting
 
-    from tabpriv.backends.dpsgd_vae import opacus_epsilon
+    from tabpriv.accounting import opacus_epsilon
 
     eps_opacus = opacus_epsilon(z, q, steps, DELTA)
     pld = dp_accounting.pld.PLDAccountant(value_discretization_interval=1e-4)
@@ -164,8 +165,7 @@ def test_dpsgd_replace_one_full_batch_is_gaussian_of_twice_the_clip(z: float, st
 @pytest.mark.parametrize(("z", "q", "steps"), [(0.7, 256 / 32561, 1280), (1.0, 0.05, 200), (2.0, 0.6, 20)])
 def test_dpsgd_replace_one_between_add_remove_and_group_privacy(z: float, q: float, steps: int) -> None:
     """add/remove PLD <= replace-one PLD <= group privacy (size 2) of opacus' add/remove RDP figure."""
-    from tabpriv.accounting import dpsgd_epsilon
-    from tabpriv.backends.dpsgd_vae import opacus_epsilon, replace_one_from_add_remove
+    from tabpriv.accounting import dpsgd_epsilon, opacus_epsilon, replace_one_from_add_remove
 
     d_ar = DELTA / 10
     e_group, d_group = replace_one_from_add_remove(opacus_epsilon(z, q, steps, d_ar), d_ar)
@@ -237,8 +237,8 @@ def test_review_figures_old_accounting_vs_replace_one_pld() -> None:
       steps; their replace-one PLD figure is about 5.2 > 5.1.
     * the new calibration (replace-one PLD, T = 10 ceil(n/B) = 1280 at q = B/n) fits 5.1.
     """
-    from tabpriv.accounting import calibrate_dpsgd, dpsgd_epsilon
-    from tabpriv.backends.dpsgd_vae import ALPHAS, opacus_epsilon, replace_one_from_add_remove
+    from tabpriv.accounting import OPACUS_ALPHAS as ALPHAS
+    from tabpriv.accounting import calibrate_dpsgd, dpsgd_epsilon, opacus_epsilon, replace_one_from_add_remove
 
     n, b = 32561, 256
     q, steps = b / n, 10 * math.ceil(n / b)
