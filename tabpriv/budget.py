@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -17,6 +17,7 @@ __all__ = [
     "GUARANTEE_TEXT",
     "WEAK_EPSILON",
     "GuaranteeType",
+    "PlannedSpend",
     "PrivacyBudget",
     "PrivacyLedger",
     "PrivacyReport",
@@ -125,6 +126,26 @@ class PrivacyBudget:
     def __post_init__(self) -> None:
         object.__setattr__(self, "epsilon", _check_epsilon(self.epsilon))
         object.__setattr__(self, "delta", _check_delta(self.delta))
+
+
+@dataclass(frozen=True)
+class PlannedSpend:
+    """One spend a backend's plan declares, before anything runs (what the ledger will record).
+
+    Attributes:
+        mechanism: Human-readable mechanism name.
+        epsilon: Epsilon it costs (at ``delta``), computed by ``accountant``.
+        delta: Delta it costs.
+        accountant: Accountant that computed it (library, method, version).
+        parameters: Mechanism parameters (noise scale, sensitivity, sampling rate, ...), public only.
+
+    """
+
+    mechanism: str
+    epsilon: float
+    delta: float
+    accountant: str
+    parameters: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -252,24 +273,60 @@ class PrivacyLedger:
         accountant: str,
         parameters: Mapping[str, Any] | None = None,
     ) -> Spend:
-        """Record a spend; raise :class:`BudgetExceededError` (recording nothing) if it does not fit."""
-        self.check(epsilon, delta)
-        if self.parent is not None:
-            self.parent.check(epsilon, delta)
-        entry = Spend(
-            mechanism=mechanism,
-            epsilon=float(epsilon),
-            delta=float(delta),
-            accountant=accountant,
-            parameters=dict(parameters or {}),
-            timestamp=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        """Record one spend; raise :class:`BudgetExceededError` (recording nothing) if it does not fit."""
+        (entry,) = self.spend_all(
+            [PlannedSpend(mechanism, epsilon, delta, accountant, dict(parameters or {}))]
         )
-        self.spends.append(entry)
-        ancestor = self.parent
-        while ancestor is not None:
-            ancestor.spends.append(entry)
-            ancestor = ancestor.parent
         return entry
+
+    def spend_all(self, spends: Iterable[PlannedSpend]) -> list[Spend]:
+        """Record every spend of a plan, or none of them.
+
+        The one budget rule: something must be left (:meth:`available`), and the plan's total
+        epsilon and total delta (basic composition) must fit what is left here and in every ancestor
+        ledger (:meth:`check`). Only then are all entries recorded, with one timestamp.
+
+        Raises:
+            PrivacyParameterError: The plan is empty or a spend is not finite and non-negative.
+            BudgetExceededError: The total does not fit; nothing is recorded.
+
+        """
+        planned = list(spends)
+        if not planned:
+            raise PrivacyParameterError(
+                "A privacy plan must declare at least one spend; got none. A backend that reads the "
+                "data must state what it costs."
+            )
+        for p in planned:
+            if not (math.isfinite(p.epsilon) and p.epsilon >= 0 and math.isfinite(p.delta) and p.delta >= 0):
+                raise PrivacyParameterError(
+                    f"A spend must be finite and non-negative; got epsilon={p.epsilon!r}, delta={p.delta!r} "
+                    f"for {p.mechanism!r}."
+                )
+        eps_total = math.fsum(p.epsilon for p in planned)
+        delta_total = math.fsum(p.delta for p in planned)
+        ledger: PrivacyLedger | None = self
+        while ledger is not None:
+            ledger.available()
+            ledger.check(eps_total, delta_total)
+            ledger = ledger.parent
+        stamp = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
+        entries = [
+            Spend(
+                mechanism=p.mechanism,
+                epsilon=float(p.epsilon),
+                delta=float(p.delta),
+                accountant=p.accountant,
+                parameters=dict(p.parameters),
+                timestamp=stamp,
+            )
+            for p in planned
+        ]
+        ledger = self
+        while ledger is not None:
+            ledger.spends.extend(entries)
+            ledger = ledger.parent
+        return entries
 
     def to_list(self) -> list[dict[str, Any]]:
         """JSON-ready list of spends."""

@@ -17,7 +17,7 @@ from tabpriv import __version__
 from tabpriv._device import resolve_device
 from tabpriv._random import RandomSource, block_seed
 from tabpriv.backends import get_backend_class
-from tabpriv.backends.base import Backend, FitContext, ProgressCallback
+from tabpriv.backends.base import Backend, FitContext, ProgressCallback, spend_and_fit
 from tabpriv.budget import (
     DEFAULT_DELTA,
     GUARANTEE_TEXT,
@@ -154,8 +154,12 @@ class Synthesizer:
     def fit(self, df: pd.DataFrame) -> Synthesizer:
         """Validate ``df`` against the schema, spend the budget and fit the backend.
 
-        The budget is checked before anything touches the data. Refitting the same object spends
-        again on the same ledger, so the total is never hidden (and a second full-budget fit raises
+        The flow: validate the budget, ``df`` and delta < 1/n (the one delta check) → the budget left
+        (``ledger.available()``) → ``backend.plan(spans, n_rows, budget_left)`` (pure; a bad parameter
+        raises here and nothing is spent) → ``ledger.spend_all(plan.spends)`` (all or nothing) →
+        ``backend.fit(table, plan, context)``, which never sees the ledger. The budget is paid before
+        any row is read, and stays paid if ``fit`` raises. Refitting the same object spends again on
+        the same ledger, so the total is never hidden (and a second full-budget fit raises
         :class:`~tabpriv.errors.BudgetExceededError`).
         """
         import pandas as pd
@@ -207,7 +211,9 @@ class Synthesizer:
             else f"not streaming: may materialise {table.nbytes / 2**30:.2f} GiB of encoded rows",
         )  # fmt: skip
         self.ledger_ = ledger
-        backend.fit(table, ledger, context)
+        # available budget -> backend.plan (pure, validates) -> ledger.spend_all (all or nothing) ->
+        # backend.fit (never sees the ledger). The spends stay recorded if fit raises.
+        spend_and_fit(backend, table, ledger, context)
         self.schema_ = schema
         self.transformer_ = transformer
         self.backend_ = backend

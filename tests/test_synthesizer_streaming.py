@@ -68,9 +68,9 @@ def test_streaming_fit_never_materialises(
     cls = get_backend_class(backend)
     real_fit = cls.fit
 
-    def spy(self, table, ledger, context):  # type: ignore[no-untyped-def]
+    def spy(self, table, plan, context):  # type: ignore[no-untyped-def]
         seen.append(table)
-        return real_fit(self, table, ledger, context)
+        return real_fit(self, table, plan, context)
 
     monkeypatch.setattr(cls, "fit", spy)
     reads: list[str] = []

@@ -1,26 +1,48 @@
 """The backend protocol: what every privacy backend implements.
 
-A backend receives an :class:`~tabpriv.transformers.EncodedTable` and a
-:class:`~tabpriv.budget.PrivacyLedger`, spends the budget through the ledger (one spend for its whole
-mechanism, recorded **before** the mechanism touches the data), and returns a fitted model that samples
-encoded rows. It never sees the original DataFrame, the schema's values or the file.
+A backend never touches the ledger. It works in two steps:
+
+1. :meth:`Backend.plan` ``(spans, n_rows, budget)`` — pure: from public quantities only (the table's
+   spans, its row count, the budget left, the backend's parameters) it validates every parameter,
+   calibrates its noise and returns a frozen :class:`PrivacyPlan`: the spends the ledger will record
+   (:class:`~tabpriv.budget.PlannedSpend`), the typed noise parameters ``fit`` consumes
+   (``plan.noise``, a frozen dataclass of the backend's own) and the report details.
+2. :meth:`Backend.fit` ``(table, plan, context)`` — reads the rows and runs exactly the planned
+   mechanism. It never sees the ledger.
+
+Between the two the caller pays: :func:`spend_and_fit` (used by the :class:`~tabpriv.Synthesizer`)
+does ``ledger.available()`` → ``backend.plan`` → ``ledger.spend_all(plan.spends)`` → ``backend.fit``,
+so the budget is paid, all or nothing, before any row is read. The backend never sees the original
+DataFrame, the schema's values or the file.
 """
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from dataclasses import asdict, dataclass, field, is_dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
 from tabpriv._random import block_seed, derive_key, fresh_secret_key, secret_generator
-from tabpriv.budget import GuaranteeType, PrivacyLedger
-from tabpriv.errors import NotFittedError
+from tabpriv.budget import GuaranteeType, PlannedSpend, PrivacyBudget, PrivacyLedger
+from tabpriv.errors import NotFittedError, PrivacyParameterError
 from tabpriv.transformers.encoded import ColumnSpan, EncodedTable
 
-__all__ = ["Backend", "FitContext", "PrivacyDetails", "ProgressCallback"]
+if TYPE_CHECKING:
+    from tabpriv.backends._params import Constraint
+
+__all__ = [
+    "Backend",
+    "FitContext",
+    "PlannedSpend",
+    "PrivacyDetails",
+    "PrivacyPlan",
+    "ProgressCallback",
+    "spend_and_fit",
+]
 
 #: ``progress(step, total, message)``; ``total`` may be ``None`` when unknown.
 ProgressCallback = Callable[[int, int | None, str], None]
@@ -28,7 +50,7 @@ ProgressCallback = Callable[[int, int | None, str], None]
 
 @dataclass(frozen=True)
 class FitContext:
-    """Everything a backend's ``fit`` needs besides the data and the ledger.
+    """Everything a backend's ``fit`` needs besides the data and its plan (never the ledger).
 
     Attributes:
         device: Concrete device (``"cpu"``, ``"cuda"``, ``"cuda:0"``), already resolved.
@@ -93,6 +115,85 @@ class PrivacyDetails:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class PrivacyPlan:
+    """What a backend will run and what it costs, computed from public quantities only.
+
+    Built by :meth:`Backend.plan` before anything reads the data; the caller records :attr:`spends`
+    with :meth:`PrivacyLedger.spend_all <tabpriv.budget.PrivacyLedger.spend_all>` and then hands the
+    plan to :meth:`Backend.fit`, which consumes :attr:`noise`.
+
+    Attributes:
+        backend: Name of the backend that made it.
+        spends: The spends to record, in order (e.g. lipschitz-vae: training, then reconstruction).
+        noise: The backend's typed, frozen noise parameters (sigma, noise multiplier, schedule, ...).
+        details: The report's statement of the plan (mechanism, accountant, noise), public only.
+
+    """
+
+    backend: str
+    spends: tuple[PlannedSpend, ...]
+    noise: Any
+    details: PrivacyDetails
+
+    @property
+    def epsilon(self) -> float:
+        """Total epsilon of the plan (basic composition of its spends)."""
+        return math.fsum(s.epsilon for s in self.spends)
+
+    @property
+    def delta(self) -> float:
+        """Total delta of the plan."""
+        return math.fsum(s.delta for s in self.spends)
+
+    @classmethod
+    def build(
+        cls,
+        backend: str,
+        spends: tuple[PlannedSpend, ...] | list[PlannedSpend],
+        noise: Any,
+        *,
+        adjacency: str = "replace-one",
+    ) -> PrivacyPlan:
+        """A plan whose details are read off its spends and its noise parameters (all public)."""
+        if not is_dataclass(noise) or isinstance(noise, type):
+            raise TypeError(f"plan.noise must be a dataclass instance; got {type(noise).__name__}.")
+        spends = tuple(spends)
+        details = PrivacyDetails(
+            mechanism=" + ".join(s.mechanism for s in spends),
+            adjacency=adjacency,
+            accountant="; ".join(dict.fromkeys(s.accountant for s in spends)),
+            noise=asdict(noise),
+        )
+        return cls(backend=backend, spends=spends, noise=noise, details=details)
+
+
+def spend_and_fit(
+    backend: Backend, table: EncodedTable, ledger: PrivacyLedger, context: FitContext
+) -> PrivacyPlan:
+    """The one way a backend is run on private rows: plan, pay (all or nothing), then fit.
+
+    ``ledger.available()`` (raises when nothing is left) → ``backend.plan(table.spans,
+    table.n_rows, budget_left)`` (pure; a bad parameter raises here and nothing is spent) →
+    ``ledger.spend_all(plan.spends)`` (raises, recording nothing, when the total does not fit) →
+    ``backend.fit(table, plan, context)``. A ``fit`` that raises leaves the spends recorded: the
+    mechanism may already have touched the data, so the cost is never refunded.
+
+    Returns:
+        The plan that was paid for.
+
+    """
+    eps_left, delta_left = ledger.available()
+    plan = backend.plan(table.spans, table.n_rows, PrivacyBudget(eps_left, delta_left), seeded=context.seeded)
+    if not isinstance(plan, PrivacyPlan):
+        raise TypeError(
+            f"{type(backend).__name__}.plan must return a PrivacyPlan; got {type(plan).__name__}."
+        )
+    ledger.spend_all(plan.spends)
+    backend.fit(table, plan, context)
+    return plan
+
+
 class Backend(ABC):
     """Base class of privacy backends (scikit-learn conventions).
 
@@ -101,7 +202,9 @@ class Backend(ABC):
       * take their hyper-parameters as keyword arguments in ``__init__`` and only store them, under
         the same names (so :meth:`get_params` works);
       * set :attr:`streaming` when ``fit`` reads rows only through ``iter_chunks``/``take``;
-      * import torch lazily (inside methods or a private submodule), so ``tabpriv backends`` stays fast.
+      * import torch lazily (inside methods or a private submodule), so ``tabpriv backends`` stays fast;
+      * declare :attr:`_parameter_constraints` (see :mod:`tabpriv.backends._params`) and call
+        :meth:`validate_params` first thing in :meth:`plan`.
     """
 
     #: Registry name.
@@ -120,6 +223,8 @@ class Backend(ABC):
     #: :class:`~tabpriv.Synthesizer` passes a lazily encoded table. ``False`` (the default): the backend
     #: materialises the full ``n_rows × width`` float32 matrix (4 bytes per cell).
     streaming: ClassVar[bool] = False
+    #: Constructor argument -> admissible values (any one constraint; ``None`` allows ``None``).
+    _parameter_constraints: ClassVar[dict[str, list[Constraint | None]]] = {}
 
     # -- parameters -------------------------------------------------------------------------------
     def get_params(self) -> dict[str, Any]:
@@ -130,13 +235,50 @@ class Backend(ABC):
         kinds = (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
         return {p: getattr(self, p) for p, prm in sig.parameters.items() if p != "self" and prm.kind in kinds}
 
-    # -- training and sampling ---------------------------------------------------------------------
+    def validate_params(self) -> None:
+        """Check every parameter against :attr:`_parameter_constraints` (the one message template).
+
+        Raises:
+            PrivacyParameterError: A parameter meets none of its constraints.
+
+        """
+        from tabpriv.backends._params import validate_params
+
+        validate_params(self)
+
+    # -- planning, training and sampling -----------------------------------------------------------
     @abstractmethod
-    def fit(self, table: EncodedTable, ledger: PrivacyLedger, context: FitContext) -> Backend:
-        """Spend the budget (via ``ledger.spend`` before reading any row of ``table``) and fit.
+    def plan(
+        self, spans: tuple[ColumnSpan, ...], n_rows: int, budget: PrivacyBudget, *, seeded: bool = False
+    ) -> PrivacyPlan:
+        """Validate every parameter and calibrate the noise to ``budget``; read no data.
+
+        Pure: the same arguments give an equal plan; no ledger, no randomness, no table. ``spans``
+        and ``n_rows`` are public (replace-one adjacency); ``seeded`` (public) only names the sampler.
+        The plan's spends must sum to at most ``budget``.
+
+        Raises:
+            PrivacyParameterError: A parameter is invalid (nothing has run).
+            BudgetExceededError: No noise level fits ``budget``.
+
+        """
+
+    @abstractmethod
+    def fit(self, table: EncodedTable, plan: PrivacyPlan, context: FitContext) -> Backend:
+        """Run exactly the planned mechanism on ``table`` (the plan is already paid for) and fit.
 
         Sets ``spans_`` (the table's spans) and whatever learned state ends in ``_``. Returns ``self``.
+        Never sees the ledger.
         """
+
+    def check_plan(self, plan: PrivacyPlan, table: EncodedTable) -> None:
+        """Raise unless ``plan`` was made by this backend for this table's spans (a programming error)."""
+        if not isinstance(plan, PrivacyPlan) or plan.backend != self.name:
+            raise PrivacyParameterError(
+                f"The {self.name!r} backend was given a plan made by "
+                f"{getattr(plan, 'backend', type(plan).__name__)!r}; call plan() on this backend first "
+                "(or use tabpriv.backends.base.spend_and_fit)."
+            )
 
     @abstractmethod
     def sample(self, n: int, seed: int) -> np.ndarray:

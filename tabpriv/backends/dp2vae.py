@@ -33,15 +33,17 @@ This module is light: torch is imported only inside :mod:`tabpriv.backends._dp2v
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
 
 from tabpriv.accounting import dp2vae as _acc
 from tabpriv.accounting.dp2vae import DP2VAECalibration
-from tabpriv.backends.base import Backend, FitContext, PrivacyDetails
-from tabpriv.budget import PrivacyLedger, check_delta_for_rows
-from tabpriv.errors import BudgetExceededError, DataValidationError, PrivacyParameterError
+from tabpriv.backends._params import Constraint, Interval, Options, Satisfies, check_value
+from tabpriv.backends.base import Backend, FitContext, PlannedSpend, PrivacyDetails, PrivacyPlan
+from tabpriv.budget import PrivacyBudget
+from tabpriv.errors import DataValidationError
 from tabpriv.transformers.encoded import ColumnSpan, EncodedTable
 
 __all__ = [
@@ -106,11 +108,44 @@ def calibrate_dp2vae(
 
 
 def check_numeric_bins(value: object) -> None:
-    """Validate the ``numeric_bins`` parameter shared by the VAE backends."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0 or value == 1:
-        raise PrivacyParameterError(
-            f"numeric_bins must be 0 (regression head) or an integer >= 2; got {value!r}."
+    """Validate the ``numeric_bins`` parameter shared by the VAE backends (0: regression head)."""
+    check_value("numeric_bins", value, NUMERIC_BINS)
+
+
+def check_condition_column(condition_on: str | None, spans: tuple[ColumnSpan, ...]) -> None:
+    """Raise unless ``condition_on`` is ``None`` or names a categorical column of ``spans``."""
+    if condition_on is None:
+        return
+    span = next((s for s in spans if s.name == condition_on), None)
+    if span is None or span.kind != "categorical":
+        raise DataValidationError(
+            f"condition_on must name a categorical column of the table; got {condition_on!r}. "
+            f"Categorical columns: {[s.name for s in spans if s.kind == 'categorical']}."
         )
+
+
+#: Constraints shared by the VAE backends' parameters (see :mod:`tabpriv.backends._params`).
+POSITIVE_INT: list[Constraint | None] = [Interval(int, 1, None, closed="left")]
+POSITIVE_NUMBER: list[Constraint | None] = [Interval(float, 0, None, closed="neither")]
+NUMERIC_BINS: list[Constraint | None] = [Options((0,)), Interval(int, 2, None, closed="left")]
+COLUMN_NAME: list[Constraint | None] = [Satisfies(lambda v: isinstance(v, str), "a column name (str)"), None]
+OPEN_FRACTION: list[Constraint | None] = [Interval(float, 0, 1, closed="neither")]
+
+
+@dataclass(frozen=True)
+class DP2VAENoise:
+    """The noise parameters :meth:`DP2VAEBackend.fit` consumes (from the plan, public only).
+
+    Attributes:
+        calibration: The calibrated noise (sigma, histogram multiplier, epsilon, accountant).
+        n_subsets: K used for this table.
+        delta: Delta of the spend.
+
+    """
+
+    calibration: DP2VAECalibration
+    n_subsets: int
+    delta: float
 
 
 def pack_decoder_state(
@@ -196,57 +231,37 @@ class DP2VAEBackend(Backend):
         self.condition_fraction = condition_fraction
         self.numeric_bins = numeric_bins
 
+    _parameter_constraints: ClassVar[dict[str, list[Constraint | None]]] = {
+        "n_subsets": [*POSITIVE_INT, None],
+        "steps": POSITIVE_INT,
+        "clip": POSITIVE_NUMBER,
+        "batch_size": POSITIVE_INT,
+        "latent_dim": POSITIVE_INT,
+        "hidden": POSITIVE_INT,
+        "lr": POSITIVE_NUMBER,
+        "pretrain_steps": POSITIVE_INT,
+        "condition_on": COLUMN_NAME,
+        "condition_fraction": OPEN_FRACTION,
+        "numeric_bins": NUMERIC_BINS,
+    }
+
     def n_subsets_for(self, n_rows: int) -> int:
         """K used for a table of ``n_rows`` rows."""
         if self.n_subsets is None:
             return max(1, min(_AUTO_MAX_SUBSETS, n_rows // _AUTO_SUBSET_ROWS))
         return int(self.n_subsets)
 
-    def _check_params(self, table: EncodedTable, n_rows: int) -> None:
-        if self.n_subsets is not None and (
-            isinstance(self.n_subsets, bool) or not isinstance(self.n_subsets, int) or self.n_subsets < 1
-        ):
-            raise PrivacyParameterError(
-                f"n_subsets must be a positive integer or None; got {self.n_subsets!r}."
-            )
-        for k in ("steps", "batch_size", "latent_dim", "hidden", "pretrain_steps"):
-            v = getattr(self, k)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise PrivacyParameterError(f"{k} must be a positive integer; got {v!r}.")
-        for k in ("clip", "lr"):
-            v = getattr(self, k)
-            if not (isinstance(v, int | float) and math.isfinite(v) and v > 0):
-                raise PrivacyParameterError(f"{k} must be a finite number > 0; got {v!r}.")
-        check_numeric_bins(self.numeric_bins)
+    def plan(
+        self, spans: tuple[ColumnSpan, ...], n_rows: int, budget: PrivacyBudget, *, seeded: bool = False
+    ) -> PrivacyPlan:
+        """Validate, then calibrate sigma to the whole ``budget`` (public spans and row count only)."""
+        self.validate_params()
         if n_rows < self.n_subsets_for(n_rows):
             raise DataValidationError(
                 f"dp2-vae needs at least n_subsets={self.n_subsets} rows; got {n_rows}. Lower n_subsets."
             )
-        if self.condition_on is not None:
-            span = next((s for s in table.spans if s.name == self.condition_on), None)
-            if span is None or span.kind != "categorical":
-                raise DataValidationError(
-                    f"condition_on must name a categorical column of the table; got "
-                    f"{self.condition_on!r}. Categorical columns: "
-                    f"{[s.name for s in table.spans if s.kind == 'categorical']}."
-                )
-            if not 0 < self.condition_fraction < 1:
-                raise PrivacyParameterError(
-                    f"condition_fraction must lie in (0, 1); got {self.condition_fraction!r}."
-                )
-
-    def fit(self, table: EncodedTable, ledger: PrivacyLedger, context: FitContext) -> DP2VAEBackend:
-        """Calibrate sigma, spend the whole budget left, then run both stages."""
-        n_rows = table.n_rows  # the shape only (public under replace-one)
-        self._check_params(table, n_rows)
-        eps, delta = ledger.epsilon_left, ledger.delta_left
-        if not (eps > 1e-6 * ledger.budget.epsilon and delta > 1e-6 * ledger.budget.delta):
-            raise BudgetExceededError(
-                f"The {self.name} backend needs some budget left; the ledger has epsilon={eps:.3g}, "
-                f"delta={delta:.3g} left of (epsilon={ledger.budget.epsilon:g}, "
-                f"delta={ledger.budget.delta:g}). Nothing was run on the data. Use a new budget."
-            )
-        check_delta_for_rows(delta, n_rows)
+        check_condition_column(self.condition_on, spans)
+        eps, delta = budget.epsilon, budget.delta
         k_sub = self.n_subsets_for(n_rows)
         cal = calibrate_dp2vae(
             eps,
@@ -267,7 +282,7 @@ class DP2VAEBackend(Backend):
         if cal.hist_multiplier is not None:
             params["condition_histogram_noise_multiplier"] = cal.hist_multiplier
             params["condition_histogram_sigma"] = cal.hist_multiplier * math.sqrt(2.0)
-        ledger.spend(
+        spend = PlannedSpend(
             "DP²-VAE decoder training (batch-mean clipped Gaussian updates on 1 of K subsets)"
             + (" + Gaussian condition histogram" if cal.hist_multiplier is not None else ""),
             cal.epsilon,
@@ -275,6 +290,15 @@ class DP2VAEBackend(Backend):
             cal.accountant,
             params,
         )
+        return PrivacyPlan.build(
+            self.name, (spend,), DP2VAENoise(calibration=cal, n_subsets=k_sub, delta=delta)
+        )
+
+    def fit(self, table: EncodedTable, plan: PrivacyPlan, context: FitContext) -> DP2VAEBackend:
+        """Run both stages with the planned (already paid) noise."""
+        self.check_plan(plan, table)
+        noise: DP2VAENoise = plan.noise
+        cal, k_sub, delta = noise.calibration, noise.n_subsets, noise.delta
         # -- only now is the data touched --------------------------------------------------------
         from tabpriv.backends._dp2vae_torch import train_dp2vae
 

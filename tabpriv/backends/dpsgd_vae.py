@@ -24,17 +24,31 @@ one on the materialised matrix.
 from __future__ import annotations
 
 import math
-from typing import Any, ClassVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
 from tabpriv.accounting import calibrate_gaussian, dpsgd_epsilon
 from tabpriv.accounting.dpsgd import opacus_epsilon, replace_one_from_add_remove
-from tabpriv.backends.base import Backend, FitContext, PrivacyDetails
-from tabpriv.backends.dp2vae import check_numeric_bins, pack_decoder_state, unpack_decoder_state
-from tabpriv.budget import PrivacyLedger, check_delta_for_rows
-from tabpriv.errors import BudgetExceededError, DataValidationError, PrivacyParameterError, TabprivError
+from tabpriv.backends._params import Constraint
+from tabpriv.backends.base import Backend, FitContext, PlannedSpend, PrivacyDetails, PrivacyPlan
+from tabpriv.backends.dp2vae import (
+    COLUMN_NAME,
+    NUMERIC_BINS,
+    OPEN_FRACTION,
+    POSITIVE_INT,
+    POSITIVE_NUMBER,
+    check_condition_column,
+    pack_decoder_state,
+    unpack_decoder_state,
+)
+from tabpriv.budget import PrivacyBudget
+from tabpriv.errors import BudgetExceededError, PrivacyParameterError, TabprivError
 from tabpriv.transformers.encoded import ColumnSpan, EncodedTable
+
+if TYPE_CHECKING:
+    from tabpriv.backends._dpsgd import DPSGDSchedule
 
 __all__ = ["DPSGDVAEBackend", "opacus_epsilon", "replace_one_from_add_remove"]
 
@@ -45,6 +59,34 @@ __all__ = ["DPSGDVAEBackend", "opacus_epsilon", "replace_one_from_add_remove"]
 def _dpsgd_epsilon_so_far(z: float, q: float, steps: int, delta: float, interval: float) -> float:
     """Replace-one epsilon after ``steps`` steps (progress messages; public figures only)."""
     return dpsgd_epsilon(z, q, steps, delta, value_discretization_interval=interval)
+
+
+@dataclass(frozen=True)
+class DPSGDVAENoise:
+    """The noise parameters :meth:`DPSGDVAEBackend.fit` consumes (from the plan, public only).
+
+    Attributes:
+        noise_multiplier: DP-SGD noise multiplier z.
+        schedule: The Poisson rate and step count that run (and were accounted).
+        hist_sigma: Gaussian scale of the condition histogram (``None``: no conditioning).
+        eps_hist: Epsilon of the condition histogram (0 without).
+        delta_sgd: Delta of the DP-SGD part.
+        epsilon: Total epsilon of the spend.
+        delta: Total delta of the spend.
+        accountant: Accountant, in words.
+        value_discretization_interval: PLD discretisation used by the accountant.
+
+    """
+
+    noise_multiplier: float
+    schedule: DPSGDSchedule
+    hist_sigma: float | None
+    eps_hist: float
+    delta_sgd: float
+    epsilon: float
+    delta: float
+    accountant: str
+    value_discretization_interval: float
 
 
 class DPSGDVAEBackend(Backend):
@@ -101,41 +143,28 @@ class DPSGDVAEBackend(Backend):
         self.condition_fraction = condition_fraction
         self.numeric_bins = numeric_bins
 
-    def _check_params(self, table: EncodedTable) -> None:
-        for k in ("epochs", "batch_size", "latent_dim", "hidden"):
-            v = getattr(self, k)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise PrivacyParameterError(f"{k} must be a positive integer; got {v!r}.")
-        for k in ("clip", "lr"):
-            v = getattr(self, k)
-            if not (isinstance(v, int | float) and math.isfinite(v) and v > 0):
-                raise PrivacyParameterError(f"{k} must be a finite number > 0; got {v!r}.")
-        check_numeric_bins(self.numeric_bins)
-        if self.condition_on is not None:
-            span = next((s for s in table.spans if s.name == self.condition_on), None)
-            if span is None or span.kind != "categorical":
-                raise DataValidationError(
-                    f"condition_on must name a categorical column of the table; got {self.condition_on!r}."
-                )
-            if not 0 < self.condition_fraction < 1:
-                raise PrivacyParameterError(
-                    f"condition_fraction must lie in (0, 1); got {self.condition_fraction!r}."
-                )
+    _parameter_constraints: ClassVar[dict[str, list[Constraint | None]]] = {
+        "epochs": POSITIVE_INT,
+        "batch_size": POSITIVE_INT,
+        "clip": POSITIVE_NUMBER,
+        "latent_dim": POSITIVE_INT,
+        "hidden": POSITIVE_INT,
+        "lr": POSITIVE_NUMBER,
+        "condition_on": COLUMN_NAME,
+        "condition_fraction": OPEN_FRACTION,
+        "numeric_bins": NUMERIC_BINS,
+    }
 
-    def fit(self, table: EncodedTable, ledger: PrivacyLedger, context: FitContext) -> DPSGDVAEBackend:
-        """Calibrate the noise multiplier (replace-one PLD), spend the budget left, then train."""
+    def plan(
+        self, spans: tuple[ColumnSpan, ...], n_rows: int, budget: PrivacyBudget, *, seeded: bool = False
+    ) -> PrivacyPlan:
+        """Validate, then calibrate the noise multiplier (replace-one PLD) to ``budget``; no data read."""
         from tabpriv.backends import _dpsgd
 
-        self._check_params(table)
-        eps, delta = ledger.epsilon_left, ledger.delta_left
-        if not (eps > 1e-6 * ledger.budget.epsilon and delta > 1e-6 * ledger.budget.delta):
-            raise BudgetExceededError(
-                f"The {self.name} backend needs some budget left; the ledger has epsilon={eps:.3g}, "
-                f"delta={delta:.3g} left of (epsilon={ledger.budget.epsilon:g}, "
-                f"delta={ledger.budget.delta:g}). Nothing was run on the data. Use a new budget."
-            )
-        check_delta_for_rows(delta, table.n_rows)
-        schedule = _dpsgd.dpsgd_schedule(table.n_rows, self.batch_size, self.epochs)
+        self.validate_params()
+        check_condition_column(self.condition_on, spans)
+        eps, delta = budget.epsilon, budget.delta
+        schedule = _dpsgd.dpsgd_schedule(n_rows, self.batch_size, self.epochs)
         q, steps = schedule.sampling_probability, schedule.steps
         hist_sigma: float | None = None
         eps_hist = delta_hist = 0.0
@@ -165,7 +194,7 @@ class DPSGDVAEBackend(Backend):
         }
         if hist_sigma is not None:
             params["condition_histogram_sigma"] = hist_sigma
-        ledger.spend(
+        spend = PlannedSpend(
             "DP-SGD VAE (per-example clipping, Poisson sampling, Gaussian noise)"
             + (" + Gaussian condition histogram" if hist_sigma is not None else ""),
             cal.epsilon + eps_hist,
@@ -173,11 +202,32 @@ class DPSGDVAEBackend(Backend):
             accountant,
             params,
         )
+        noise = DPSGDVAENoise(
+            noise_multiplier=z,
+            schedule=schedule,
+            hist_sigma=hist_sigma,
+            eps_hist=eps_hist,
+            delta_sgd=delta_sgd,
+            epsilon=cal.epsilon + eps_hist,
+            delta=delta_sgd + delta_hist,
+            accountant=accountant,
+            value_discretization_interval=cal.value_discretization_interval,
+        )
+        return PrivacyPlan.build(self.name, (spend,), noise)
+
+    def fit(self, table: EncodedTable, plan: PrivacyPlan, context: FitContext) -> DPSGDVAEBackend:
+        """Train with the planned (already paid) noise multiplier, sampler and step count."""
+        self.check_plan(plan, table)
+        noise: DPSGDVAENoise = plan.noise
+        z, schedule, hist_sigma = noise.noise_multiplier, noise.schedule, noise.hist_sigma
+        q, steps = schedule.sampling_probability, schedule.steps
+        eps_hist, delta_sgd, accountant = noise.eps_hist, noise.delta_sgd, noise.accountant
+        interval = noise.value_discretization_interval
         # -- only now is the data touched --------------------------------------------------------
         from tabpriv.backends._dpsgd_vae_torch import train_dpsgd_vae
 
         def progress(step: int, total: int) -> None:
-            spent = _dpsgd_epsilon_so_far(z, q, step, delta_sgd, cal.value_discretization_interval)
+            spent = _dpsgd_epsilon_so_far(z, q, step, delta_sgd, interval)
             context.report(
                 step, total, f"dpsgd-vae step {step}/{total}: epsilon spent {spent:.3f} (replace-one)"
             )
@@ -193,10 +243,10 @@ class DPSGDVAEBackend(Backend):
         self.steps_ = steps
         self.steps_executed_ = res.steps_executed
         self.hist_sigma_ = hist_sigma
-        self.epsilon_ = cal.epsilon + eps_hist
-        self.delta_ = delta_sgd + delta_hist
+        self.epsilon_ = noise.epsilon
+        self.delta_ = noise.delta
         self.epsilon_add_remove_ = dpsgd_epsilon(
-            z, q, steps, delta_sgd, value_discretization_interval=cal.value_discretization_interval,
+            z, q, steps, delta_sgd, value_discretization_interval=interval,
             adjacency="add/remove-one",
         ) + eps_hist  # fmt: skip
         self.accountant_ = accountant

@@ -26,18 +26,26 @@ Audit seams (module level, monkeypatched by the privacy audits): :func:`l2_sensi
 from __future__ import annotations
 
 import math
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import numpy as np
 
 from tabpriv._random import SECRET_GENERATOR, sample_discrete_gaussian
 from tabpriv.accounting import OPENDP_VERSION, DiscreteGaussianCalibration, calibrate_discrete_gaussian
-from tabpriv.backends.base import Backend, FitContext, PrivacyDetails
-from tabpriv.budget import PrivacyLedger
-from tabpriv.errors import PrivacyParameterError
+from tabpriv.backends._params import Constraint, Interval
+from tabpriv.backends.base import Backend, FitContext, PlannedSpend, PrivacyDetails, PrivacyPlan
+from tabpriv.budget import PrivacyBudget
 from tabpriv.transformers.encoded import DEFAULT_CHUNK_BYTES, ColumnSpan, EncodedTable
 
-__all__ = ["IndependentBackend", "draw_noise", "histogram_layout", "l2_sensitivity", "noise_calibration"]
+__all__ = [
+    "IndependentBackend",
+    "IndependentNoise",
+    "draw_noise",
+    "histogram_layout",
+    "l2_sensitivity",
+    "noise_calibration",
+]
 
 #: Secret-stream purpose of the seeded sampler's noise.
 _NOISE_PURPOSE = "independent-noise"
@@ -131,6 +139,34 @@ def _true_histograms(
     return counts
 
 
+@dataclass(frozen=True)
+class IndependentNoise:
+    """The noise parameters :meth:`IndependentBackend.fit` consumes (from the plan, public only).
+
+    Attributes:
+        sigma: Discrete Gaussian scale of every count.
+        rho: zCDP cost of all histograms together.
+        l2_sensitivity: Replace-one L2 sensitivity of all histograms together.
+        epsilon: Epsilon at ``delta`` (the spend).
+        delta: Delta of the spend.
+        accountant: Accountant, in words.
+        layouts: ``(n_bins, has_missing)`` of every column's histogram.
+        sampler: The noise sampler, in words.
+        mechanism: The mechanism, in words.
+
+    """
+
+    sigma: float
+    rho: float
+    l2_sensitivity: float
+    epsilon: float
+    delta: float
+    accountant: str
+    layouts: tuple[tuple[int, bool], ...]
+    sampler: str
+    mechanism: str
+
+
 class IndependentBackend(Backend):
     """Noisy one-way marginals (discrete Gaussian on the counts), columns sampled independently.
 
@@ -146,29 +182,38 @@ class IndependentBackend(Backend):
     devices = ("cpu",)
     summary = "Noisy one-way marginals (discrete Gaussian, OpenDP); the quality floor. No correlations."
     streaming = True
+    _parameter_constraints: ClassVar[dict[str, list[Constraint | None]]] = {
+        "bins": [Interval(int, 1, None, closed="left")],
+        "chunk_bytes": [Interval(int, 1, None, closed="left")],
+    }
 
     def __init__(self, *, bins: int = 32, chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> None:
         self.bins = bins
         self.chunk_bytes = chunk_bytes
 
-    def fit(self, table: EncodedTable, ledger: PrivacyLedger, context: FitContext) -> Backend:
-        """Release every column's integer histogram once with calibrated discrete Gaussian noise."""
-        if isinstance(self.bins, bool) or not isinstance(self.bins, int) or self.bins < 1:
-            raise PrivacyParameterError(f"bins must be a positive integer; got {self.bins!r}.")
-        cb = self.chunk_bytes
-        if isinstance(cb, bool) or not isinstance(cb, int) or cb < 1:
-            raise PrivacyParameterError(
-                f"chunk_bytes must be a positive integer (bytes per chunk read); got {cb!r}."
-            )
-        n_cols = table.n_columns
+    def plan(
+        self, spans: tuple[ColumnSpan, ...], n_rows: int, budget: PrivacyBudget, *, seeded: bool = False
+    ) -> PrivacyPlan:
+        """Calibrate the discrete Gaussian on all one-way histograms to ``budget`` (no data read)."""
+        self.validate_params()
+        n_cols = len(spans)
         sensitivity = l2_sensitivity(n_cols)
-        eps_left, delta_left = ledger.available()
-        cal = noise_calibration(eps_left, delta_left, sensitivity)
-        layouts = [histogram_layout(s, self.bins) for s in table.spans]
-        sampler = sampler_name(context.seeded)
-        # Pay first: an over-budget request raises here, before the data is read.
-        ledger.spend(
-            mechanism=_mechanism(context.seeded),
+        cal = noise_calibration(budget.epsilon, budget.delta, sensitivity)
+        layouts = tuple(histogram_layout(s, self.bins) for s in spans)
+        sampler = sampler_name(seeded)
+        noise = IndependentNoise(
+            sigma=cal.sigma,
+            rho=cal.rho,
+            l2_sensitivity=sensitivity,
+            epsilon=cal.epsilon,
+            delta=cal.delta,
+            accountant=cal.accountant,
+            layouts=layouts,
+            sampler=sampler,
+            mechanism=_mechanism(seeded),
+        )
+        spend = PlannedSpend(
+            mechanism=noise.mechanism,
             epsilon=cal.epsilon,
             delta=cal.delta,
             accountant=cal.accountant,
@@ -182,6 +227,16 @@ class IndependentBackend(Backend):
                 "sampler": sampler,
             },
         )
+        return PrivacyPlan.build(self.name, (spend,), noise)
+
+    def fit(self, table: EncodedTable, plan: PrivacyPlan, context: FitContext) -> Backend:
+        """Release every column's integer histogram once with the planned discrete Gaussian noise."""
+        self.check_plan(plan, table)
+        cal: IndependentNoise = plan.noise
+        n_cols = table.n_columns
+        sensitivity = cal.l2_sensitivity
+        layouts = list(cal.layouts)
+        sampler = cal.sampler
         counts = _true_histograms(table, layouts, self.chunk_bytes)
         sizes = [c.size for c in counts]
         noise = draw_noise(int(sum(sizes)), cal.sigma, context)
@@ -198,7 +253,7 @@ class IndependentBackend(Backend):
         self.accountant_ = cal.accountant
         self.sampler_ = sampler
         self.hardened_ = not context.seeded
-        self.mechanism_ = _mechanism(context.seeded)
+        self.mechanism_ = cal.mechanism
         self.spans_ = table.spans
         return self
 

@@ -38,6 +38,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Iterator
+from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
@@ -45,10 +46,11 @@ import numpy as np
 from tabpriv._random import block_seed, derive_seed
 from tabpriv.accounting.gdp import calibrate_gdp_noise, gdp_delta, gdp_epsilon, gdp_mu
 from tabpriv.backends._dpsgd import SAMPLER_TEXT
-from tabpriv.backends.base import Backend, FitContext, PrivacyDetails
-from tabpriv.backends.dp2vae import check_numeric_bins
-from tabpriv.budget import GuaranteeType, PrivacyLedger
-from tabpriv.errors import BudgetExceededError, PrivacyParameterError, TabprivError
+from tabpriv.backends._params import Boolean, Constraint, Interval, Options
+from tabpriv.backends.base import Backend, FitContext, PlannedSpend, PrivacyDetails, PrivacyPlan
+from tabpriv.backends.dp2vae import NUMERIC_BINS, OPEN_FRACTION, POSITIVE_INT, POSITIVE_NUMBER
+from tabpriv.budget import GuaranteeType, PrivacyBudget
+from tabpriv.errors import PrivacyParameterError, TabprivError
 from tabpriv.transformers.encoded import ColumnSpan, EncodedTable
 
 if TYPE_CHECKING:
@@ -66,6 +68,33 @@ PAPER_MODE_WARNING = (
 
 class PaperModeNotAllowedError(TabprivError, ValueError):
     """Paper mode was requested without the explicit ``allow_paper_mode=True`` flag."""
+
+
+@dataclass(frozen=True)
+class LipschitzNoise:
+    """The noise parameters :meth:`LipschitzVAEBackend.fit` consumes (from the plan, public only).
+
+    ``None`` marks a figure the configuration does not use (no reconstruction release, or paper mode's
+    non-private training). :meth:`as_dict` gives the JSON-ready form saved as ``plan_``.
+    """
+
+    diameter: float
+    encoder_noise: float
+    mu: float | None = None
+    eps_reconstruction: float | None = None
+    delta_reconstruction: float | None = None
+    noise_multiplier: float | None = None
+    sample_rate: float | None = None
+    steps: int | None = None
+    expected_batch: int | None = None
+    eps_training: float | None = None
+    delta_training: float | None = None
+    pld_value_discretization_interval: float | None = None
+    training_accountant: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """The figures that are set, in a fixed order (the saved ``plan_``)."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
 
 
 class LipschitzVAEBackend(Backend):
@@ -109,6 +138,26 @@ class LipschitzVAEBackend(Backend):
 
     #: Small settings for the conformance suite.
     quick_params: ClassVar[dict[str, Any]] = {"epochs": 2, "hidden": 16, "batch_size": 64}
+    _parameter_constraints: ClassVar[dict[str, list[Constraint | None]]] = {
+        "mode": [Options(("dp", "paper"))],
+        "allow_paper_mode": [Boolean()],
+        "lipschitz": POSITIVE_NUMBER,
+        "encoder_noise": [*POSITIVE_NUMBER, None],
+        "release": [Options(("prior", "reconstruction"))],
+        "n_samples_per_record": POSITIVE_INT,
+        "reconstruction_fraction": OPEN_FRACTION,
+        "enforcement": [Options(("spectral", "penalty"))],
+        "penalty_weight": [Interval(float, 0, None, closed="left")],
+        "latent_dim": POSITIVE_INT,
+        "hidden": POSITIVE_INT,
+        "encoder_layers": POSITIVE_INT,
+        "beta": [Interval(float, 0, None, closed="left")],
+        "epochs": POSITIVE_INT,
+        "batch_size": POSITIVE_INT,
+        "lr": POSITIVE_NUMBER,
+        "max_grad_norm": POSITIVE_NUMBER,
+        "numeric_bins": NUMERIC_BINS,
+    }
 
     def __init__(
         self,
@@ -163,8 +212,6 @@ class LipschitzVAEBackend(Backend):
 
     # -- validation ------------------------------------------------------------------------------
     def _check_params(self) -> None:
-        if self.mode not in ("dp", "paper"):
-            raise PrivacyParameterError(f"mode must be 'dp' or 'paper'; got {self.mode!r}.")
         if self.mode == "paper" and self.allow_paper_mode is not True:
             raise PaperModeNotAllowedError(
                 "mode='paper' trains on the private data without differential privacy: its guarantee "
@@ -172,43 +219,23 @@ class LipschitzVAEBackend(Backend):
                 "allow_paper_mode=True (CLI: --paper-mode); got allow_paper_mode="
                 f"{self.allow_paper_mode!r}. Use mode='dp' for end-to-end DP."
             )
-        check_numeric_bins(self.numeric_bins)
-        if self.release not in ("prior", "reconstruction"):
-            raise PrivacyParameterError(f"release must be 'prior' or 'reconstruction'; got {self.release!r}.")
+        self.validate_params()
         if self.mode == "paper" and self.release != "reconstruction":
             raise PrivacyParameterError(
                 "mode='paper' with release='prior' has no privacy guarantee at all (the model is "
                 "trained non-privately); use release='reconstruction' or mode='dp'."
             )
-        if self.enforcement not in ("spectral", "penalty"):
-            raise PrivacyParameterError(
-                f"enforcement must be 'spectral' or 'penalty'; got {self.enforcement!r}."
-            )
-        if not (isinstance(self.lipschitz, int | float) and 0 < self.lipschitz < math.inf):
-            raise PrivacyParameterError(f"lipschitz must be finite and > 0; got {self.lipschitz!r}.")
-        if self.encoder_noise is not None and not (
-            isinstance(self.encoder_noise, int | float) and 0 < self.encoder_noise < math.inf
-        ):
-            raise PrivacyParameterError(
-                f"encoder_noise must be None or finite and > 0; got {self.encoder_noise!r}."
-            )
-        if not (isinstance(self.n_samples_per_record, int) and self.n_samples_per_record >= 1):
-            raise PrivacyParameterError(
-                f"n_samples_per_record must be an integer >= 1; got {self.n_samples_per_record!r}."
-            )
-        if not 0 < self.reconstruction_fraction < 1:
-            raise PrivacyParameterError(
-                "reconstruction_fraction must lie strictly between 0 and 1; got "
-                f"{self.reconstruction_fraction!r}."
-            )
-        if self.epochs < 1 or self.batch_size < 1 or self.encoder_layers < 1:
-            raise PrivacyParameterError("epochs, batch_size and encoder_layers must be >= 1.")
 
     # -- planning (no data touched) ----------------------------------------------------------------
     def _plan(self, table: EncodedTable, eps: float, delta: float) -> dict[str, Any]:
+        """The planned figures as a dict (what ``plan_`` holds after fit); benchmarks read it."""
+        return self._noise(table.spans, table.n_rows, eps, delta).as_dict()
+
+    def _noise(self, spans: tuple[ColumnSpan, ...], n_rows: int, eps: float, delta: float) -> LipschitzNoise:
         """Split the budget and calibrate every noise scale from public quantities only."""
         plan: dict[str, Any] = {}
-        diameter = 2.0 * table.row_norm_bound
+        # Every row is clipped to row_norm_bound = sqrt(number of columns), data-independent.
+        diameter = 2.0 * math.sqrt(len(spans))
         plan["diameter"] = diameter
         k = self.n_samples_per_record
         recon = self.release == "reconstruction"
@@ -246,7 +273,7 @@ class LipschitzVAEBackend(Backend):
                     f"{eps_rec:.4g}; lower reconstruction_fraction or raise encoder_noise."
                 )
             # The row count is public (replace-one); q and T are exactly what run_dpsgd executes.
-            schedule = _dpsgd.dpsgd_schedule(table.n_rows, self.batch_size, self.epochs)
+            schedule = _dpsgd.dpsgd_schedule(n_rows, self.batch_size, self.epochs)
             cal = _dpsgd.calibrate_noise_multiplier(eps_t, delta_t, schedule)
             plan.update(
                 noise_multiplier=cal.noise_multiplier,
@@ -258,37 +285,35 @@ class LipschitzVAEBackend(Backend):
                 pld_value_discretization_interval=cal.value_discretization_interval,
                 training_accountant=cal.accountant,
             )
-        return plan
+        return LipschitzNoise(**plan)
 
-    # -- fit -------------------------------------------------------------------------------------
-    def fit(self, table: EncodedTable, ledger: PrivacyLedger, context: FitContext) -> Backend:
-        """Spend the budget (one or two ledger entries), then train and (optionally) encode rows."""
+    # -- plan ------------------------------------------------------------------------------------
+    def plan(
+        self, spans: tuple[ColumnSpan, ...], n_rows: int, budget: PrivacyBudget, *, seeded: bool = False
+    ) -> PrivacyPlan:
+        """Validate, split ``budget`` and calibrate: one spend (training) or two (+ reconstruction)."""
         self._check_params()
-        eps, delta = ledger.epsilon_left, ledger.delta_left
-        if not (eps > 1e-9 * ledger.budget.epsilon and delta > 1e-9 * ledger.budget.delta):
-            raise BudgetExceededError(
-                f"The lipschitz-vae backend needs epsilon > 0 and delta > 0 left in the budget; "
-                f"only epsilon={max(eps, 0.0):.3g}, delta={max(delta, 0.0):.3g} of "
-                f"({ledger.budget.epsilon:g}, {ledger.budget.delta:g}) are left. Use a new budget."
-            )
-        plan = self._plan(table, eps, delta)
+        noise = self._noise(spans, n_rows, budget.epsilon, budget.delta)
+        plan = noise.as_dict()
         k = self.n_samples_per_record
-        # --- spends, before the data is touched -----------------------------------------------
+        spends: list[PlannedSpend] = []
         if self.mode == "dp":
-            ledger.spend(
-                "DP-SGD training of a Lipschitz-constrained VAE (Poisson sampling, per-sample "
-                "clipping, Gaussian noise)",
-                plan["eps_training"],
-                plan["delta_training"],
-                plan["training_accountant"],
-                {
-                    "noise_multiplier": plan["noise_multiplier"],
-                    "max_grad_norm": self.max_grad_norm,
-                    "sample_rate": plan["sample_rate"],
-                    "steps": plan["steps"],
-                    "sampler": SAMPLER_TEXT,
-                    "pld_value_discretization_interval": plan["pld_value_discretization_interval"],
-                },
+            spends.append(
+                PlannedSpend(
+                    "DP-SGD training of a Lipschitz-constrained VAE (Poisson sampling, per-sample "
+                    "clipping, Gaussian noise)",
+                    plan["eps_training"],
+                    plan["delta_training"],
+                    plan["training_accountant"],
+                    {
+                        "noise_multiplier": plan["noise_multiplier"],
+                        "max_grad_norm": self.max_grad_norm,
+                        "sample_rate": plan["sample_rate"],
+                        "steps": plan["steps"],
+                        "sampler": SAMPLER_TEXT,
+                        "pld_value_discretization_interval": plan["pld_value_discretization_interval"],
+                    },
+                )
             )
         if self.release == "reconstruction":
             what = (
@@ -296,19 +321,30 @@ class LipschitzVAEBackend(Backend):
                 if self.mode == "dp"
                 else f"paper mode: {PAPER_MODE_WARNING}"
             )
-            ledger.spend(
-                f"{what}; K={k} noisy reconstructions per row",
-                plan["eps_reconstruction"],
-                plan["delta_reconstruction"],
-                "exact mu-GDP to (epsilon, delta) conversion (Dong, Roth & Su), replace-one",
-                {
-                    "mu": plan["mu"],
-                    "lipschitz_target": self.lipschitz,
-                    "encoder_noise": plan["encoder_noise"],
-                    "diameter": plan["diameter"],
-                    "n_samples_per_record": k,
-                },
+            spends.append(
+                PlannedSpend(
+                    f"{what}; K={k} noisy reconstructions per row",
+                    plan["eps_reconstruction"],
+                    plan["delta_reconstruction"],
+                    "exact mu-GDP to (epsilon, delta) conversion (Dong, Roth & Su), replace-one",
+                    {
+                        "mu": plan["mu"],
+                        "lipschitz_target": self.lipschitz,
+                        "encoder_noise": plan["encoder_noise"],
+                        "diameter": plan["diameter"],
+                        "n_samples_per_record": k,
+                    },
+                )
             )
+        return PrivacyPlan.build(self.name, tuple(spends), noise)
+
+    # -- fit -------------------------------------------------------------------------------------
+    def fit(self, table: EncodedTable, plan: PrivacyPlan, context: FitContext) -> Backend:
+        """Train and (optionally) encode rows with the planned (already paid) noise."""
+        self.check_plan(plan, table)
+        noise: LipschitzNoise = plan.noise
+        figures = noise.as_dict()
+        k = self.n_samples_per_record
         # --- training -------------------------------------------------------------------------
         from tabpriv.backends import _lipschitz_torch as lt
 
@@ -318,7 +354,7 @@ class LipschitzVAEBackend(Backend):
         heads = lt.Heads(table.spans, self.numeric_bins)
         arch = lt.Arch(table.width, self.hidden, self.latent_dim, self.encoder_layers, heads.out_width)
         model = lt.build_model(arch, derive_seed(context.seed, "init"))
-        s = float(plan["encoder_noise"])
+        s = float(figures["encoder_noise"])
         cfg = lt.TrainConfig(
             lipschitz=float(self.lipschitz),
             encoder_noise=s,
@@ -327,10 +363,10 @@ class LipschitzVAEBackend(Backend):
             enforcement=self.enforcement,
             penalty_weight=self.penalty_weight,
             epochs=self.epochs,
-            batch_size=int(plan.get("expected_batch", min(self.batch_size, table.n_rows))),
+            batch_size=int(figures.get("expected_batch", min(self.batch_size, table.n_rows))),
             lr=self.lr,
             dp=self.mode == "dp",
-            noise_multiplier=float(plan.get("noise_multiplier", 0.0)),
+            noise_multiplier=float(figures.get("noise_multiplier", 0.0)),
             max_grad_norm=self.max_grad_norm,
         )
         schedule = None
@@ -350,9 +386,9 @@ class LipschitzVAEBackend(Backend):
             sampler_rng=context.secret_rng("lipschitz-vae-poisson") if schedule else None,
             noise_rng=context.secret_rng("lipschitz-vae-gradient-noise") if schedule else None,
         )
-        if schedule is not None and (info["steps"] != plan["steps"] or schedule.steps != plan["steps"]):
+        if schedule is not None and (info["steps"] != figures["steps"] or schedule.steps != figures["steps"]):
             raise TabprivError(  # pragma: no cover - run_dpsgd runs exactly schedule.steps
-                f"DP-SGD ran {info['steps']} steps but {plan['steps']} were accounted."
+                f"DP-SGD ran {info['steps']} steps but {figures['steps']} were accounted."
             )
         product = lt.certified_lipschitz(model)
         if self.enforcement == "spectral":
@@ -364,7 +400,7 @@ class LipschitzVAEBackend(Backend):
         self.device_ = context.device
         self.layer_norms_ = lt.spectral_norms(model)
         self.lipschitz_bound_ = product
-        self.plan_ = plan
+        self.plan_ = figures
         self.train_info_ = {"steps": int(info["steps"])}  # public: the accounted step count
         self.latents_: np.ndarray | None = None
         if self.release == "reconstruction":
@@ -375,7 +411,7 @@ class LipschitzVAEBackend(Backend):
         self.spans_ = table.spans
         logger.info(
             "lipschitz-vae fitted: %d steps, certified L=%.4g, noise multiplier %s",
-            info["steps"], product, plan.get("noise_multiplier"),
+            info["steps"], product, figures.get("noise_multiplier"),
         )  # fmt: skip
         return self
 

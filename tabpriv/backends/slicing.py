@@ -9,19 +9,43 @@ hyper-parameters at no privacy cost (:func:`retrain_from_release`). torch is imp
 from __future__ import annotations
 
 import secrets
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 
-from tabpriv.backends.base import Backend, FitContext, PrivacyDetails
-from tabpriv.budget import PrivacyLedger
-from tabpriv.errors import BudgetExceededError, PrivacyParameterError
-from tabpriv.transformers.encoded import EncodedTable
+from tabpriv.backends._params import Constraint, Interval, Options
+from tabpriv.backends._slicing_train import DIVERGENCES, ESTIMATORS
+from tabpriv.backends.base import Backend, FitContext, PlannedSpend, PrivacyDetails, PrivacyPlan
+from tabpriv.budget import PrivacyBudget
+from tabpriv.errors import PrivacyParameterError
+from tabpriv.transformers.encoded import ColumnSpan, EncodedTable
 
-__all__ = ["SlicingBackend", "SlicingWassersteinBackend", "retrain_from_release"]
+__all__ = ["SlicingBackend", "SlicingNoise", "SlicingWassersteinBackend", "retrain_from_release"]
 
 _MECHANISM = "slicing mechanism: Gaussian random projections of the bounded rows plus Gaussian noise"
+
+
+_POSITIVE_INT: list[Constraint | None] = [Interval(int, 1, None, closed="left")]
+
+
+@dataclass(frozen=True)
+class SlicingNoise:
+    """The noise parameters :meth:`SlicingBackend.fit` consumes (from the plan, public only).
+
+    Attributes:
+        sigma: Noise standard deviation of every projected coordinate.
+        k: Slice dimension.
+        sample_size: Rows projected (``None``: every row).
+        accounting: The accounting figures stored with the release (and recorded by the ledger).
+
+    """
+
+    sigma: float
+    k: int
+    sample_size: int | None
+    accounting: dict[str, Any]
 
 
 class SlicingBackend(Backend):
@@ -72,6 +96,25 @@ class SlicingBackend(Backend):
         "latent_dim": 8,
         "n_features": 16,
     }
+    _parameter_constraints: ClassVar[dict[str, list[Constraint | None]]] = {
+        "n_slices": _POSITIVE_INT,
+        "k": _POSITIVE_INT,
+        "estimator": [Options(ESTIMATORS)],
+        "divergence": [Options(DIVERGENCES)],
+        "steps": _POSITIVE_INT,
+        "batch_size": _POSITIVE_INT,
+        "real_batch": _POSITIVE_INT,
+        "slices_per_step": [Interval(int, 0, None, closed="left")],
+        "lr": [Interval(float, 0, None, closed="neither")],
+        "latent_dim": _POSITIVE_INT,
+        "hidden": _POSITIVE_INT,
+        "n_blocks": [Interval(int, 0, None, closed="left")],
+        "head": [Options(("gumbel", "softmax"))],
+        "n_features": _POSITIVE_INT,
+        "reg": [Interval(float, 0, None, closed="neither"), None],
+        "chunk_rows": _POSITIVE_INT,
+        "subsample": [Interval(float, 0, 1, closed="right"), None],
+    }
 
     def __init__(
         self,
@@ -121,11 +164,6 @@ class SlicingBackend(Backend):
         g = self.subsample
         if g is None:
             return None, None
-        if isinstance(g, bool) or not isinstance(g, int | float) or not 0.0 < float(g) <= 1.0:
-            raise PrivacyParameterError(
-                f"subsample must be a fraction in (0, 1] or None; got {g!r}. Example: subsample=0.25 "
-                "projects a random quarter of the rows."
-            )
         m = round(float(g) * n_rows)
         if m < 1:
             raise PrivacyParameterError(
@@ -134,25 +172,10 @@ class SlicingBackend(Backend):
         return m, m / n_rows
 
     def _train_config(self) -> Any:
-        from tabpriv.backends._slicing_train import DEFAULT_REG, DIVERGENCES, ESTIMATORS, TrainConfig
+        from tabpriv.backends._slicing_train import DEFAULT_REG, TrainConfig
 
-        if self.estimator not in ESTIMATORS:
-            raise PrivacyParameterError(
-                f"estimator must be one of {', '.join(ESTIMATORS)}; got {self.estimator!r}."
-            )
-        if self.divergence not in DIVERGENCES:
-            raise PrivacyParameterError(
-                f"divergence must be one of {', '.join(DIVERGENCES)}; got {self.divergence!r}."
-            )
-        if self.head not in ("gumbel", "softmax"):
-            raise PrivacyParameterError(f"head must be 'gumbel' or 'softmax'; got {self.head!r}.")
-        for nm in ("steps", "batch_size", "real_batch", "latent_dim", "hidden", "n_features"):
-            v = getattr(self, nm)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise PrivacyParameterError(f"{nm} must be a positive integer; got {v!r}.")
+        self.validate_params()
         reg = DEFAULT_REG.get(self.estimator, 1e-2) if self.reg is None else self.reg
-        if isinstance(reg, bool) or not isinstance(reg, int | float) or not float(reg) > 0:
-            raise PrivacyParameterError(f"reg must be a positive number or None; got {self.reg!r}.")
         return TrainConfig(
             estimator=self.estimator,
             divergence=self.divergence,
@@ -170,37 +193,25 @@ class SlicingBackend(Backend):
         )
 
     # -- fitting ---------------------------------------------------------------------------------
-    def fit(self, table: EncodedTable, ledger: PrivacyLedger, context: FitContext) -> Backend:
-        """Calibrate sigma to the remaining budget, spend it, release the projections, train."""
+    def plan(
+        self, spans: tuple[ColumnSpan, ...], n_rows: int, budget: PrivacyBudget, *, seeded: bool = False
+    ) -> PrivacyPlan:
+        """Calibrate sigma to ``budget`` from the public spans and row count (no data read)."""
         from tabpriv.backends._slicing_mechanism import (
             ACCOUNTANT,
             WOR_THEOREM,
             block_sensitivity,
             calibrate_sigma,
-            privatise,
         )
-        from tabpriv.budget import check_delta_for_rows
 
+        self.validate_params()
         k = self._k()
-        for nm, v in (("n_slices", self.n_slices), ("k", k)):
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise PrivacyParameterError(f"{nm} must be a positive integer; got {v!r}.")
-        cfg = self._train_config()
-        d = table.width
+        self._train_config()
+        d = spans[-1].stop if spans else 0
         m_prime = self.n_slices * k
-        delta_sens = block_sensitivity(table.spans)
-        if ledger.epsilon_left <= 1e-6 * ledger.budget.epsilon or ledger.delta_left <= 0:
-            raise BudgetExceededError(
-                f"The {self.name!r} backend needs a positive budget but only epsilon="
-                f"{ledger.epsilon_left:.3g}, delta={ledger.delta_left:.3g} is left of "
-                f"(epsilon={ledger.budget.epsilon:g}, delta={ledger.budget.delta:g}). Nothing was run "
-                "on the data. Raise the budget, or retrain from the saved release "
-                "(retrain_from_release), which costs nothing."
-            )
-        n_rows = table.n_rows
+        delta_sens = block_sensitivity(spans)
         sample_size, gamma = self._sample_size(n_rows)
-        cal = calibrate_sigma(ledger.epsilon_left, ledger.delta_left, d, m_prime, delta_sens, gamma)
-        check_delta_for_rows(cal.delta, n_rows)
+        cal = calibrate_sigma(budget.epsilon, budget.delta, d, m_prime, delta_sens, gamma)
         accounting: dict[str, Any] = {
             "epsilon": cal.epsilon,
             "delta": cal.delta,
@@ -214,7 +225,7 @@ class SlicingBackend(Backend):
             "n_projections": m_prime,
             "n_rows": n_rows,
             "accountant": ACCOUNTANT,
-            "seeded": context.seeded,
+            "seeded": seeded,
             "epsilon_unamplified": cal.epsilon_unamplified,
         }
         if gamma is not None:
@@ -235,21 +246,33 @@ class SlicingBackend(Backend):
                 "delta_base": cal.delta_base,
                 "theorem": WOR_THEOREM,
             }
-        # Pay first: an over-budget request raises here, before the data is read.
-        ledger.spend(
+        spend = PlannedSpend(
             mechanism=_MECHANISM,
             epsilon=cal.epsilon,
             delta=cal.delta,
             accountant=accounting["accountant"],
             parameters={kk: v for kk, v in accounting.items() if kk not in ("epsilon", "delta")},
         )
+        noise = SlicingNoise(sigma=cal.sigma, k=k, sample_size=sample_size, accounting=accounting)
+        return PrivacyPlan.build(self.name, (spend,), noise)
+
+    def fit(self, table: EncodedTable, plan: PrivacyPlan, context: FitContext) -> Backend:
+        """Release the planned noisy projections (the plan is paid for), then train on them."""
+        from tabpriv.backends._slicing_mechanism import privatise
+
+        self.check_plan(plan, table)
+        noise: SlicingNoise = plan.noise
+        cfg = self._train_config()
+        k = noise.k
+        accounting = dict(noise.accounting)
+        sample_size = noise.sample_size
         from tabpriv._random import derive_seed
 
         # U is released: public seed (the same U as before for the same seed). The noise V and the
         # secret row sample come from a ChaCha20 stream keyed independently of that seed.
         release = privatise(
             table,
-            sigma=cal.sigma,
+            sigma=noise.sigma,
             n_slices=self.n_slices,
             k=k,
             seed=derive_seed(context.seed, "slicing-noise"),

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy.special import gammaln
 
-from tabpriv.backends.base import FitContext
+from tabpriv.backends.base import FitContext, spend_and_fit
 from tabpriv.backends.dp2vae import (
     DP2VAEBackend,
     calibrate_dp2vae,
@@ -132,7 +132,7 @@ def _fit(seed: int = 0, eps: float = 3.0, **kw: object) -> tuple[DP2VAEBackend, 
     params = {**QUICK, **kw}
     b = DP2VAEBackend(**params)  # type: ignore[arg-type]
     led = PrivacyLedger(PrivacyBudget(eps, 1e-5))
-    b.fit(_encoded(), led, FitContext("cpu", seed, True, lambda s, t, m: msgs.append((s, t, m))))
+    spend_and_fit(b, _encoded(), led, FitContext("cpu", seed, True, lambda s, t, m: msgs.append((s, t, m))))
     return b, led, msgs
 
 
@@ -209,7 +209,7 @@ def test_spends_before_touching_data() -> None:
     led = PrivacyLedger(PrivacyBudget(3.0, 1e-5))
     spy, reads = _watched(_encoded(), led)
     b = DP2VAEBackend(**{**QUICK, "condition_on": "color"})  # type: ignore[arg-type]
-    b.fit(spy, led, FitContext("cpu", 0, True))
+    spend_and_fit(b, spy, led, FitContext("cpu", 0, True))
     # Every row read (minibatches, posterior pass, condition histogram) came after the one spend;
     # n_rows (public under replace-one) is the only thing read before it, and it reads no row.
     assert len(reads) > QUICK["steps"] and min(reads) == 1
@@ -232,7 +232,7 @@ def test_lazy_table_gives_identical_release(monkeypatch: pytest.MonkeyPatch) -> 
 
     def run(table: EncodedTable) -> tuple[dict[str, np.ndarray], np.ndarray]:
         b = DP2VAEBackend(**{**QUICK, "condition_on": "color"})  # type: ignore[arg-type]
-        b.fit(table, PrivacyLedger(PrivacyBudget(3.0, 1e-5)), FitContext("cpu", 4, True))
+        spend_and_fit(b, table, PrivacyLedger(PrivacyBudget(3.0, 1e-5)), FitContext("cpu", 4, True))
         return b.get_state()[0], b.sample(100, 1)
 
     ref_state, ref_rows = run(tt.transform_validated(clean))
@@ -249,14 +249,20 @@ def test_over_budget_and_bad_params_refuse_before_data() -> None:
     led = PrivacyLedger(PrivacyBudget(1.0, 1e-5))
     led.spend("other", 1.0, 1e-5, "test")
     with pytest.raises(BudgetExceededError):
-        DP2VAEBackend(**QUICK).fit(_encoded(), led, FitContext("cpu", 0, True))  # type: ignore[arg-type]
+        spend_and_fit(DP2VAEBackend(**QUICK), _encoded(), led, FitContext("cpu", 0, True))  # type: ignore[arg-type]
     with pytest.raises(DataValidationError, match="n_subsets"):
-        DP2VAEBackend(**{**QUICK, "n_subsets": 1000}).fit(  # type: ignore[arg-type]
-            _encoded(), PrivacyLedger(PrivacyBudget(1.0)), FitContext("cpu", 0, True)
+        spend_and_fit(
+            DP2VAEBackend(**{**QUICK, "n_subsets": 1000}),  # type: ignore[arg-type]
+            _encoded(),
+            PrivacyLedger(PrivacyBudget(1.0)),
+            FitContext("cpu", 0, True),
         )
     with pytest.raises(DataValidationError, match="categorical"):
-        DP2VAEBackend(**{**QUICK, "condition_on": "age"}).fit(  # type: ignore[arg-type]
-            _encoded(), PrivacyLedger(PrivacyBudget(1.0)), FitContext("cpu", 0, True)
+        spend_and_fit(
+            DP2VAEBackend(**{**QUICK, "condition_on": "age"}),  # type: ignore[arg-type]
+            _encoded(),
+            PrivacyLedger(PrivacyBudget(1.0)),
+            FitContext("cpu", 0, True),
         )
 
 
@@ -299,7 +305,9 @@ class _RecordingContext(FitContext):
 
 def _fit_with_key(key: int, seed: int = 0, **kw: object) -> DP2VAEBackend:
     b = DP2VAEBackend(**{**QUICK, **kw})  # type: ignore[arg-type]
-    b.fit(_encoded(), PrivacyLedger(PrivacyBudget(3.0, 1e-5)), FitContext("cpu", seed, True, secret_key=key))
+    spend_and_fit(
+        b, _encoded(), PrivacyLedger(PrivacyBudget(3.0, 1e-5)), FitContext("cpu", seed, True, secret_key=key)
+    )
     return b
 
 
@@ -307,7 +315,7 @@ def test_gradient_noise_subset_choice_and_histogram_noise_use_secret_streams() -
     ctx = _RecordingContext("cpu", 0, True)
     ctx.purposes = []
     b = DP2VAEBackend(**{**QUICK, "condition_on": "color"})  # type: ignore[arg-type]
-    b.fit(_encoded(), PrivacyLedger(PrivacyBudget(5.0, 1e-5)), ctx)
+    spend_and_fit(b, _encoded(), PrivacyLedger(PrivacyBudget(5.0, 1e-5)), ctx)
     assert set(ctx.purposes) == {
         "dp2vae-gradient-noise",
         "dp2vae-subset-choice",

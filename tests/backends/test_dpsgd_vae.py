@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from tabpriv.backends.base import FitContext
+from tabpriv.backends.base import FitContext, spend_and_fit
 from tabpriv.backends.dpsgd_vae import (
     DPSGDVAEBackend,
     opacus_epsilon,
@@ -57,7 +57,7 @@ def test_fit_respects_replace_one_budget_and_releases_decoder_only() -> None:
     b = DPSGDVAEBackend(**QUICK)  # type: ignore[arg-type]
     led = PrivacyLedger(PrivacyBudget(4.0, 1e-5))
     table = _encoded()
-    b.fit(table, led, FitContext("cpu", 0, True, lambda s, t, m: msgs.append(m)))
+    spend_and_fit(b, table, led, FitContext("cpu", 0, True, lambda s, t, m: msgs.append(m)))
     sp = led.spends[0]
     assert sp.epsilon <= 4.0 and sp.delta <= 1e-5
     # The spend is the replace-one PLD figure of the mechanism that ran, recomputed here.
@@ -99,7 +99,7 @@ def test_over_budget_refused() -> None:
     led = PrivacyLedger(PrivacyBudget(1.0, 1e-5))
     led.spend("other", 0.999999, 1e-5 * 0.999999, "test")
     with pytest.raises(BudgetExceededError):
-        DPSGDVAEBackend(**QUICK).fit(_encoded(), led, FitContext("cpu", 0, True))  # type: ignore[arg-type]
+        spend_and_fit(DPSGDVAEBackend(**QUICK), _encoded(), led, FitContext("cpu", 0, True))  # type: ignore[arg-type]
 
 
 def test_spends_before_touching_data_and_streams() -> None:
@@ -112,8 +112,11 @@ def test_spends_before_touching_data_and_streams() -> None:
         return table.data[rows]
 
     lazy = EncodedTable.lazy(table.spans, table.n_rows, encode)
-    DPSGDVAEBackend(**{**QUICK, "condition_on": "color"}).fit(  # type: ignore[arg-type]
-        lazy, led, FitContext("cpu", 0, True)
+    spend_and_fit(
+        DPSGDVAEBackend(**{**QUICK, "condition_on": "color"}),  # type: ignore[arg-type]
+        lazy,
+        led,
+        FitContext("cpu", 0, True),
     )
     assert reads and min(reads) == 1 and lazy.is_lazy
 
@@ -127,7 +130,7 @@ def test_lazy_table_gives_identical_release(monkeypatch: pytest.MonkeyPatch) -> 
 
     def run(table: EncodedTable) -> tuple[dict[str, np.ndarray], np.ndarray]:
         b = DPSGDVAEBackend(**kw)  # type: ignore[arg-type]
-        b.fit(table, PrivacyLedger(PrivacyBudget(4.0, 1e-5)), FitContext("cpu", 2, True))
+        spend_and_fit(b, table, PrivacyLedger(PrivacyBudget(4.0, 1e-5)), FitContext("cpu", 2, True))
         return b.get_state()[0], b.sample(100, 1)
 
     ref_state, ref_rows = run(tt.transform_validated(clean))
@@ -161,7 +164,7 @@ def test_accounted_steps_and_rate_are_those_executed(
     monkeypatch.setattr(_dpsgd, "poisson_batch", counting)
     b = DPSGDVAEBackend(**{**QUICK, "batch_size": batch_size})  # type: ignore[arg-type]
     led = PrivacyLedger(PrivacyBudget(4.0, 1e-5))
-    b.fit(_encoded(n), led, FitContext("cpu", 0, True))
+    spend_and_fit(b, _encoded(n), led, FitContext("cpu", 0, True))
     p = led.spends[0].parameters
     assert (
         p["steps"] == QUICK["epochs"] * math.ceil(n / min(batch_size, n)) == len(calls) == b.steps_executed_
@@ -201,7 +204,9 @@ def test_secret_key_drives_noise_and_sampler() -> None:
 
     def fit(key: int) -> dict[str, np.ndarray]:
         b = DPSGDVAEBackend(**{**QUICK, "condition_on": "color"})  # type: ignore[arg-type]
-        b.fit(table, PrivacyLedger(PrivacyBudget(4.0, 1e-5)), FitContext("cpu", 5, True, secret_key=key))
+        spend_and_fit(
+            b, table, PrivacyLedger(PrivacyBudget(4.0, 1e-5)), FitContext("cpu", 5, True, secret_key=key)
+        )
         arrays, _ = b.get_state()
         return arrays
 

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from tabpriv.backends.base import FitContext
+from tabpriv.backends.base import FitContext, spend_and_fit
 from tabpriv.backends.independent import IndependentBackend, _bin_codes, histogram_layout
 from tabpriv.budget import PrivacyBudget, PrivacyLedger
 from tabpriv.errors import BudgetExceededError, PrivacyParameterError
@@ -35,7 +35,7 @@ def test_noise_std_matches_calibrated_sigma() -> None:
     residuals, sigmas = [], set()
     for seed in range(200):
         b = IndependentBackend(bins=8)
-        b.fit(table, PrivacyLedger(PrivacyBudget(2.0, 1e-5)), FitContext("cpu", seed, True))
+        spend_and_fit(b, table, PrivacyLedger(PrivacyBudget(2.0, 1e-5)), FitContext("cpu", seed, True))
         true = _true_counts(b, table)
         residuals.append(np.concatenate([c - t for c, t in zip(b.noisy_counts_, true, strict=True)]))
         sigmas.add(round(b.sigma_, 12))
@@ -53,7 +53,7 @@ def test_released_counts_are_integers_with_discrete_gaussian_noise() -> None:
     # stream seeded with context.seed; the counts are now integers, from the secret stream.
     table = _encoded()
     b = IndependentBackend(bins=8)
-    b.fit(table, PrivacyLedger(PrivacyBudget(2.0, 1e-5)), FitContext("cpu", 5, True))
+    spend_and_fit(b, table, PrivacyLedger(PrivacyBudget(2.0, 1e-5)), FitContext("cpu", 5, True))
     true = np.concatenate(_true_counts(b, table))
     noisy = np.concatenate(b.noisy_counts_)
     assert noisy.dtype == np.int64
@@ -68,11 +68,15 @@ def test_seeded_noise_comes_from_the_secret_key_not_the_public_seed() -> None:
     fits = []
     for key in (11, 12):
         b = IndependentBackend(bins=8)
-        b.fit(table, PrivacyLedger(PrivacyBudget(2.0, 1e-5)), FitContext("cpu", 5, True, secret_key=key))
+        spend_and_fit(
+            b, table, PrivacyLedger(PrivacyBudget(2.0, 1e-5)), FitContext("cpu", 5, True, secret_key=key)
+        )
         fits.append(np.concatenate(b.noisy_counts_))
     assert not np.array_equal(fits[0], fits[1])  # same public seed, other secret key: other noise
     b = IndependentBackend(bins=8)
-    b.fit(table, PrivacyLedger(PrivacyBudget(2.0, 1e-5)), FitContext("cpu", 99, True, secret_key=11))
+    spend_and_fit(
+        b, table, PrivacyLedger(PrivacyBudget(2.0, 1e-5)), FitContext("cpu", 99, True, secret_key=11)
+    )
     np.testing.assert_array_equal(np.concatenate(b.noisy_counts_), fits[0])  # other public seed: same
 
 
@@ -86,7 +90,7 @@ def test_unseeded_fit_uses_opendp_and_says_it_is_hardened(monkeypatch: pytest.Mo
     table = _encoded()
     b = IndependentBackend(bins=8)
     led = PrivacyLedger(PrivacyBudget(2.0, 1e-5))
-    b.fit(table, led, FitContext("cpu", 5, False))
+    spend_and_fit(b, table, led, FitContext("cpu", 5, False))
     assert all(c.dtype == np.int64 for c in b.noisy_counts_)
     det = b.privacy_details()
     assert det.mechanism.startswith(f"discrete Gaussian (OpenDP {ind.OPENDP_VERSION}) on one-way counts")
@@ -99,7 +103,7 @@ def test_unseeded_fit_uses_opendp_and_says_it_is_hardened(monkeypatch: pytest.Mo
     assert spend.parameters["rho"] == pytest.approx(2 * table.n_columns / (2 * b.sigma_**2), rel=1e-12)
     seeded = IndependentBackend(bins=8)
     monkeypatch.undo()
-    seeded.fit(table, PrivacyLedger(PrivacyBudget(2.0, 1e-5)), FitContext("cpu", 5, True))
+    spend_and_fit(seeded, table, PrivacyLedger(PrivacyBudget(2.0, 1e-5)), FitContext("cpu", 5, True))
     sd = seeded.privacy_details()
     assert sd.extra["hardened_against_floating_point_attacks"] is False
     assert any("not hardened" in c for c in sd.not_covered)
@@ -125,7 +129,7 @@ def test_opendp_noise_variance_matches_sigma() -> None:
 def test_huge_epsilon_reproduces_the_exact_marginals(seeded: bool) -> None:
     table = _encoded()
     b = IndependentBackend(bins=8)
-    b.fit(table, PrivacyLedger(PrivacyBudget(1e4, 1e-5)), FitContext("cpu", 3, seeded))
+    spend_and_fit(b, table, PrivacyLedger(PrivacyBudget(1e4, 1e-5)), FitContext("cpu", 3, seeded))
     assert b.sigma_ < 0.05  # P(a nonzero draw) < 2 exp(-1 / (2 * 0.05**2)) ~ 1e-87 per count
     for got, want in zip(b.noisy_counts_, _true_counts(b, table), strict=True):
         np.testing.assert_array_equal(got, want.astype(np.int64))
@@ -134,7 +138,7 @@ def test_huge_epsilon_reproduces_the_exact_marginals(seeded: bool) -> None:
 def test_saved_integer_counts_round_trip() -> None:
     table = _encoded()
     b = IndependentBackend(bins=8)
-    b.fit(table, PrivacyLedger(PrivacyBudget(2.0, 1e-5)), FitContext("cpu", 5, True))
+    spend_and_fit(b, table, PrivacyLedger(PrivacyBudget(2.0, 1e-5)), FitContext("cpu", 5, True))
     arrays, meta = b.get_state()
     c = IndependentBackend(bins=8)
     c.set_state(arrays, meta)
@@ -182,7 +186,7 @@ def test_overspend_raises_before_data_is_touched() -> None:
     led = PrivacyLedger(PrivacyBudget(1.0, 1e-5))
     led.spend("earlier release", 1.0, 1e-5, "test")
     with pytest.raises(BudgetExceededError):
-        IndependentBackend().fit(trip, led, FitContext("cpu", 0, True))
+        spend_and_fit(IndependentBackend(), trip, led, FitContext("cpu", 0, True))
     assert len(led.spends) == 1
 
 
@@ -230,7 +234,7 @@ def test_streaming_fit_equals_the_eager_algorithm_bit_for_bit(chunk_bytes: int) 
     assert table.width == lazy.width == 13
     for seed in (0, 7):
         b = IndependentBackend(bins=8, chunk_bytes=chunk_bytes)
-        b.fit(lazy, PrivacyLedger(PrivacyBudget(2.0, 1e-5)), FitContext("cpu", seed, True))
+        spend_and_fit(b, lazy, PrivacyLedger(PrivacyBudget(2.0, 1e-5)), FitContext("cpu", seed, True))
         ref = _eager_reference_fit(table, 8, b.sigma_, seed)
         assert len(ref) == len(b.noisy_counts_)
         for got, want in zip(b.noisy_counts_, ref, strict=True):
@@ -242,13 +246,16 @@ def test_streaming_fit_reads_only_iter_chunks() -> None:
     assert IndependentBackend.streaming is True
     lazy = _lazy(120, _NoData)
     b = IndependentBackend(chunk_bytes=4 * 13 * 50)  # 50 rows per chunk
-    b.fit(lazy, PrivacyLedger(PrivacyBudget(1.0, 1e-5)), FitContext("cpu", 1, True))
+    spend_and_fit(b, lazy, PrivacyLedger(PrivacyBudget(1.0, 1e-5)), FitContext("cpu", 1, True))
     assert sum(c.sum() for c in b.noisy_counts_) == pytest.approx(120 * lazy.n_columns, abs=60 * b.sigma_)
 
 
 def test_chunk_bytes_must_be_a_positive_integer() -> None:
     for bad in (0, -3, 2.5, True):
         with pytest.raises(PrivacyParameterError, match="chunk_bytes"):
-            IndependentBackend(chunk_bytes=bad).fit(  # type: ignore[arg-type]
-                _encoded(20), PrivacyLedger(PrivacyBudget(1.0, 1e-5)), FitContext("cpu", 0, True)
+            spend_and_fit(
+                IndependentBackend(chunk_bytes=bad),  # type: ignore[arg-type]
+                _encoded(20),
+                PrivacyLedger(PrivacyBudget(1.0, 1e-5)),
+                FitContext("cpu", 0, True),
             )

@@ -10,7 +10,7 @@ import pytest
 
 from tabpriv.accounting import gdp_delta, gdp_epsilon, gdp_mu
 from tabpriv.backends import get_backend_class
-from tabpriv.backends.base import FitContext
+from tabpriv.backends.base import FitContext, spend_and_fit
 from tabpriv.backends.lipschitz_vae import PAPER_MODE_WARNING, LipschitzVAEBackend
 from tabpriv.budget import PrivacyBudget, PrivacyLedger
 from tabpriv.errors import BudgetExceededError, PrivacyParameterError, TabprivError
@@ -32,7 +32,7 @@ def table() -> EncodedTable:
 def _fit(table: EncodedTable, seed: int = 0, eps: float = 5.0, **kw: object) -> tuple:
     led = PrivacyLedger(PrivacyBudget(eps, 1e-5))
     b = LipschitzVAEBackend(**{**QUICK, **kw})  # type: ignore[arg-type]
-    b.fit(table, led, FitContext("cpu", seed, True))
+    spend_and_fit(b, table, led, FitContext("cpu", seed, True))
     return b, led
 
 
@@ -99,12 +99,12 @@ def test_paper_mode_needs_explicit_flag(table: EncodedTable) -> None:
     led = PrivacyLedger(PrivacyBudget(5.0, 1e-5))
     b = LipschitzVAEBackend(mode="paper", release="reconstruction", **QUICK)  # type: ignore[arg-type]
     with pytest.raises(TabprivError, match="allow_paper_mode=True"):
-        b.fit(table, led, FitContext("cpu", 0, True))
+        spend_and_fit(b, table, led, FitContext("cpu", 0, True))
     assert led.spends == []
     assert not b.is_fitted
     b2 = LipschitzVAEBackend(mode="paper", release="reconstruction", allow_paper_mode="yes")  # type: ignore[arg-type]
     with pytest.raises(TabprivError):
-        b2.fit(table, led, FitContext("cpu", 0, True))
+        spend_and_fit(b2, table, led, FitContext("cpu", 0, True))
 
 
 def test_paper_mode_with_flag_is_labelled_conditional(table: EncodedTable) -> None:
@@ -148,7 +148,7 @@ def test_reconstruction_budget_split_and_gdp(table: EncodedTable) -> None:
     led2 = PrivacyLedger(PrivacyBudget(1.0, 1e-5))
     small = LipschitzVAEBackend(release="reconstruction", encoder_noise=0.1, **QUICK)  # type: ignore[arg-type]
     with pytest.raises(PrivacyParameterError, match="encoder_noise"):
-        small.fit(table, led2, FitContext("cpu", 0, True))
+        spend_and_fit(small, table, led2, FitContext("cpu", 0, True))
     assert led2.spends == []
 
 
@@ -174,13 +174,16 @@ def test_spend_before_data(table: EncodedTable) -> None:
         return table.data[rows]
 
     w = EncodedTable.lazy(table.spans, table.n_rows, encode)
-    LipschitzVAEBackend(release="reconstruction", **QUICK).fit(  # type: ignore[arg-type]
-        w, led, FitContext("cpu", 0, True)
+    spend_and_fit(
+        LipschitzVAEBackend(release="reconstruction", **QUICK),  # type: ignore[arg-type]
+        w,
+        led,
+        FitContext("cpu", 0, True),
     )
     assert reads and min(reads) == 2  # both spends (training, reconstruction) before any row
     assert w.is_lazy
     with pytest.raises(BudgetExceededError):
-        LipschitzVAEBackend(**QUICK).fit(w, led, FitContext("cpu", 0, True))  # type: ignore[arg-type]
+        spend_and_fit(LipschitzVAEBackend(**QUICK), w, led, FitContext("cpu", 0, True))  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
@@ -324,7 +327,9 @@ def test_noise_and_sampler_come_from_the_secret_key(monkeypatch: pytest.MonkeyPa
 
     def fit(key: int) -> LipschitzVAEBackend:
         b = LipschitzVAEBackend(**{**QUICK, "release": "reconstruction"})  # type: ignore[arg-type]
-        b.fit(table, PrivacyLedger(PrivacyBudget(5.0, 1e-5)), FitContext("cpu", 11, True, secret_key=key))
+        spend_and_fit(
+            b, table, PrivacyLedger(PrivacyBudget(5.0, 1e-5)), FitContext("cpu", 11, True, secret_key=key)
+        )
         return b
 
     a, a2, c = fit(1), fit(1), fit(2)

@@ -19,7 +19,7 @@ from tabpriv.backends._slicing_mechanism import (
     enforce_blocks,
     privatise,
 )
-from tabpriv.backends.base import FitContext
+from tabpriv.backends.base import FitContext, spend_and_fit
 from tabpriv.backends.slicing import SlicingBackend, retrain_from_release
 from tabpriv.budget import PrivacyBudget, PrivacyLedger
 from tabpriv.errors import BudgetExceededError
@@ -160,11 +160,11 @@ def test_budget_spent_once_and_over_budget_touches_nothing() -> None:
     table = _encoded()
     ledger = PrivacyLedger(PrivacyBudget(2.0, 1e-5))
     ctx = FitContext(device="cpu", seed=3, seeded=True)
-    SlicingBackend(**QUICK).fit(table, ledger, ctx)
+    spend_and_fit(SlicingBackend(**QUICK), table, ledger, ctx)
     assert len(ledger.spends) == 1
     assert 0.99 * 2.0 <= ledger.epsilon_spent <= 2.0
     with pytest.raises(BudgetExceededError):
-        SlicingBackend(**QUICK).fit(_NoTouch(table), ledger, ctx)  # type: ignore[arg-type]
+        spend_and_fit(SlicingBackend(**QUICK), _NoTouch(table), ledger, ctx)  # type: ignore[arg-type]
     assert len(ledger.spends) == 1
 
 
@@ -271,7 +271,7 @@ def test_fit_reads_the_table_only_through_iter_chunks(subsample: float | None) -
     stream = _StreamOnly(table)
     ledger = PrivacyLedger(PrivacyBudget(2.0, 1e-5))
     b = SlicingBackend(**{**QUICK, "chunk_rows": 64, "subsample": subsample})
-    b.fit(stream, ledger, FitContext(device="cpu", seed=3, seeded=True))  # type: ignore[arg-type]
+    spend_and_fit(b, stream, ledger, FitContext(device="cpu", seed=3, seeded=True))  # type: ignore[arg-type]
     assert stream.chunks_read == math.ceil(500 / 64)
     assert SlicingBackend.streaming is True
     assert get_backend_class("slicing-wasserstein").streaming is True
@@ -446,7 +446,7 @@ def test_fit_on_a_lazy_table_never_materialises_it() -> None:
     lazy = tt.transform_lazy(clean)
     ledger = PrivacyLedger(PrivacyBudget(2.0, 1e-5))
     b = SlicingBackend(**{**QUICK, "chunk_rows": 50, "subsample": 0.5})
-    b.fit(lazy, ledger, FitContext(device="cpu", seed=3, seeded=True))
+    spend_and_fit(b, lazy, ledger, FitContext(device="cpu", seed=3, seeded=True))
     assert lazy.is_lazy  # the full matrix was never built
     assert b.release_.noisy.shape[0] == 200
 
@@ -468,7 +468,9 @@ def _old_public_stream_release(table, sigma: float, m_prime: int, seed: int, chu
 
 def _fit_slicing(table, key: int, seed: int = 3):  # type: ignore[no-untyped-def]
     b = SlicingBackend(**{**QUICK, "steps": 1})
-    b.fit(table, PrivacyLedger(PrivacyBudget(2.0, 1e-5)), FitContext("cpu", seed, True, secret_key=key))
+    spend_and_fit(
+        b, table, PrivacyLedger(PrivacyBudget(2.0, 1e-5)), FitContext("cpu", seed, True, secret_key=key)
+    )
     return b
 
 
