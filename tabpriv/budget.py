@@ -90,11 +90,6 @@ def check_delta(delta: Any) -> float:
     return d
 
 
-# Former private names, kept as aliases for callers outside tabpriv.accounting's reach.
-_check_epsilon = check_epsilon
-_check_delta = check_delta
-
-
 def check_delta_for_rows(delta: float, n_rows: int) -> None:
     """Raise unless ``delta < 1/n``: a larger delta allows releasing a whole record outright.
 
@@ -124,8 +119,8 @@ class PrivacyBudget:
     delta: float = DEFAULT_DELTA
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "epsilon", _check_epsilon(self.epsilon))
-        object.__setattr__(self, "delta", _check_delta(self.delta))
+        object.__setattr__(self, "epsilon", check_epsilon(self.epsilon))
+        object.__setattr__(self, "delta", check_delta(self.delta))
 
 
 @dataclass(frozen=True)
