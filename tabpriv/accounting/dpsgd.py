@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from tabpriv.accounting.calibrate import calibrate
 from tabpriv.accounting.gaussian import DP_ACCOUNTING_VERSION, calibrate_gaussian
+from tabpriv.accounting.interface import PoissonGaussianDPSGD
 from tabpriv.budget import check_delta, check_epsilon
 from tabpriv.errors import PrivacyParameterError
 
@@ -129,6 +130,13 @@ class DPSGDCalibration:
     accountant: str
     adjacency: str = "replace-one"
     evaluations: int = 0
+
+    @property
+    def mechanism(self) -> PoissonGaussianDPSGD:
+        """The calibrated mechanism as a typed value (``mechanism.accountant`` is an ``AccountantInfo``)."""
+        return PoissonGaussianDPSGD(
+            self.noise_multiplier, self.sampling_probability, self.steps, self.value_discretization_interval
+        )
 
 
 def dpsgd_accountant_text(value_discretization_interval: float) -> str:

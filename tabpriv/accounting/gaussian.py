@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass
 
 from tabpriv.accounting.calibrate import calibrate
+from tabpriv.accounting.interface import GaussianMechanism
 from tabpriv.budget import check_delta, check_epsilon
 from tabpriv.errors import PrivacyParameterError
 
@@ -44,6 +45,11 @@ class GaussianCalibration:
     epsilon: float
     delta: float
     accountant: str
+
+    @property
+    def mechanism(self) -> GaussianMechanism:
+        """The calibrated mechanism as a typed value (``mechanism.accountant`` is an ``AccountantInfo``)."""
+        return GaussianMechanism(self.noise_multiplier)
 
 
 def gaussian_epsilon(noise_multiplier: float, delta: float) -> float:

@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass
 
 from tabpriv.accounting.calibrate import calibrate
+from tabpriv.accounting.interface import DiscreteGaussian
 from tabpriv.budget import check_delta, check_epsilon
 from tabpriv.errors import PrivacyParameterError
 
@@ -163,6 +164,11 @@ class DiscreteGaussianCalibration:
     epsilon: float
     delta: float
     accountant: str
+
+    @property
+    def mechanism(self) -> DiscreteGaussian:
+        """The calibrated mechanism as a typed value (``mechanism.accountant`` is an ``AccountantInfo``)."""
+        return DiscreteGaussian(self.sigma, self.sensitivity)
 
 
 def calibrate_discrete_gaussian(

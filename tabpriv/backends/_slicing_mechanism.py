@@ -42,6 +42,7 @@ from typing import Any
 import numpy as np
 
 from tabpriv.accounting.calibrate import calibrate
+from tabpriv.accounting.interface import SlicingMechanism
 from tabpriv.accounting.slicing import (
     SLICING_EXACT_ACCOUNTANT,
     SLICING_RDP_ACCOUNTANT,
@@ -167,6 +168,14 @@ class SlicingCalibration:
     def accountant(self) -> str:
         """The accountant of ``epsilon``, in words."""
         return SLICING_EXACT_ACCOUNTANT if self.method == "exact" else SLICING_RDP_ACCOUNTANT
+
+    @property
+    def mechanism(self) -> SlicingMechanism:
+        """The calibrated release as a typed value (``mechanism.accountant`` is an ``AccountantInfo``)."""
+        return SlicingMechanism(
+            self.sigma, self.d, self.n_projections, self.sensitivity, self.subsample,
+            "rdp" if self.method == "rdp" else "exact",
+        )  # fmt: skip
 
 
 def calibrate_sigma(

@@ -45,6 +45,18 @@ def test_slicing_mechanism_matches_the_calibration(subsample: float | None, meth
     assert m.epsilon(DELTA) == pytest.approx(cal.epsilon, rel=1e-12)
     assert str(m.accountant) == cal.accountant
     assert ("Theorem 9" in m.accountant.conversion) == (subsample is not None)
+    assert cal.mechanism == m
+
+
+def test_calibrations_carry_their_typed_mechanism() -> None:
+    for cal in (
+        acc.calibrate_gaussian(1.0, DELTA, 2.0),
+        acc.calibrate_discrete_gaussian(1.0, DELTA, 2.0),
+        acc.calibrate_dpsgd(1.0, DELTA, 0.1, 20),
+    ):
+        assert isinstance(cal.mechanism, acc.Mechanism)
+        assert cal.mechanism.epsilon(DELTA) == cal.epsilon
+        assert str(cal.mechanism.accountant) == cal.accountant
 
 
 def test_gdp_and_dp2vae_mechanisms() -> None:
