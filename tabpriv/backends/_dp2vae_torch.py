@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -29,10 +29,61 @@ from tabpriv.backends.base import FitContext
 from tabpriv.transformers.encoded import EncodedTable
 
 if TYPE_CHECKING:
-    from tabpriv.backends.dp2vae import DP2VAEBackend, DP2VAECalibration
+    from tabpriv.accounting.dp2vae import DP2VAECalibration
+    from tabpriv.transformers.encoded import ColumnSpan
 
 #: Per-encoder gradient-norm clip of stage 1 (stability only; stage 1 is not private).
 _STAGE1_CLIP = 5.0
+
+
+@dataclass(frozen=True)
+class DecoderConfig:
+    """What sampling a released VAE decoder needs (shared by dp2-vae and dpsgd-vae; no backend object).
+
+    Attributes:
+        spans: The fitted table's spans.
+        condition_on: The conditioning column, if any.
+        numeric_bins: Bins of each number's head (0: regression head).
+        hidden: Width of the hidden layers.
+        latent_dim: Latent size.
+
+    """
+
+    spans: tuple[ColumnSpan, ...]
+    condition_on: str | None
+    numeric_bins: int
+    hidden: int
+    latent_dim: int
+
+
+@dataclass(frozen=True)
+class DP2VAETrainConfig:
+    """The dp2-vae hyper-parameters the torch code uses (built by the backend; no backend object).
+
+    Attributes:
+        n_subsets: K, the number of disjoint subsets (resolved for the table).
+        steps: T, noisy decoder updates.
+        clip: C, the clipping norm of the batch-mean decoder gradient.
+        batch_size: Rows per step (capped by the subset size).
+        latent_dim: Latent size.
+        hidden: Width of the hidden layers.
+        lr: Adam learning rate.
+        pretrain_steps: Stage-1 steps.
+        condition_on: Optional categorical column to condition on.
+        numeric_bins: Bins of each number's head.
+
+    """
+
+    n_subsets: int
+    steps: int
+    clip: float
+    batch_size: int
+    latent_dim: int
+    hidden: int
+    lr: float
+    pretrain_steps: int
+    condition_on: str | None
+    numeric_bins: int
 
 
 @dataclass
@@ -80,13 +131,14 @@ def _partition(n: int, k: int, rng: np.random.Generator) -> tuple[np.ndarray, np
 
 
 def train_dp2vae(
-    backend: DP2VAEBackend,
+    config: DP2VAETrainConfig,
     table: EncodedTable,
     cal: DP2VAECalibration,
     context: FitContext,
     eps_total: float,
     delta: float,
     posterior_cols: int | None = None,
+    epsilon_curve: Callable[[list[int]], Sequence[float]] | None = None,
 ) -> DP2VAEResult:
     """Run stage 1 (K vectorised encoders) and stage 2 (noisy decoder); return the release.
 
@@ -94,12 +146,14 @@ def train_dp2vae(
     of ``posterior_cols`` partition columns: ``chunk_rows_for() // K`` by default) and
     ``table.iter_chunks`` (the condition histogram), so memory is ``O(batch × d)`` per read plus the
     ``(K, n/K)`` partition index and the ``(K, n/K, 2 × latent)`` frozen posterior parameters.
-    """
-    from tabpriv.backends.dp2vae import dp2vae_epsilon_curve
 
+    ``config`` is the typed :class:`DP2VAETrainConfig` (never the backend object); ``epsilon_curve``
+    maps step counts to the epsilon spent after them, for progress messages only (``None``: the
+    messages state the total).
+    """
     dev = torch.device(context.device)
-    layout = SpanLayout.from_spans(table.spans, backend.condition_on, backend.numeric_bins)
-    k_sub, latent, hidden = backend.n_subsets_, backend.latent_dim, backend.hidden
+    layout = SpanLayout.from_spans(table.spans, config.condition_on, config.numeric_bins)
+    k_sub, latent, hidden = config.n_subsets, config.latent_dim, config.hidden
     # Public randomness (context.seed): initialisation, stage 1, the partition, the rows of a batch and
     # the reparameterisation draws. Secret randomness (ChaCha20, context.secret_rng): the gradient and
     # histogram noise, and the subset each step uses. The accountant (1 of K units sampled without
@@ -163,10 +217,10 @@ def train_dp2vae(
         return out
 
     venc, vdec = vmap(enc_fn), vmap(dec_fn)
-    opt1 = torch.optim.Adam([*enc_p.values(), *dec_p.values()], lr=backend.lr)
-    b1 = max(1, min(backend.batch_size, int(sizes_np.min())))
+    opt1 = torch.optim.Adam([*enc_p.values(), *dec_p.values()], lr=config.lr)
+    b1 = max(1, min(config.batch_size, int(sizes_np.min())))
     all_p = [*enc_p.values(), *dec_p.values()]
-    for _ in range(backend.pretrain_steps):
+    for _ in range(config.pretrain_steps):
         r = (torch.rand((k_sub, b1), generator=gen_dev, device=dev) * sizes[:, None]).long()
         xb = take(torch.gather(idx, 1, r).cpu().numpy())  # (K, b1, d)
         h = venc(enc_p, xb)
@@ -200,26 +254,26 @@ def train_dp2vae(
     init_linear_(dec, gen_cpu)
     dec = dec.to(dev)
     params = [p for p in dec.parameters()]
-    opt2 = torch.optim.Adam(params, lr=backend.lr)
-    clip, std = float(backend.clip), float(cal.noise) * float(backend.clip)
+    opt2 = torch.optim.Adam(params, lr=config.lr)
+    clip, std = float(config.clip), float(cal.noise) * float(config.clip)
     losses: list[float] = []
-    report_every = max(1, backend.steps // 20)
-    report_at = [t for t in range(1, backend.steps + 1) if t % report_every == 0]
+    report_every = max(1, config.steps // 20)
+    report_at = [t for t in range(1, config.steps + 1) if t % report_every == 0]
     curve = dict(
         zip(
             report_at,
-            dp2vae_epsilon_curve(cal.noise, k_sub, report_at, delta, cal.hist_multiplier),
+            epsilon_curve(report_at) if epsilon_curve is not None else [eps_total] * len(report_at),
             strict=True,
         )
     )
-    for t in range(backend.steps):
+    for t in range(config.steps):
         k = int(subset_rng.integers(k_sub))  # secret: the amplification rests on it
         # The step's public randomness is a function of (seed, t) only: how much of it a step uses
         # depends on the subset's size, so one shared stream would carry the secret k into later steps.
         step_rng = np.random.default_rng((step_root, t))
         gen_step.manual_seed(int(step_rng.integers(2**62)))
         m_k = int(sizes_np[k])
-        rows_np = step_rng.permutation(m_k)[: min(backend.batch_size, m_k)]
+        rows_np = step_rng.permutation(m_k)[: min(config.batch_size, m_k)]
         rows = torch.as_tensor(rows_np, device=dev)
         xb = take(idx_np[k, rows_np])
         mu, lv = post_mu[k, rows], post_logvar[k, rows]
@@ -234,35 +288,43 @@ def train_dp2vae(
                 p.grad = g * factor + noise
         opt2.step()
         losses.append(float(loss.detach()))
-        if (t + 1) % report_every == 0 or t + 1 == backend.steps:
-            spent = eps_total if t + 1 == backend.steps else curve[t + 1]
-            context.report(t + 1, backend.steps, f"dp2-vae decoder step {t + 1}: epsilon spent {spent:.3f}")
+        if (t + 1) % report_every == 0 or t + 1 == config.steps:
+            spent = eps_total if t + 1 == config.steps else curve[t + 1]
+            context.report(t + 1, config.steps, f"dp2-vae decoder step {t + 1}: epsilon spent {spent:.3f}")
     timings["stage2_s"] = time.perf_counter() - t1
     state = {n: v.detach().cpu().numpy().copy() for n, v in dec.state_dict().items()}
     return DP2VAEResult(state, cond_probs, losses, timings)
 
 
-def _decoder_from_state(backend: Any) -> tuple[MLP, SpanLayout]:
-    layout = SpanLayout.from_spans(backend.spans_, backend.condition_on, backend.numeric_bins)
-    dec = MLP(decoder_sizes(layout.out_width, backend.hidden, backend.latent_dim, layout.cond_width))
-    dec.load_state_dict({k: torch.as_tensor(v) for k, v in backend.decoder_state_.items()})
+def _decoder_from_state(
+    config: DecoderConfig, decoder_state: dict[str, np.ndarray]
+) -> tuple[MLP, SpanLayout]:
+    layout = SpanLayout.from_spans(config.spans, config.condition_on, config.numeric_bins)
+    dec = MLP(decoder_sizes(layout.out_width, config.hidden, config.latent_dim, layout.cond_width))
+    dec.load_state_dict({k: torch.as_tensor(v) for k, v in decoder_state.items()})
     dec.eval()
     return dec, layout
 
 
-def sample_decoder(backend: Any, n: int, seed: int) -> np.ndarray:
+def sample_decoder(
+    config: DecoderConfig,
+    decoder_state: dict[str, np.ndarray],
+    condition_probs: np.ndarray | None,
+    n: int,
+    seed: int,
+) -> np.ndarray:
     """Draw ``n`` encoded rows from a released decoder (CPU; pure post-processing)."""
-    dec, layout = _decoder_from_state(backend)
+    dec, layout = _decoder_from_state(config, decoder_state)
     gen = torch_generator(seed, "cpu")
     out = np.zeros((n, layout.width), dtype=np.float32)
     chunk = 65536
     with torch.no_grad():
         for s in range(0, n, chunk):
             m = min(chunk, n - s)
-            z = torch.randn((m, backend.latent_dim), generator=gen)
+            z = torch.randn((m, config.latent_dim), generator=gen)
             c = (
-                sample_condition(backend.condition_probs_, m, gen)
-                if layout.cond is not None
+                sample_condition(condition_probs, m, gen)
+                if layout.cond is not None and condition_probs is not None
                 else torch.zeros((m, 0))
             )
             rows = decode_rows(dec(torch.cat([z, c], dim=-1)), layout, gen)

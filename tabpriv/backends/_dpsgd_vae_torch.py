@@ -27,7 +27,6 @@ from tabpriv.transformers.encoded import EncodedTable
 
 if TYPE_CHECKING:
     from tabpriv.backends._dpsgd import DPSGDSchedule
-    from tabpriv.backends.dpsgd_vae import DPSGDVAEBackend
 
 
 class VAE(nn.Module):
@@ -63,6 +62,28 @@ class DPSGDVAEResult:
     steps_executed: int = 0
 
 
+@dataclass(frozen=True)
+class DPSGDVAETrainConfig:
+    """The dpsgd-vae hyper-parameters the torch code uses (built by the backend; no backend object).
+
+    Attributes:
+        condition_on: Optional categorical column to condition the decoder on.
+        numeric_bins: Bins of each number's head (0: regression head).
+        hidden: Width of the hidden layers.
+        latent_dim: Latent size.
+        lr: Adam learning rate.
+        clip: Per-example clipping norm.
+
+    """
+
+    condition_on: str | None
+    numeric_bins: int
+    hidden: int
+    latent_dim: int
+    lr: float
+    clip: float
+
+
 def noisy_condition_histogram(counts: np.ndarray, sigma: float, rng: np.random.Generator) -> np.ndarray:
     """Condition probabilities from ``counts + N(0, sigma^2)`` (secret ``rng``), clipped at 0, normalised."""
     noisy = np.clip(counts + rng.normal(0.0, sigma, size=counts.shape), 0.0, None)
@@ -71,7 +92,7 @@ def noisy_condition_histogram(counts: np.ndarray, sigma: float, rng: np.random.G
 
 
 def train_dpsgd_vae(
-    backend: DPSGDVAEBackend,
+    config: DPSGDVAETrainConfig,
     table: EncodedTable,
     noise_multiplier: float,
     schedule: DPSGDSchedule,
@@ -92,7 +113,7 @@ def train_dpsgd_vae(
     from tabpriv.backends import _dpsgd
 
     dev = torch.device(context.device)
-    layout = SpanLayout.from_spans(table.spans, backend.condition_on, backend.numeric_bins)
+    layout = SpanLayout.from_spans(table.spans, config.condition_on, config.numeric_bins)
     gen_cpu = torch_generator(derive_seed(context.seed, "dpsgd-vae-init"), "cpu")
     gen_dev = torch_generator(derive_seed(context.seed, "dpsgd-vae-eps"), str(dev))  # public: reparam.
 
@@ -104,14 +125,14 @@ def train_dpsgd_vae(
             counts, hist_sigma, context.secret_rng("dpsgd-vae-condition-histogram")
         )
 
-    model = VAE(layout, backend.hidden, backend.latent_dim)
+    model = VAE(layout, config.hidden, config.latent_dim)
     init_linear_(model, gen_cpu)
     model = model.to(dev)
     rows = TakeDataset(table)  # one take per Poisson batch; nothing of size n x d is built
-    opt = torch.optim.Adam(model.parameters(), lr=backend.lr)
+    opt = torch.optim.Adam(model.parameters(), lr=config.lr)
 
     def per_record_loss(xb: torch.Tensor) -> torch.Tensor:
-        eps = torch.randn((xb.shape[0], backend.latent_dim), generator=gen_dev, device=dev)
+        eps = torch.randn((xb.shape[0], config.latent_dim), generator=gen_dev, device=dev)
         out: torch.Tensor = model(xb, eps)
         return out
 
@@ -122,7 +143,7 @@ def train_dpsgd_vae(
         lambda idx: rows.rows(idx).to(dev),
         schedule,
         noise_multiplier=noise_multiplier,
-        clip=float(backend.clip),
+        clip=float(config.clip),
         sampler_rng=context.secret_rng("dpsgd-vae-poisson"),
         noise_rng=context.secret_rng("dpsgd-vae-gradient-noise"),
         on_epoch=progress,

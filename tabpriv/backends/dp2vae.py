@@ -300,10 +300,28 @@ class DP2VAEBackend(Backend):
         noise: DP2VAENoise = plan.noise
         cal, k_sub, delta = noise.calibration, noise.n_subsets, noise.delta
         # -- only now is the data touched --------------------------------------------------------
-        from tabpriv.backends._dp2vae_torch import train_dp2vae
+        from tabpriv.backends._dp2vae_torch import DP2VAETrainConfig, train_dp2vae
 
         self.n_subsets_ = k_sub
-        result = train_dp2vae(self, table, cal, context, eps_total=cal.epsilon, delta=delta)
+        config = DP2VAETrainConfig(
+            n_subsets=k_sub,
+            steps=self.steps,
+            clip=float(self.clip),
+            batch_size=self.batch_size,
+            latent_dim=self.latent_dim,
+            hidden=self.hidden,
+            lr=self.lr,
+            pretrain_steps=self.pretrain_steps,
+            condition_on=self.condition_on,
+            numeric_bins=self.numeric_bins,
+        )
+
+        def curve(steps: list[int]) -> list[float]:
+            return dp2vae_epsilon_curve(cal.noise, k_sub, steps, delta, cal.hist_multiplier)
+
+        result = train_dp2vae(
+            config, table, cal, context, eps_total=cal.epsilon, delta=delta, epsilon_curve=curve
+        )
         self.decoder_state_ = result.decoder_state
         self.condition_probs_ = result.condition_probs
         self.sigma_ = cal.noise
@@ -319,9 +337,12 @@ class DP2VAEBackend(Backend):
     def sample(self, n: int, seed: int) -> np.ndarray:
         """Decode ``n`` draws z ~ N(0, I) (post-processing of the released decoder)."""
         self.check_fitted()
-        from tabpriv.backends._dp2vae_torch import sample_decoder
+        from tabpriv.backends._dp2vae_torch import DecoderConfig, sample_decoder
 
-        return sample_decoder(self, n, seed)
+        config = DecoderConfig(
+            self.spans_, self.condition_on, self.numeric_bins, self.hidden, self.latent_dim
+        )
+        return sample_decoder(config, self.decoder_state_, self.condition_probs_, n, seed)
 
     def privacy_details(self) -> PrivacyDetails:
         """State the mechanism, accountant and noise."""

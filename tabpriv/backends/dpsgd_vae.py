@@ -224,7 +224,7 @@ class DPSGDVAEBackend(Backend):
         eps_hist, delta_sgd, accountant = noise.eps_hist, noise.delta_sgd, noise.accountant
         interval = noise.value_discretization_interval
         # -- only now is the data touched --------------------------------------------------------
-        from tabpriv.backends._dpsgd_vae_torch import train_dpsgd_vae
+        from tabpriv.backends._dpsgd_vae_torch import DPSGDVAETrainConfig, train_dpsgd_vae
 
         def progress(step: int, total: int) -> None:
             spent = _dpsgd_epsilon_so_far(z, q, step, delta_sgd, interval)
@@ -233,7 +233,15 @@ class DPSGDVAEBackend(Backend):
             )
 
         on_epoch = progress if context.progress is not None else None
-        res = train_dpsgd_vae(self, table, z, schedule, hist_sigma, context, on_epoch)
+        config = DPSGDVAETrainConfig(
+            condition_on=self.condition_on,
+            numeric_bins=self.numeric_bins,
+            hidden=self.hidden,
+            latent_dim=self.latent_dim,
+            lr=self.lr,
+            clip=float(self.clip),
+        )
+        res = train_dpsgd_vae(config, table, z, schedule, hist_sigma, context, on_epoch)
         if res.steps_executed != steps:  # pragma: no cover - run_dpsgd runs exactly schedule.steps
             raise TabprivError(f"DP-SGD ran {res.steps_executed} steps but {steps} were accounted.")
         self.decoder_state_ = res.decoder_state
@@ -256,9 +264,12 @@ class DPSGDVAEBackend(Backend):
     def sample(self, n: int, seed: int) -> np.ndarray:
         """Decode ``n`` draws z ~ N(0, I) (post-processing of the released decoder)."""
         self.check_fitted()
-        from tabpriv.backends._dp2vae_torch import sample_decoder
+        from tabpriv.backends._dp2vae_torch import DecoderConfig, sample_decoder
 
-        return sample_decoder(self, n, seed)
+        config = DecoderConfig(
+            self.spans_, self.condition_on, self.numeric_bins, self.hidden, self.latent_dim
+        )
+        return sample_decoder(config, self.decoder_state_, self.condition_probs_, n, seed)
 
     def privacy_details(self) -> PrivacyDetails:
         """State the mechanism, accountant and noise."""

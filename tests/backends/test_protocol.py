@@ -132,3 +132,29 @@ def test_spend_all_checks_every_ancestor() -> None:
     assert leaf.spends == [] and mid.spends == [] and len(root.spends) == 1
     leaf.spend_all([_s(0.25, 1e-7), _s(0.25, 1e-7)])
     assert len(leaf.spends) == len(mid.spends) == 2 and len(root.spends) == 3
+
+
+# -- no import circles: the torch helpers take typed configs, never the backend object ----------------
+@pytest.mark.parametrize(
+    ("helper", "backend_module"),
+    [
+        ("tabpriv/backends/_dp2vae_torch.py", "tabpriv.backends.dp2vae"),
+        ("tabpriv/backends/_dpsgd_vae_torch.py", "tabpriv.backends.dpsgd_vae"),
+    ],
+)
+def test_torch_helpers_do_not_import_their_backend_module(helper: str, backend_module: str) -> None:
+    import ast
+    from pathlib import Path
+
+    import tabpriv
+
+    source = (Path(tabpriv.__file__).parent.parent / helper).read_text(encoding="utf-8")
+    imported = set()
+    for node in ast.walk(ast.parse(source)):  # every import, top level, lazy or TYPE_CHECKING
+        if isinstance(node, ast.ImportFrom) and node.module:
+            imported.add(node.module)
+            imported.update(f"{node.module}.{a.name}" for a in node.names)
+        elif isinstance(node, ast.Import):
+            imported.update(a.name for a in node.names)
+    assert backend_module not in imported
+    assert not any(m.startswith(backend_module + ".") for m in imported)
