@@ -30,7 +30,7 @@ import pandas as pd
 import torch
 
 from tabpriv.backends import _lipschitz_torch as lt
-from tabpriv.backends.base import FitContext
+from tabpriv.backends.base import FitContext, spend_and_fit
 from tabpriv.backends.lipschitz_vae import LipschitzVAEBackend
 from tabpriv.budget import PrivacyBudget, PrivacyLedger
 from tabpriv.datasets import adult_schema, load_adult
@@ -278,7 +278,7 @@ def main() -> None:
         b = LipschitzVAEBackend(**params, allow_paper_mode=g["mode"] == "paper", epochs=args.epochs)
         led = PrivacyLedger(PrivacyBudget(EPS, DELTA))
         t0 = time.perf_counter()
-        b.fit(enc, led, FitContext("cpu", args.seed + i, True))
+        spend_and_fit(b, enc, led, FitContext("cpu", args.seed + i, True))
         fit_s = time.perf_counter() - t0
         rows = b.sample(n_synth, args.seed + 1000 + i)
         r: dict[str, Any] = {
