@@ -85,6 +85,32 @@ def test_slicing_calibration_and_gaussian_limit(target: float) -> None:
 
 
 @pytest.mark.parametrize("target", TARGETS)
+def test_slicing_backend_exact_profile_recomputed(target: float) -> None:
+    """Slicing end to end: the spent epsilon (exact privacy profile) recomputed by scipy quadrature.
+
+    Second accountant: :func:`tabpriv.audit.recompute.slicing_exact_epsilon` (``quad`` over the chi-square
+    density, solved to 1e-6); the spend may exceed it only by the quadrature slack (0.2%) and never be
+    below it by more than its solver tolerance. Third: the RDP route at the same sigma is an upper bound.
+    """
+    from tabpriv.accounting import slicing_epsilon
+    from tabpriv.audit.recompute import slicing_exact_epsilon
+
+    params = {"n_slices": 8, "steps": 2, "batch_size": 32, "real_batch": 16, "hidden": 16}
+    synth = Synthesizer(
+        backend="slicing", epsilon=target, delta=DELTA, schema=make_small_schema(), random_state=0,
+        backend_params=params,
+    )  # fmt: skip
+    synth.fit(make_small_df(200))
+    (spend,) = synth.ledger_.spends
+    p = spend.parameters
+    args = (p["sigma"], p["d"], p["n_projections"], p["l2_sensitivity"], spend.delta)
+    independent = slicing_exact_epsilon(*args)
+    assert independent - 2e-6 <= spend.epsilon <= independent * (1 + 2e-3)
+    assert 0.99 * target <= spend.epsilon <= target
+    assert slicing_epsilon(*args)[0] > spend.epsilon
+
+
+@pytest.mark.parametrize("target", TARGETS)
 def test_dp2vae_rdp_vs_pld(target: float) -> None:
     """DP²-VAE (K = 1 so the PLD accountant supports the event): RDP figure >= PLD figure, within 40%."""
     import dp_accounting
