@@ -128,6 +128,8 @@ class PrivacyPlan:
         spends: The spends to record, in order (e.g. lipschitz-vae: training, then reconstruction).
         noise: The backend's typed, frozen noise parameters (sigma, noise multiplier, schedule, ...).
         details: The report's statement of the plan (mechanism, accountant, noise), public only.
+        spans: The spans the plan was made for (``fit`` refuses a table with other spans).
+        n_rows: The row count the plan was made for (``fit`` refuses a table with another count).
 
     """
 
@@ -135,6 +137,8 @@ class PrivacyPlan:
     spends: tuple[PlannedSpend, ...]
     noise: Any
     details: PrivacyDetails
+    spans: tuple[ColumnSpan, ...] | None = None
+    n_rows: int | None = None
 
     @property
     def epsilon(self) -> float:
@@ -153,6 +157,8 @@ class PrivacyPlan:
         spends: tuple[PlannedSpend, ...] | list[PlannedSpend],
         noise: Any,
         *,
+        spans: tuple[ColumnSpan, ...] | None = None,
+        n_rows: int | None = None,
         adjacency: str = "replace-one",
     ) -> PrivacyPlan:
         """A plan whose details are read off its spends and its noise parameters (all public)."""
@@ -165,7 +171,7 @@ class PrivacyPlan:
             accountant="; ".join(dict.fromkeys(s.accountant for s in spends)),
             noise=asdict(noise),
         )
-        return cls(backend=backend, spends=spends, noise=noise, details=details)
+        return cls(backend=backend, spends=spends, noise=noise, details=details, spans=spans, n_rows=n_rows)
 
 
 def spend_and_fit(
@@ -272,12 +278,24 @@ class Backend(ABC):
         """
 
     def check_plan(self, plan: PrivacyPlan, table: EncodedTable) -> None:
-        """Raise unless ``plan`` was made by this backend for this table's spans (a programming error)."""
+        """Raise unless ``plan`` was made by this backend for this table (a programming error).
+
+        The noise was calibrated for the plan's spans and row count; run on another table, the
+        accounting would not describe what ran.
+        """
         if not isinstance(plan, PrivacyPlan) or plan.backend != self.name:
             raise PrivacyParameterError(
                 f"The {self.name!r} backend was given a plan made by "
                 f"{getattr(plan, 'backend', type(plan).__name__)!r}; call plan() on this backend first "
                 "(or use tabpriv.backends.base.spend_and_fit)."
+            )
+        if (plan.spans is not None and tuple(plan.spans) != tuple(table.spans)) or (
+            plan.n_rows is not None and plan.n_rows != table.n_rows
+        ):
+            raise PrivacyParameterError(
+                f"The plan was made for {plan.n_rows} rows and {len(plan.spans or ())} columns but the "
+                f"table has {table.n_rows} rows and {len(table.spans)} columns; its noise is calibrated "
+                "for the planned table only. Plan again for this table."
             )
 
     @abstractmethod

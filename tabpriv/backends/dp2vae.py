@@ -290,9 +290,8 @@ class DP2VAEBackend(Backend):
             cal.accountant,
             params,
         )
-        return PrivacyPlan.build(
-            self.name, (spend,), DP2VAENoise(calibration=cal, n_subsets=k_sub, delta=delta)
-        )
+        noise = DP2VAENoise(calibration=cal, n_subsets=k_sub, delta=delta)
+        return PrivacyPlan.build(self.name, (spend,), noise, spans=spans, n_rows=n_rows)
 
     def fit(self, table: EncodedTable, plan: PrivacyPlan, context: FitContext) -> DP2VAEBackend:
         """Run both stages with the planned (already paid) noise."""

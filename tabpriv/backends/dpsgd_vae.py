@@ -213,7 +213,7 @@ class DPSGDVAEBackend(Backend):
             accountant=accountant,
             value_discretization_interval=cal.value_discretization_interval,
         )
-        return PrivacyPlan.build(self.name, (spend,), noise)
+        return PrivacyPlan.build(self.name, (spend,), noise, spans=spans, n_rows=n_rows)
 
     def fit(self, table: EncodedTable, plan: PrivacyPlan, context: FitContext) -> DPSGDVAEBackend:
         """Train with the planned (already paid) noise multiplier, sampler and step count."""

@@ -227,7 +227,7 @@ class IndependentBackend(Backend):
                 "sampler": sampler,
             },
         )
-        return PrivacyPlan.build(self.name, (spend,), noise)
+        return PrivacyPlan.build(self.name, (spend,), noise, spans=spans, n_rows=n_rows)
 
     def fit(self, table: EncodedTable, plan: PrivacyPlan, context: FitContext) -> Backend:
         """Release every column's integer histogram once with the planned discrete Gaussian noise."""

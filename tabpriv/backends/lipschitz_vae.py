@@ -336,7 +336,7 @@ class LipschitzVAEBackend(Backend):
                     },
                 )
             )
-        return PrivacyPlan.build(self.name, tuple(spends), noise)
+        return PrivacyPlan.build(self.name, tuple(spends), noise, spans=spans, n_rows=n_rows)
 
     # -- fit -------------------------------------------------------------------------------------
     def fit(self, table: EncodedTable, plan: PrivacyPlan, context: FitContext) -> Backend:

@@ -254,7 +254,7 @@ class SlicingBackend(Backend):
             parameters={kk: v for kk, v in accounting.items() if kk not in ("epsilon", "delta")},
         )
         noise = SlicingNoise(sigma=cal.sigma, k=k, sample_size=sample_size, accounting=accounting)
-        return PrivacyPlan.build(self.name, (spend,), noise)
+        return PrivacyPlan.build(self.name, (spend,), noise, spans=spans, n_rows=n_rows)
 
     def fit(self, table: EncodedTable, plan: PrivacyPlan, context: FitContext) -> Backend:
         """Release the planned noisy projections (the plan is paid for), then train on them."""

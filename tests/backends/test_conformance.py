@@ -215,3 +215,23 @@ def test_every_parameter_is_declared_and_a_bad_one_is_refused_before_anything_ru
 
 def _never(*args: object, **kwargs: object) -> None:
     raise AssertionError("a row was read before the parameters were validated")
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+def test_fit_refuses_a_plan_made_for_another_table_or_backend(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tabpriv.transformers import EncodedTable, TableTransformer
+
+    table = TableTransformer(make_small_schema()).fit().transform(make_small_df(300))
+    budget = PrivacyBudget(5.0, 1e-5)
+    other_rows = _quick(name).plan(table.spans, 299, budget, seeded=True)
+    other_name = "independent" if name != "independent" else "slicing"
+    other_backend = _quick(other_name).plan(table.spans, 300, budget, seeded=True)
+    monkeypatch.setattr(EncodedTable, "iter_chunks", _never)
+    monkeypatch.setattr(EncodedTable, "take", _never)
+    for plan, fragment in ((other_rows, "299 rows"), (other_backend, repr(other_name))):
+        backend = _quick(name)
+        with pytest.raises(PrivacyParameterError, match=fragment):
+            backend.fit(table, plan, FitContext("cpu", 0, True))
+        assert not backend.is_fitted
