@@ -16,6 +16,7 @@ from typing import Any
 
 from tabpriv.accounting.calibrate import calibrate
 from tabpriv.accounting.gaussian import DP_ACCOUNTING_VERSION, calibrate_gaussian
+from tabpriv.accounting.interface import Adjacency, check_adjacency
 from tabpriv.errors import BudgetExceededError, PrivacyParameterError
 
 __all__ = [
@@ -149,6 +150,7 @@ def calibrate_dp2vae_noise(
     condition_fraction: float | None = None,
     *,
     sensitivity: float = STEP_SENSITIVITY,
+    adjacency: Adjacency = "replace-one",
 ) -> DP2VAECalibration:
     """Smallest sigma such that the DP²-VAE run (plus the condition histogram) is (epsilon, delta)-DP.
 
@@ -160,6 +162,7 @@ def calibrate_dp2vae_noise(
     """
     import dp_accounting
 
+    check_adjacency(adjacency)
     hist: float | None = None
     if condition_fraction is not None:
         cal = calibrate_gaussian(condition_fraction * epsilon, delta, math.sqrt(2.0))

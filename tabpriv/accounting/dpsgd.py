@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from tabpriv.accounting.calibrate import calibrate
 from tabpriv.accounting.gaussian import DP_ACCOUNTING_VERSION, calibrate_gaussian
-from tabpriv.accounting.interface import PoissonGaussianDPSGD
+from tabpriv.accounting.interface import Adjacency, PoissonGaussianDPSGD, check_adjacency
 from tabpriv.budget import check_delta, check_epsilon
 from tabpriv.errors import PrivacyParameterError
 
@@ -155,6 +155,7 @@ def calibrate_dpsgd(
     steps: int,
     *,
     rtol: float = DPSGD_CALIBRATION_RTOL,
+    adjacency: Adjacency = "replace-one",
 ) -> DPSGDCalibration:
     """Smallest noise multiplier (within ``rtol``) whose replace-one epsilon at ``delta`` is <= ``epsilon``.
 
@@ -169,6 +170,7 @@ def calibrate_dpsgd(
         PrivacyParameterError: No noise multiplier up to 1e6 fits, or a parameter is out of range.
 
     """
+    check_adjacency(adjacency)
     epsilon = check_epsilon(epsilon)
     delta = check_delta(delta)
     _check_dpsgd_args(1.0, sampling_probability, steps)

@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass
 
 from tabpriv.accounting.calibrate import calibrate
-from tabpriv.accounting.interface import GaussianMechanism
+from tabpriv.accounting.interface import Adjacency, GaussianMechanism, check_adjacency
 from tabpriv.budget import check_delta, check_epsilon
 from tabpriv.errors import PrivacyParameterError
 
@@ -66,7 +66,9 @@ def gaussian_epsilon(noise_multiplier: float, delta: float) -> float:
     return float(dp_accounting.get_epsilon_gaussian(noise_multiplier, delta))
 
 
-def calibrate_gaussian(epsilon: float, delta: float, sensitivity: float) -> GaussianCalibration:
+def calibrate_gaussian(
+    epsilon: float, delta: float, sensitivity: float, *, adjacency: Adjacency = "replace-one"
+) -> GaussianCalibration:
     """Smallest Gaussian noise giving (epsilon, delta)-DP for one release of L2 sensitivity ``sensitivity``.
 
     The noise multiplier from dp-accounting's analytic calibration is nudged up (by factors of
@@ -75,6 +77,7 @@ def calibrate_gaussian(epsilon: float, delta: float, sensitivity: float) -> Gaus
     """
     import dp_accounting
 
+    check_adjacency(adjacency)
     epsilon = check_epsilon(epsilon)
     delta = check_delta(delta)
     if not (math.isfinite(sensitivity) and sensitivity > 0):

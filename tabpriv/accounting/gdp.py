@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+from tabpriv.accounting.interface import Adjacency, check_adjacency
 from tabpriv.errors import PrivacyParameterError
 
 __all__ = ["calibrate_gdp_noise", "gdp_delta", "gdp_epsilon", "gdp_mu"]
@@ -47,7 +48,9 @@ def gdp_mu(epsilon: float, delta: float) -> float:
     return mu
 
 
-def calibrate_gdp_noise(epsilon: float, delta: float, sensitivity: float) -> tuple[float, float, float]:
+def calibrate_gdp_noise(
+    epsilon: float, delta: float, sensitivity: float, *, adjacency: Adjacency = "replace-one"
+) -> tuple[float, float, float]:
     """Smallest Gaussian noise scale ``s`` making a release of L2 sensitivity ``sensitivity`` (eps, delta)-DP.
 
     A Gaussian release of sensitivity ``S`` with noise ``s`` is ``mu = S / s``-GDP. Starting from
@@ -60,6 +63,7 @@ def calibrate_gdp_noise(epsilon: float, delta: float, sensitivity: float) -> tup
     """
     from tabpriv.accounting.calibrate import calibrate
 
+    check_adjacency(adjacency)
     if not (math.isfinite(sensitivity) and sensitivity > 0):
         raise PrivacyParameterError(f"sensitivity must be finite and > 0; got {sensitivity!r}.")
     s0 = sensitivity / gdp_mu(epsilon, delta)

@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass
 
 from tabpriv.accounting.calibrate import calibrate
-from tabpriv.accounting.interface import DiscreteGaussian
+from tabpriv.accounting.interface import Adjacency, DiscreteGaussian, check_adjacency
 from tabpriv.budget import check_delta, check_epsilon
 from tabpriv.errors import PrivacyParameterError
 
@@ -172,7 +172,7 @@ class DiscreteGaussianCalibration:
 
 
 def calibrate_discrete_gaussian(
-    epsilon: float, delta: float, l2_sensitivity: float
+    epsilon: float, delta: float, l2_sensitivity: float, *, adjacency: Adjacency = "replace-one"
 ) -> DiscreteGaussianCalibration:
     """Smallest discrete Gaussian scale giving ``(epsilon, delta)``-DP via zCDP, by bisection.
 
@@ -184,6 +184,7 @@ def calibrate_discrete_gaussian(
     is ``<= epsilon``, so the release never overspends by a rounding error. The figure returned is the
     larger of this module's and OpenDP's (:func:`opendp_discrete_gaussian_epsilon`) for that sigma.
     """
+    check_adjacency(adjacency)
     epsilon = min(check_epsilon(epsilon), MAX_DISCRETE_GAUSSIAN_EPSILON)
     delta = check_delta(delta)
     if not (math.isfinite(l2_sensitivity) and l2_sensitivity > 0):

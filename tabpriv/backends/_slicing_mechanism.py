@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 
 from tabpriv.accounting.calibrate import calibrate
-from tabpriv.accounting.interface import SlicingMechanism
+from tabpriv.accounting.interface import Adjacency, SlicingMechanism, check_adjacency
 from tabpriv.accounting.slicing import (
     SLICING_EXACT_ACCOUNTANT,
     SLICING_RDP_ACCOUNTANT,
@@ -186,6 +186,8 @@ def calibrate_sigma(
     sensitivity: float,
     subsample: float | None = None,
     method: str = "exact",
+    *,
+    adjacency: Adjacency = "replace-one",
 ) -> SlicingCalibration:
     """Smallest ``sigma`` (by bisection) whose epsilon at ``delta`` is <= ``epsilon`` (within 1e-7).
 
@@ -202,11 +204,14 @@ def calibrate_sigma(
         method: ``"exact"`` (default): the exact privacy profile
             (:func:`tabpriv.accounting.slicing_profile_epsilon`); ``"rdp"``: the RDP curve
             (:func:`tabpriv.accounting.slicing_epsilon`), the accountant before issue 14.
+        adjacency: The neighbouring relation; only ``"replace-one"`` (the sensitivity is that of
+            replacing one row).
 
     Raises:
         PrivacyParameterError: Invalid arguments.
 
     """
+    check_adjacency(adjacency)
     epsilon = check_epsilon(epsilon)
     delta = check_delta(delta)
     if method not in SLICING_METHODS:

@@ -84,3 +84,20 @@ def test_accountant_info_text() -> None:
     info = acc.AccountantInfo("analytic Gaussian", "dp-accounting", "0.6.0", "direct")
     assert str(info) == "analytic Gaussian, dp-accounting 0.6.0; direct"
     assert str(dataclasses.replace(info, text="custom")) == "custom"
+
+
+def test_every_calibration_takes_the_adjacency_explicitly() -> None:
+    calls = [
+        lambda a: acc.calibrate_gaussian(1.0, DELTA, 1.0, adjacency=a),
+        lambda a: acc.calibrate_discrete_gaussian(1.0, DELTA, 1.0, adjacency=a),
+        lambda a: acc.calibrate_dpsgd(1.0, DELTA, 0.1, 10, adjacency=a),
+        lambda a: acc.calibrate_dp2vae_noise(1.0, DELTA, 4, 10, adjacency=a),
+        lambda a: acc.calibrate_gdp_noise(1.0, DELTA, 1.0, adjacency=a),
+        lambda a: calibrate_sigma(1.0, DELTA, 10, 16, 2.0, adjacency=a),
+    ]
+    for call in calls:
+        result = call("replace-one")
+        eps = result[2] if isinstance(result, tuple) else result.epsilon
+        assert 0 < eps <= 1.0
+        with pytest.raises(PrivacyParameterError, match="replace-one"):
+            call("add/remove-one")
