@@ -11,14 +11,14 @@ not by memory.
 from __future__ import annotations
 
 import json
-import os
-import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
+
+from tabpriv.cli._errors import _stderr, cli_errors
 
 app = typer.Typer(
     name="tabpriv",
@@ -31,53 +31,6 @@ schema_app = typer.Typer(help="Work with table schemas (*.schema.json).", no_arg
 app.add_typer(schema_app, name="schema")
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _stderr(message: str, style: str = "red") -> None:
-    from rich.console import Console
-
-    Console(stderr=True, highlight=False, soft_wrap=True).print(message, style=style)
-
-
-@contextmanager
-def cli_errors() -> Iterator[None]:
-    """Turn tabpriv errors into one sentence on stderr and exit code 1; Ctrl-C into exit 130."""
-    from tabpriv.errors import TabprivError
-
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            yield
-        _show_warnings(caught)
-    except typer.Exit:
-        raise
-    except TabprivError as e:
-        _stderr(f"Error: {e}")
-        raise typer.Exit(1) from None
-    except KeyboardInterrupt:
-        _stderr("Interrupted; no output was written.")
-        raise typer.Exit(130) from None
-    except Exception as e:  # never show a bare traceback to a user
-        if os.environ.get("TABPRIV_DEBUG"):
-            raise
-        _stderr(
-            f"Internal error ({type(e).__name__}: {e}). This is a bug in tabpriv; rerun with "
-            "TABPRIV_DEBUG=1 for the traceback and report it."
-        )
-        raise typer.Exit(2) from None
-
-
-def _show_warnings(caught: list[warnings.WarningMessage]) -> None:
-    from tabpriv.errors import PrivacyWarning
-
-    seen: set[str] = set()
-    for w in caught:
-        text = str(w.message)
-        if text in seen:
-            continue
-        seen.add(text)
-        if issubclass(w.category, PrivacyWarning):
-            _stderr(f"Privacy warning: {text}", style="bold yellow")
 
 
 def _parse_params(items: list[str] | None) -> dict[str, Any]:
@@ -486,7 +439,10 @@ def _summary(
     if save is not None:
         t.add_row("Saved model", str(save))
     if eval_path is not None:
-        t.add_row("Evaluation", str(eval_path))
+        t.add_row(
+            "[bold yellow]Evaluation",
+            f"[bold yellow]{eval_path} (PRIVATE: not differentially private, for the data owner only)",
+        )
     for w in rep.warnings:
         t.add_row("[yellow]Warning", f"[yellow]{w}")
     from rich.console import Console

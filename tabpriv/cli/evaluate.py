@@ -45,7 +45,7 @@ def evaluate_command(
 
     The report is computed from the private data: NOT differentially private, for the data owner only.
     """
-    from tabpriv.cli.app import cli_errors
+    from tabpriv.cli._errors import cli_errors
 
     with cli_errors():
         _evaluate(real, synthetic, schema, output, holdout, target, json_path, privacy_report,

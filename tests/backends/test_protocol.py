@@ -158,3 +158,19 @@ def test_torch_helpers_do_not_import_their_backend_module(helper: str, backend_m
             imported.update(a.name for a in node.names)
     assert backend_module not in imported
     assert not any(m.startswith(backend_module + ".") for m in imported)
+
+
+def test_cli_command_modules_do_not_import_each_other() -> None:
+    # cli/app <-> cli/evaluate was an import circle (evaluate imported cli_errors from app).
+    import ast
+    from pathlib import Path
+
+    import tabpriv.cli
+
+    root = Path(tabpriv.cli.__file__).parent
+    for name, other in (("evaluate.py", "tabpriv.cli.app"), ("_errors.py", "tabpriv.cli.app")):
+        tree = ast.parse((root / name).read_text())
+        imported = {
+            n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module is not None
+        }
+        assert other not in imported, f"{name} imports {other}"
