@@ -390,8 +390,9 @@ def parametric_audit(
     ests = [shift_ratio(s_d[:, j], s_p[:, j], s_p[:, k + j], a) for j in range(k)]
     j = max(range(k), key=lambda i: ests[i].low)  # the flag: any statistic (Bonferroni over k)
     e0 = ests[0]
-    chosen = ests[j] if ests[j].low > 1.0 else e0
-    name = names[j] if ests[j].low > 1.0 else names[0]
+    if e0.low > 1.0 or ests[j].low <= 1.0:
+        j = 0  # report the aggregate unless only a per-block/per-step statistic flags
+    chosen, name = ests[j], names[j]
     return ParametricResult(
         backend=backend,
         test="mean shift of the standardised likelihood-ratio score (Gaussian model)",
