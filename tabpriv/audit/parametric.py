@@ -448,6 +448,16 @@ class _SamplerRecorder:
                 return out
 
             self._stack.enter_context(mock.patch.object(owner, "poisson_batch", batch))
+        elif self.kind == "subsample":
+            owner, _ = resolve_target("tabpriv.backends._slicing_mechanism:draw_sample")
+            orig_sample = owner.draw_sample
+
+            def sample(rng: Any, n: int, m: int) -> Any:
+                chosen, slots = orig_sample(rng, n, m)
+                self.draws.append(np.asarray(chosen, dtype=np.int64))
+                return chosen, slots
+
+            self._stack.enter_context(mock.patch.object(owner, "draw_sample", sample))
         else:
             module, leaf = resolve_target("tabpriv.backends.base:FitContext")
             owner = getattr(module, leaf)
@@ -518,39 +528,65 @@ def sampler_audit(
             "tabpriv.backends.dp2vae:dp2vae_epsilon_curve",
             "tabpriv.backends.dp2vae:dp2vae_epsilon",
         )
+    elif backend == "slicing":
+        n_rows, kind = 100, "subsample"
+        params = {"n_slices": 4, "k": 2, "subsample": 0.1}
+        memo = ("tabpriv.backends._slicing_mechanism:calibrate_sigma",)
     else:
         from tabpriv.errors import UnknownBackendError
 
         raise UnknownBackendError(
-            f"No sampler audit for backend {backend!r}; available: dpsgd-vae, lipschitz-vae, dp2-vae."
+            f"No sampler audit for backend {backend!r}; available: dpsgd-vae, lipschitz-vae, dp2-vae, "
+            "slicing."
         )
     scenario = mixed_scenario(n_rows)
     t0 = time.perf_counter()
-    stats: list[float] = []
     facts: dict[str, Any] = {}
 
-    def score(synth: Synthesizer, rec: _SamplerRecorder) -> float:
+    def score(synth: Synthesizer, rec: _SamplerRecorder) -> Any:
         nonlocal facts
         facts = dict(synth.ledger_.spends[-1].parameters)
+        if kind == "subsample":  # the indicator of each row in this fit's sample (pooled below)
+            return np.isin(np.arange(n_rows), np.concatenate(rec.draws)).astype(np.float64)
         if kind == "poisson":
             c = _counts(rec.draws, n_rows)
             return float(np.var(c))
         c = _counts(rec.draws, int(params["n_subsets"]))
         return float(np.sum(c * (c - 1) // 2))  # pairs of steps on the same subset
 
-    s_d, _, claimed, _ = run_trials(
-        backend=backend, scenario=scenario, params=params, epsilon=epsilon, delta=delta, trials=trials,
-        seed=seed, score=score, recorder=lambda: _SamplerRecorder(kind), mutation=mutation, memoise=memo,
-    )  # fmt: skip
-    stats = list(s_d[:, 0])
-    observed = float(np.mean(stats))
+    if kind == "subsample":
+        from tabpriv.audit.targets import _skip_generator_training
+
+        wrap: contextlib.AbstractContextManager[Any] = _skip_generator_training()  # post-processing
+    else:
+        wrap = contextlib.nullcontext()
+    with wrap:
+        s_d, _, claimed, _ = run_trials(
+            backend=backend, scenario=scenario, params=params, epsilon=epsilon, delta=delta, trials=trials,
+            seed=seed, score=score, recorder=lambda: _SamplerRecorder(kind), mutation=mutation, memoise=memo,
+        )  # fmt: skip
     rng = np.random.default_rng(12345)  # public: the null law of the statistic
-    if kind == "poisson":
+    if kind == "subsample":
+        # each row's number of fits (out of ``trials``) in which it was sampled; claimed: uniform samples
+        m = int(s_d[0].sum())  # the sample size the backend drew (public: a function of n)
+        observed = float(np.var(s_d.sum(axis=0)))
+        n_mc = min(n_mc, 5000)
+        sims = np.empty(n_mc)
+        for i in range(n_mc):
+            picks = np.argsort(rng.random((trials, n_rows)), axis=1)[:, :m]
+            sims[i] = np.var(np.bincount(picks.reshape(-1), minlength=n_rows))
+        expected = trials * (m / n_rows) * (1 - m / n_rows)
+        setting = f"n={n_rows}, subsample {params['subsample']}"
+        stat_name = "variance over rows of the count of fits sampling the row"
+    elif kind == "poisson":
+        observed = float(np.mean(s_d[:, 0]))
         steps, q = int(facts["steps"]), float(facts["sampling_probability"])
         sims = rng.binomial(steps, q, size=(n_mc, trials, n_rows)).var(axis=2).mean(axis=1)
         expected = steps * q * (1 - q) * (n_rows - 1) / n_rows
         setting = f"n={n_rows}, q={q}, T={steps}"
+        stat_name = "per-row count variance"
     else:
+        observed = float(np.mean(s_d[:, 0]))
         steps, k_sub = int(params["steps"]), int(params["n_subsets"])
         picks = rng.integers(k_sub, size=(n_mc, trials, steps))
         srt = np.sort(picks, axis=2)
@@ -558,6 +594,7 @@ def sampler_audit(
         sims = _pairs(srt).mean(axis=1)
         expected = steps * (steps - 1) / (2 * k_sub)
         setting = f"K={k_sub}, T={steps}"
+        stat_name = "repeated subsets per fit"
     p_low = (1 + np.sum(sims <= observed)) / (n_mc + 1)
     p_high = (1 + np.sum(sims >= observed)) / (n_mc + 1)
     p = float(min(1.0, 2 * min(p_low, p_high)))
@@ -576,7 +613,7 @@ def sampler_audit(
         ratio=observed / expected,
         ratio_low=lo / expected,
         ratio_high=hi / expected,
-        statistic="per-row count variance" if kind == "poisson" else "repeated subsets per fit",
+        statistic=stat_name,
         flagged=p < alpha,
         over_noised=False,
         normality_p=None,
@@ -624,6 +661,8 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
             f"| {r['mu_hat']:.3g} [{r['mu_low']:.3g}, {r['mu_high']:.3g}] | {flag} | {norm} "
             f"| {r['trials']:,} | {r['seconds']:.0f} |"
         )
+    out += ["", "Commands (each appends one row to the JSON file; OMP_NUM_THREADS=1, one torch thread):", ""]
+    out += [f"    {r['command']}" for r in rows if r.get("command")]
     return "\n".join(out) + "\n"
 
 
@@ -654,7 +693,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.backend:
         ap.error("--backend is required (or --markdown with --json)")
     mutation = get_mutation(args.backend, args.mutation)
-    test = args.test or ("sampler" if args.mutation == "sampler-shuffle" else "shift")
+    test = args.test or ("sampler" if args.mutation in ("sampler-shuffle", "sampler-first-rows") else "shift")
     if test == "sampler":
         res = sampler_audit(args.backend, args.trials, args.epsilon, args.delta, args.seed, mutation)
     else:

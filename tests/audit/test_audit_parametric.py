@@ -83,3 +83,11 @@ def test_sampler_shuffle_is_flagged(backend: str) -> None:
     bad = sampler_audit(backend, trials=10, seed=0, mutation=get_mutation(backend, "sampler-shuffle"))
     assert not ok.flagged
     assert bad.flagged
+
+
+def test_slicing_subsample_swapped_for_first_rows_is_flagged() -> None:
+    # the non-parametric audit: 0.10 at 5,000 trials (not flagged); the sampler's own output: 30 fits
+    ok = sampler_audit("slicing", trials=30, seed=0)
+    bad = sampler_audit("slicing", trials=30, seed=0, mutation=get_mutation("slicing", "sampler-first-rows"))
+    assert not ok.flagged and ok.parameters["p_value"] > 0.01
+    assert bad.flagged
