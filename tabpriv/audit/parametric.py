@@ -580,7 +580,7 @@ def sampler_audit(
         stat_name = "variance over rows of the count of fits sampling the row"
     elif kind == "poisson":
         observed = float(np.mean(s_d[:, 0]))
-        steps, q = int(facts["steps"]), float(facts["sampling_probability"])
+        steps, q = int(facts["steps"]), float(facts.get("sampling_probability", facts.get("sample_rate", 0)))
         sims = rng.binomial(steps, q, size=(n_mc, trials, n_rows)).var(axis=2).mean(axis=1)
         expected = steps * q * (1 - q) * (n_rows - 1) / n_rows
         setting = f"n={n_rows}, q={q}, T={steps}"
