@@ -12,15 +12,15 @@ from tabpriv import Synthesizer
 from tabpriv._random import derive_seed, secret_generator
 from tabpriv.accounting import amplify_wor, rdp_to_dp, slicing_epsilon, slicing_rdp
 from tabpriv.backends import get_backend_class
-from tabpriv.backends._slicing_mechanism import (
+from tabpriv.backends.base import FitContext, spend_and_fit
+from tabpriv.backends.slicing.backend import SlicingBackend, retrain_from_release
+from tabpriv.backends.slicing.mechanism import (
     SlicingRelease,
     block_sensitivity,
     calibrate_sigma,
     enforce_blocks,
     privatise,
 )
-from tabpriv.backends.base import FitContext, spend_and_fit
-from tabpriv.backends.slicing import SlicingBackend, retrain_from_release
 from tabpriv.budget import PrivacyBudget, PrivacyLedger
 from tabpriv.errors import BudgetExceededError
 from tabpriv.transformers import TableTransformer
@@ -429,7 +429,7 @@ def test_subsample_argument_is_validated() -> None:
 
 
 def test_reg_defaults_per_estimator_and_is_validated() -> None:
-    from tabpriv.backends._slicing_train import DEFAULT_REG
+    from tabpriv.backends.slicing.training import DEFAULT_REG
     from tabpriv.errors import PrivacyParameterError
 
     assert SlicingBackend(estimator="kmm")._train_config().reg == DEFAULT_REG["kmm"]
