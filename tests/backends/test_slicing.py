@@ -523,3 +523,25 @@ def test_the_secret_subsample_does_not_come_from_the_public_stream() -> None:
     old.standard_normal((table.width, 40), dtype=np.float32)
     old_rows = np.sort(old.choice(400, size=100, replace=False))
     assert sorted(a) != old_rows.tolist()
+
+
+def test_plan_and_report_state_the_accountant_method_and_the_rdp_cross_check() -> None:
+    # Both figures are functions of public quantities (sigma, d, m', Delta, delta): recompute the RDP
+    # route independently and check the plan, the ledger parameters and the report carry it.
+    schema = make_small_schema()
+    table = _encoded(200)
+    backend = SlicingBackend(**QUICK)
+    plan = backend.plan(table.spans, table.n_rows, PrivacyBudget(2.0, 1e-5))
+    params = plan.spends[0].parameters
+    assert params["accountant_method"] == "exact"
+    rdp, _ = slicing_epsilon(params["sigma"], params["d"], params["n_projections"],
+                             params["l2_sensitivity"], 1e-5)  # fmt: skip
+    assert params["epsilon_rdp"] == pytest.approx(rdp, rel=1e-9)
+    assert params["epsilon_rdp"] > plan.spends[0].epsilon  # the exact profile is tighter at this sigma
+    synth = Synthesizer("slicing", epsilon=2.0, schema=schema, device="cpu", random_state=0,
+                        backend_params=QUICK)  # fmt: skip
+    synth.fit(make_small_df(200))
+    extra = synth.privacy_report.extra
+    assert extra["accountant_method"] == "exact"
+    assert extra["epsilon_rdp"] == pytest.approx(rdp, rel=1e-9)
+    assert synth.backend_.release_.accounting["epsilon_rdp"] == pytest.approx(rdp, rel=1e-9)

@@ -227,6 +227,9 @@ class SlicingBackend(Backend):
             "accountant": ACCOUNTANT,
             "seeded": seeded,
             "epsilon_unamplified": cal.epsilon_unamplified,
+            # Public: computed from (sigma, d, m', Delta, gamma, delta) only.
+            "accountant_method": cal.method,
+            "epsilon_rdp": cal.epsilon_rdp,
         }
         if gamma is not None:
             accounting["accountant"] = (
@@ -318,6 +321,8 @@ class SlicingBackend(Backend):
         mech = _MECHANISM + " (one release; training is post-processing)"
         extra: dict[str, Any] = {
             "epsilon_unamplified": acc.get("epsilon_unamplified", acc.get("epsilon")),
+            "accountant_method": acc.get("accountant_method", "exact"),
+            "epsilon_rdp": acc.get("epsilon_rdp"),
             "sensitivity_rule": "sqrt(2*softmax blocks + 4*number coords + 1*missing indicators)",
             "randomness": (
                 "U: public PCG64 stream of the run's seed (it is released); V and any row sample: a "
