@@ -29,9 +29,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from tabpriv.backends import _lipschitz_torch as lt
 from tabpriv.backends.base import FitContext, spend_and_fit
-from tabpriv.backends.lipschitz_vae import LipschitzVAEBackend
+from tabpriv.backends.vae import lipschitz_torch as lt
+from tabpriv.backends.vae.lipschitz import LipschitzVAEBackend
 from tabpriv.budget import PrivacyBudget, PrivacyLedger
 from tabpriv.datasets import adult_schema, load_adult
 from tabpriv.schema import Schema

@@ -23,7 +23,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 def _bound(backend: object) -> float:
     """The fitted decoder's Lipschitz bound (the backend must be the lipschitz-vae one)."""
-    from tabpriv.backends.lipschitz_vae import LipschitzVAEBackend
+    from tabpriv.backends.vae.lipschitz import LipschitzVAEBackend
 
     assert isinstance(backend, LipschitzVAEBackend), type(backend)
     return float(backend.lipschitz_bound_)

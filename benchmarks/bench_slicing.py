@@ -175,7 +175,7 @@ def run_evaluated(params: dict[str, Any], epsilon: float, seed: int) -> dict[str
         rep = evaluate(train, out, schema, holdout=test, target="income", sdmetrics=False, n_attack=500)
     t3 = time.perf_counter()
     pr = syn.privacy_report
-    from tabpriv.backends.slicing import SlicingBackend
+    from tabpriv.backends.slicing.backend import SlicingBackend
 
     backend = syn.backend_
     assert isinstance(backend, SlicingBackend), type(backend)

@@ -2,7 +2,7 @@
 
 ``numeric_bins`` of ``dp2-vae`` and ``dpsgd-vae`` chooses how a number is modelled: ``0`` is the
 first version's regression head (squared error on tanh, sampled as the decoder mean), ``20`` the binned
-head (see ``tabpriv/backends/_vae.py``). This script fits both at one ε on the grid's datasets with the
+head (see ``tabpriv/backends/vae/common.py``). This script fits both at one ε on the grid's datasets with the
 grid's loaders and evaluation (``benchmarks.runner``), and writes ``results/vae_numeric.{jsonl,md}``.
 
     .venv/bin/python -m benchmarks.bench_vae_numeric --datasets adult cps1988 --seeds 0 1 2

@@ -55,7 +55,7 @@ DELTA = 1e-5
 
 
 def _load() -> dict[str, Any]:
-    from tabpriv.backends._slicing_mechanism import block_sensitivity, enforce_blocks
+    from tabpriv.backends.slicing.mechanism import block_sensitivity, enforce_blocks
     from tabpriv.datasets import adult_schema, load_adult
     from tabpriv.transformers import TableTransformer
 
@@ -142,7 +142,7 @@ def moment_auc(mu_hat: np.ndarray, sig_hat: np.ndarray, data: dict[str, Any],
 # -- (1) formula vs measurement on real releases ----------------------------------------------------------
 def measure(data: dict[str, Any], epsilon: float, m_prime: int, seed: int) -> dict[str, Any]:
     """One release at ``m'``: predicted vs measured per-cell error, TVDs and AUC of the moments."""
-    from tabpriv.backends._slicing_mechanism import calibrate_sigma, privatise
+    from tabpriv.backends.slicing.mechanism import calibrate_sigma, privatise
 
     tab, x, cats = data["table"], data["x"], data["cats"]
     n, d, sens = tab.n_rows, tab.width, data["sens"]

@@ -218,7 +218,7 @@ def _independent_plan(n_rows: int) -> _Plan:
 
 def _slicing_plan(n_rows: int) -> _Plan:
     from tabpriv.audit.targets import _SLI, _skip_generator_training, _spans
-    from tabpriv.backends._slicing_mechanism import enforce_blocks
+    from tabpriv.backends.slicing.mechanism import enforce_blocks
 
     scenario = mixed_scenario(n_rows)
     spans = _spans(scenario)
@@ -328,8 +328,8 @@ def _dp2_plan(steps: int) -> _Plan:
 
     return _Plan(
         "dp2-vae", scenario, params,
-        ("tabpriv.backends.dp2vae:calibrate_dp2vae", "tabpriv.backends.dp2vae:dp2vae_epsilon_curve",
-         "tabpriv.backends.dp2vae:dp2vae_epsilon"),
+        ("tabpriv.backends.vae.dp2:calibrate_dp2vae", "tabpriv.backends.vae.dp2:dp2vae_epsilon_curve",
+         "tabpriv.backends.vae.dp2:dp2vae_epsilon"),
         make, lambda k: ["sum over steps", *(f"step {t}" for t in range(k - 1))],
         recorder=lambda: StepRecorder("dp2"), setting=f"K=1, n=1, T={steps}",
     )  # fmt: skip
@@ -439,7 +439,7 @@ class _SamplerRecorder:
         from tabpriv.audit.mutations import resolve_target
 
         if self.kind == "poisson":
-            owner, _ = resolve_target("tabpriv.backends._dpsgd:poisson_batch")
+            owner, _ = resolve_target("tabpriv.backends.vae.dpsgd_loop:poisson_batch")
             orig = owner.poisson_batch  # the mutated sampler when a mutation is applied
 
             def batch(rng: Any, n_rows: int, q: float) -> Any:
@@ -518,15 +518,15 @@ def sampler_audit(
         params: dict[str, Any] = {"epochs": 4, "batch_size": 2, "hidden": 8, "latent_dim": 2}
         params.update({"clip": 1e-3} if backend == "dpsgd-vae" else
                       {"mode": "dp", "release": "prior", "max_grad_norm": 1e-3})  # fmt: skip
-        memo: tuple[str, ...] = ("tabpriv.backends._dpsgd:calibrate_noise_multiplier",)
+        memo: tuple[str, ...] = ("tabpriv.backends.vae.dpsgd_loop:calibrate_noise_multiplier",)
     elif backend == "dp2-vae":
         n_rows, kind = 100, "choice"
         params = {"n_subsets": 100, "steps": 20, "pretrain_steps": 2, "batch_size": 1, "hidden": 8,
                   "latent_dim": 2, "clip": 1e-3}  # fmt: skip
         memo = (
-            "tabpriv.backends.dp2vae:calibrate_dp2vae",
-            "tabpriv.backends.dp2vae:dp2vae_epsilon_curve",
-            "tabpriv.backends.dp2vae:dp2vae_epsilon",
+            "tabpriv.backends.vae.dp2:calibrate_dp2vae",
+            "tabpriv.backends.vae.dp2:dp2vae_epsilon_curve",
+            "tabpriv.backends.vae.dp2:dp2vae_epsilon",
         )
     elif backend == "slicing":
         n_rows, kind = 100, "subsample"

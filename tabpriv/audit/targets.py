@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 __all__ = ["E2E_AUDITS", "MUTATIONS", "audit_independent", "audit_slicing", "get_mutation"]
 
 _IND = "tabpriv.backends.independent"
-_SLI = "tabpriv.backends._slicing_mechanism"
+_SLI = "tabpriv.backends.slicing.mechanism"
 
 
 def _zero_first(n_zero: int, axis: int) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -144,7 +144,7 @@ def _slicing_no_training(
 def _skip_generator_training() -> Iterator[None]:
     from unittest import mock
 
-    from tabpriv.backends.slicing import SlicingBackend
+    from tabpriv.backends.slicing.backend import SlicingBackend
 
     with mock.patch.object(SlicingBackend, "_train", _slicing_no_training):
         yield
@@ -173,7 +173,7 @@ def audit_slicing(
     Without subsampling each projected coordinate of row 0 (signed by ``a``) is a candidate statistic
     too (the selection half picks one).
     """
-    from tabpriv.backends._slicing_mechanism import enforce_blocks
+    from tabpriv.backends.slicing.mechanism import enforce_blocks
 
     scenario = mixed_scenario(n_rows)
     x_d, x_p = scenario.encoded("d"), scenario.encoded("p")
@@ -345,8 +345,8 @@ E2E_AUDITS: dict[str, Callable[..., AuditResult]] = {
 
 
 # -- DP-SGD-style training (dpsgd-vae, lipschitz-vae dp mode, dp2-vae) -------------------------------
-_DPSGD = "tabpriv.backends._dpsgd"
-_DP2 = "tabpriv.backends._dp2vae_torch"
+_DPSGD = "tabpriv.backends.vae.dpsgd_loop"
+_DP2 = "tabpriv.backends.vae.dp2_torch"
 
 
 class StepRecorder:
@@ -355,10 +355,10 @@ class StepRecorder:
     Entered around one fit. It wraps the training loop's seams (looked up at call time by the
     backends) without changing what they compute:
 
-    * ``dpsgd``: :func:`tabpriv.backends._dpsgd.run_dpsgd` (to keep the module, the per-record loss
-      and the clipping norm) and :func:`~tabpriv.backends._dpsgd.noisy_gradient_` (after it runs,
+    * ``dpsgd``: :func:`tabpriv.backends.vae.dpsgd_loop.run_dpsgd` (to keep the module, the per-record loss
+      and the clipping norm) and :func:`~tabpriv.backends.vae.dpsgd_loop.noisy_gradient_` (after it runs,
       ``p.grad`` is the released noisy update ``(sum of clipped gradients + noise) / b``);
-    * ``dp2``: :func:`tabpriv.backends._dp2vae_torch.gradient_noise`, called once per decoder step
+    * ``dp2``: :func:`tabpriv.backends.vae.dp2_torch.gradient_noise`, called once per decoder step
       with the decoder's parameters; the noisy update of step ``t`` is read from ``p.grad`` at the
       call of step ``t + 1`` (and after the fit for the last step).
 
@@ -524,7 +524,7 @@ def _dp2_grad_of(rec: StepRecorder, synth: Synthesizer) -> Callable[[int, Any], 
     import torch
     from torch.func import functional_call
 
-    from tabpriv.backends._vae import MLP, SpanLayout, decoder_sizes, recon_loss
+    from tabpriv.backends.vae.common import MLP, SpanLayout, decoder_sizes, recon_loss
 
     b: Any = synth.backend_
     layout = SpanLayout.from_spans(b.spans_, b.condition_on, b.numeric_bins)
@@ -631,7 +631,7 @@ def audit_dpsgd_vae(
     return _gradient_audit(
         "dpsgd-vae", "dpsgd", params, trials, epsilon, delta, seed, mutation, n_rows,
         (f"{_DPSGD}:calibrate_noise_multiplier",),
-        "Synthesizer.fit end to end (schema, transformer, _dpsgd.run_dpsgd: secret Poisson sampler, "
+        "Synthesizer.fit end to end (schema, transformer, dpsgd_loop.run_dpsgd: secret Poisson sampler, "
         "per-record clipping, secret Gaussian noise, exactly T steps); every noisy update recorded",
     )  # fmt: skip
 
@@ -660,7 +660,7 @@ def audit_lipschitz_vae(
     return _gradient_audit(
         "lipschitz-vae", "dpsgd", params, trials, epsilon, delta, seed, mutation, n_rows,
         (f"{_DPSGD}:calibrate_noise_multiplier",),
-        "Synthesizer.fit end to end, DP mode (schema, transformer, row clipping, _dpsgd.run_dpsgd with "
+        "Synthesizer.fit end to end, DP mode (schema, transformer, row clipping, dpsgd_loop.run_dpsgd with "
         "the spectral projection after each step); every noisy update recorded",
     )  # fmt: skip
 
@@ -696,9 +696,9 @@ def audit_dp2vae(
     return _gradient_audit(
         "dp2-vae", "dp2", params, trials, epsilon, delta, seed, mutation, n_rows,
         (
-            "tabpriv.backends.dp2vae:calibrate_dp2vae",
-            "tabpriv.backends.dp2vae:dp2vae_epsilon_curve",
-            "tabpriv.backends.dp2vae:dp2vae_epsilon",
+            "tabpriv.backends.vae.dp2:calibrate_dp2vae",
+            "tabpriv.backends.vae.dp2:dp2vae_epsilon_curve",
+            "tabpriv.backends.vae.dp2:dp2vae_epsilon",
         ),
         "Synthesizer.fit end to end (schema, transformer, stage 1 with K encoders, T decoder steps on "
         "1 of K secret subsets, clipping, secret noise); every noisy update recorded",
@@ -758,9 +758,9 @@ def _dpsgd_mutations(backend: str) -> dict[str, Mutation]:
     from tabpriv.audit.mutations import scale_argument, shuffled_batches
 
     loop = (
-        "tabpriv.backends._dpsgd_vae_torch:train_dpsgd_vae"
+        "tabpriv.backends.vae.dpsgd_torch:train_dpsgd_vae"
         if backend == "dpsgd-vae"
-        else "tabpriv.backends._lipschitz_torch:train"
+        else "tabpriv.backends.vae.lipschitz_torch:train"
     )
     return _gradient_mutations(
         f"{_DPSGD}:gaussian_noise",
@@ -807,7 +807,7 @@ MUTATIONS["dp2-vae"] = _gradient_mutations(
         "sensitivity-x2": Mutation(
             "sensitivity-x2",
             "the calibration is told a per-step sensitivity of C instead of 2C",
-            "tabpriv.backends.dp2vae:step_sensitivity",
+            "tabpriv.backends.vae.dp2:step_sensitivity",
             scale_return(0.5),
         ),
         "sampler-shuffle": Mutation(

@@ -30,11 +30,11 @@ class BackendRegistryError(TabprivError, ValueError):
 
 _REGISTRY: dict[str, str] = {
     "independent": "tabpriv.backends.independent:IndependentBackend",
-    "dp2-vae": "tabpriv.backends.dp2vae:DP2VAEBackend",
-    "dpsgd-vae": "tabpriv.backends.dpsgd_vae:DPSGDVAEBackend",
-    "slicing": "tabpriv.backends.slicing:SlicingBackend",
-    "slicing-wasserstein": "tabpriv.backends.slicing:SlicingWassersteinBackend",
-    "lipschitz-vae": "tabpriv.backends.lipschitz_vae:LipschitzVAEBackend",
+    "dp2-vae": "tabpriv.backends.vae.dp2:DP2VAEBackend",
+    "dpsgd-vae": "tabpriv.backends.vae.dpsgd:DPSGDVAEBackend",
+    "slicing": "tabpriv.backends.slicing.backend:SlicingBackend",
+    "slicing-wasserstein": "tabpriv.backends.slicing.backend:SlicingWassersteinBackend",
+    "lipschitz-vae": "tabpriv.backends.vae.lipschitz:LipschitzVAEBackend",
 }
 
 

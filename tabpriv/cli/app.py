@@ -228,7 +228,7 @@ def _synthesize(
         if backend != "lipschitz-vae":
             raise PrivacyParameterError("--paper-mode applies to the lipschitz-vae backend only.")
         params.update(mode="paper", allow_paper_mode=True, release="reconstruction")
-        from tabpriv.backends.lipschitz_vae import PAPER_MODE_WARNING
+        from tabpriv.backends.vae.lipschitz import PAPER_MODE_WARNING
 
         _stderr(f"PAPER MODE: {PAPER_MODE_WARNING}.", style="bold yellow")
         if holdout is None:

@@ -8,7 +8,7 @@ import math
 import pytest
 
 from tabpriv import accounting as acc
-from tabpriv.backends._slicing_mechanism import calibrate_sigma
+from tabpriv.backends.slicing.mechanism import calibrate_sigma
 from tabpriv.errors import PrivacyParameterError
 
 DELTA = 1e-5

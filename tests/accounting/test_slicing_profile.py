@@ -14,7 +14,7 @@ import pytest
 
 from tabpriv.accounting import slicing_epsilon, slicing_profile_delta, slicing_profile_epsilon
 from tabpriv.audit.recompute import slicing_exact_epsilon
-from tabpriv.backends._slicing_mechanism import calibrate_sigma
+from tabpriv.backends.slicing.mechanism import calibrate_sigma
 
 DELTA = 1e-5
 CONFIGS = [  # (sigma, d, m', Delta)

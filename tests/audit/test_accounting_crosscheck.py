@@ -67,7 +67,7 @@ def test_slicing_calibration_and_gaussian_limit(target: float) -> None:
     import dp_accounting
 
     from tabpriv.accounting import slicing_epsilon
-    from tabpriv.backends._slicing_mechanism import calibrate_sigma
+    from tabpriv.backends.slicing.mechanism import calibrate_sigma
 
     d, m_prime, sens = 40, 64, math.sqrt(2 * 10 + 4 * 3)
     cal = calibrate_sigma(target, DELTA, d, m_prime, sens, method="rdp")
@@ -116,7 +116,7 @@ def test_dp2vae_rdp_vs_pld(target: float) -> None:
     import dp_accounting
 
     from tabpriv.accounting import dp2vae_epsilon
-    from tabpriv.backends.dp2vae import calibrate_dp2vae
+    from tabpriv.backends.vae.dp2 import calibrate_dp2vae
 
     steps = 50
     cal = calibrate_dp2vae(target, DELTA, 1, steps)

@@ -48,7 +48,7 @@ def test_zcdp_conversion_agrees_with_the_accounting_module() -> None:
 
 
 def test_slicing_exact_profile_below_the_rdp_claim() -> None:
-    from tabpriv.backends._slicing_mechanism import calibrate_sigma
+    from tabpriv.backends.slicing.mechanism import calibrate_sigma
 
     cal = calibrate_sigma(2.0, 1e-5, 5, 8, math.sqrt(8))
     exact = slicing_exact_epsilon(cal.sigma, 5, 8, math.sqrt(8), 1e-5)

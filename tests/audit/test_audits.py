@@ -62,7 +62,7 @@ def test_every_backend_has_the_standard_mutations() -> None:
 
 
 def test_mutations_restore_the_code() -> None:
-    import tabpriv.backends._dpsgd as dp
+    import tabpriv.backends.vae.dpsgd_loop as dp
 
     before = dp.gaussian_noise
     with MUTATIONS["dpsgd-vae"]["noise-x0.5"].applied():

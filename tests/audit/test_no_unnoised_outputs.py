@@ -99,15 +99,17 @@ _SLICING = {
     "state": {"loss_final", "release", "release.accounting", "release.accounting.accountant",
               "release.accounting.adjacency", "release.accounting.alpha", "release.accounting.d",
               "release.accounting.delta", "release.accounting.epsilon",
-              "release.accounting.epsilon_unamplified",
+              "release.accounting.epsilon_unamplified", "release.accounting.accountant_method",
+              "release.accounting.epsilon_rdp",
               "release.accounting.k", "release.accounting.l2_sensitivity", "release.accounting.m",
               "release.accounting.n_projections", "release.accounting.n_rows", "release.accounting.seeded",
               "release.accounting.sigma", "release.k", "release.sigma"},
-    "parameters": {"accountant", "adjacency", "alpha", "d", "epsilon_unamplified", "k", "l2_sensitivity", "m",
-                   "n_projections", "n_rows", "seeded", "sigma"},
+    "parameters": {"accountant", "accountant_method", "adjacency", "alpha", "d", "epsilon_rdp",
+                   "epsilon_unamplified", "k", "l2_sensitivity", "m", "n_projections", "n_rows", "seeded",
+                   "sigma"},
     "noise": {"d", "k", "l2_sensitivity", "m", "n_projections", "renyi_order", "sample_size", "sigma",
               "subsample_gamma"},
-    "extra": {"epsilon_unamplified", "randomness", "sensitivity_rule"},
+    "extra": {"accountant_method", "epsilon_rdp", "epsilon_unamplified", "randomness", "sensitivity_rule"},
 }  # fmt: skip
 ALLOWED["slicing"] = _SLICING
 ALLOWED["slicing-wasserstein"] = _SLICING

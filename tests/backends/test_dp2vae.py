@@ -9,7 +9,7 @@ import pytest
 from scipy.special import gammaln
 
 from tabpriv.backends.base import FitContext, spend_and_fit
-from tabpriv.backends.dp2vae import (
+from tabpriv.backends.vae.dp2 import (
     DP2VAEBackend,
     calibrate_dp2vae,
     dp2vae_epsilon,
@@ -284,7 +284,7 @@ def test_conditional_variant_releases_noisy_condition_histogram() -> None:
 
 
 def test_partition_is_disjoint_cover() -> None:
-    from tabpriv.backends._dp2vae_torch import _partition
+    from tabpriv.backends.vae.dp2_torch import _partition
 
     idx, sizes = _partition(103, 10, np.random.default_rng(0))
     rows = np.concatenate([idx[k, : sizes[k]] for k in range(10)])
@@ -341,7 +341,7 @@ def test_gradient_noise_has_the_stated_std_and_shapes() -> None:
     import torch
 
     from tabpriv._random import secret_generator
-    from tabpriv.backends._dp2vae_torch import gradient_noise
+    from tabpriv.backends.vae.dp2_torch import gradient_noise
 
     params = [torch.zeros(300, 40), torch.zeros(40), torch.zeros(7, 3, 2)]
     rng = secret_generator(5, "test")

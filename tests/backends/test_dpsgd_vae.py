@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from tabpriv.backends.base import FitContext, spend_and_fit
-from tabpriv.backends.dpsgd_vae import (
+from tabpriv.backends.vae.dpsgd import (
     DPSGDVAEBackend,
     opacus_epsilon,
     replace_one_from_add_remove,
@@ -151,17 +151,17 @@ def test_accounted_steps_and_rate_are_those_executed(
 
     Before, opacus' DPDataLoader ran at q = 1 / ceil(n / B) while q = B / n was accounted.
     """
-    from tabpriv.backends import _dpsgd
+    from tabpriv.backends.vae import dpsgd_loop
 
     calls: list[tuple[int, float]] = []
-    real = _dpsgd.poisson_batch
+    real = dpsgd_loop.poisson_batch
 
     def counting(rng: np.random.Generator, n_rows: int, q: float) -> np.ndarray:
         assert type(rng.bit_generator).__name__ == "ChaCha"  # the secret stream
         calls.append((n_rows, q))
         return real(rng, n_rows, q)
 
-    monkeypatch.setattr(_dpsgd, "poisson_batch", counting)
+    monkeypatch.setattr(dpsgd_loop, "poisson_batch", counting)
     b = DPSGDVAEBackend(**{**QUICK, "batch_size": batch_size})  # type: ignore[arg-type]
     led = PrivacyLedger(PrivacyBudget(4.0, 1e-5))
     spend_and_fit(b, _encoded(n), led, FitContext("cpu", 0, True))
@@ -179,7 +179,7 @@ def test_poisson_batch_is_poisson_sampling() -> None:
     from scipy.stats import binomtest
 
     from tabpriv._random import secret_generator
-    from tabpriv.backends._dpsgd import poisson_batch
+    from tabpriv.backends.vae.dpsgd_loop import poisson_batch
 
     rng = secret_generator(7, "test")
     n, q, reps = 50, 0.2, 4000
@@ -222,7 +222,7 @@ def test_noisy_step_is_clipped_sum_plus_secret_noise() -> None:
     from opacus import GradSampleModule
 
     from tabpriv._random import secret_generator, secret_normal_torch
-    from tabpriv.backends._dpsgd import noisy_gradient_
+    from tabpriv.backends.vae.dpsgd_loop import noisy_gradient_
 
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2))

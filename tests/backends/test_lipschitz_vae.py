@@ -11,7 +11,7 @@ import pytest
 from tabpriv.accounting import gdp_delta, gdp_epsilon, gdp_mu
 from tabpriv.backends import get_backend_class
 from tabpriv.backends.base import FitContext, spend_and_fit
-from tabpriv.backends.lipschitz_vae import PAPER_MODE_WARNING, LipschitzVAEBackend
+from tabpriv.backends.vae.lipschitz import PAPER_MODE_WARNING, LipschitzVAEBackend
 from tabpriv.budget import PrivacyBudget, PrivacyLedger
 from tabpriv.errors import BudgetExceededError, PrivacyParameterError, TabprivError
 from tabpriv.transformers import TableTransformer
@@ -73,7 +73,7 @@ def test_projection_is_tight_and_certified_on_large_weights() -> None:
     """Weights far above the target are projected to it exactly; the bound holds empirically."""
     import torch
 
-    from tabpriv.backends import _lipschitz_torch as lt
+    from tabpriv.backends.vae import lipschitz_torch as lt
 
     model = lt.build_model(lt.Arch(12, 32, 4, 3), seed=1)
     with torch.no_grad():
@@ -283,16 +283,16 @@ def test_accounted_steps_and_rate_are_those_executed(
     steps at q = 1 / ceil(n / B) (n = 383, B = 256: 10 accounted steps at q = 0.668, 20 run at 0.5).
     """
     from tabpriv.accounting import dpsgd_epsilon
-    from tabpriv.backends import _dpsgd
+    from tabpriv.backends.vae import dpsgd_loop
 
     calls: list[tuple[int, float]] = []
-    real = _dpsgd.poisson_batch
+    real = dpsgd_loop.poisson_batch
 
     def counting(rng: np.random.Generator, n_rows: int, q: float) -> np.ndarray:
         calls.append((n_rows, q))
         return real(rng, n_rows, q)
 
-    monkeypatch.setattr(_dpsgd, "poisson_batch", counting)
+    monkeypatch.setattr(dpsgd_loop, "poisson_batch", counting)
     b, led = _fit(_encoded_small(n), batch_size=batch_size, epochs=3)
     (spend,) = led.spends
     steps, q = spend.parameters["steps"], spend.parameters["sample_rate"]
@@ -310,11 +310,11 @@ def test_noise_and_sampler_come_from_the_secret_key(monkeypatch: pytest.MonkeyPa
     Before, the DP-SGD noise, the Poisson sampler and the release noise came from torch generators
     seeded by the public seed, so the secret key changed nothing.
     """
-    from tabpriv.backends import _dpsgd
+    from tabpriv.backends.vae import dpsgd_loop
 
     table = _encoded_small(300)
     noise_calls: list[tuple[int, ...]] = []
-    real = _dpsgd.gaussian_noise
+    real = dpsgd_loop.gaussian_noise
 
     def counting(
         rng: np.random.Generator, shape: tuple[int, ...], std: float, device: object, dtype: object = None
@@ -323,7 +323,7 @@ def test_noise_and_sampler_come_from_the_secret_key(monkeypatch: pytest.MonkeyPa
         noise_calls.append(shape)
         return real(rng, shape, std, device, dtype)
 
-    monkeypatch.setattr(_dpsgd, "gaussian_noise", counting)
+    monkeypatch.setattr(dpsgd_loop, "gaussian_noise", counting)
 
     def fit(key: int) -> LipschitzVAEBackend:
         b = LipschitzVAEBackend(**{**QUICK, "release": "reconstruction"})  # type: ignore[arg-type]

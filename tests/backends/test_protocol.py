@@ -79,8 +79,8 @@ def test_register_backend_refuses_a_duplicate_name() -> None:
         register_backend("test-plugin", target)
         assert "test-plugin" in available_backends()
         with pytest.raises(BackendRegistryError, match="replace=True"):
-            register_backend("test-plugin", "tabpriv.backends.slicing:SlicingBackend")
-        register_backend("test-plugin", "tabpriv.backends.slicing:SlicingBackend", replace=True)
+            register_backend("test-plugin", "tabpriv.backends.slicing.backend:SlicingBackend")
+        register_backend("test-plugin", "tabpriv.backends.slicing.backend:SlicingBackend", replace=True)
         assert get_backend_class("test-plugin").name == "slicing"
     finally:
         unregister_backend("test-plugin")
@@ -138,8 +138,8 @@ def test_spend_all_checks_every_ancestor() -> None:
 @pytest.mark.parametrize(
     ("helper", "backend_module"),
     [
-        ("tabpriv/backends/_dp2vae_torch.py", "tabpriv.backends.dp2vae"),
-        ("tabpriv/backends/_dpsgd_vae_torch.py", "tabpriv.backends.dpsgd_vae"),
+        ("tabpriv/backends/vae/dp2_torch.py", "tabpriv.backends.vae.dp2"),
+        ("tabpriv/backends/vae/dpsgd_torch.py", "tabpriv.backends.vae.dpsgd"),
     ],
 )
 def test_torch_helpers_do_not_import_their_backend_module(helper: str, backend_module: str) -> None:
@@ -174,3 +174,68 @@ def test_cli_command_modules_do_not_import_each_other() -> None:
             n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module is not None
         }
         assert other not in imported, f"{name} imports {other}"
+
+
+# -- the family layout: backends/slicing/, backends/vae/, backends/independent.py ---------------------
+_FAMILY = {
+    "independent": "tabpriv.backends.independent",
+    "slicing": "tabpriv.backends.slicing.backend",
+    "slicing-wasserstein": "tabpriv.backends.slicing.backend",
+    "dp2-vae": "tabpriv.backends.vae.dp2",
+    "dpsgd-vae": "tabpriv.backends.vae.dpsgd",
+    "lipschitz-vae": "tabpriv.backends.vae.lipschitz",
+}
+
+
+def test_every_registered_backend_lives_in_its_family_module() -> None:
+    import importlib
+
+    assert set(available_backends()) == set(_FAMILY)
+    for name in available_backends():
+        cls = get_backend_class(name)
+        assert cls.__module__ == _FAMILY[name], name
+        family = _FAMILY[name].rpartition(".")[0]
+        if family != "tabpriv.backends":  # the subpackage exports the class under the same object
+            assert getattr(importlib.import_module(family), cls.__name__) is cls
+
+
+@pytest.mark.parametrize(
+    "old",
+    [
+        "tabpriv.backends._slicing_mechanism",
+        "tabpriv.backends._slicing_train",
+        "tabpriv.backends._vae",
+        "tabpriv.backends.dp2vae",
+        "tabpriv.backends._dp2vae_torch",
+        "tabpriv.backends.dpsgd_vae",
+        "tabpriv.backends._dpsgd_vae_torch",
+        "tabpriv.backends._dpsgd",
+        "tabpriv.backends.lipschitz_vae",
+        "tabpriv.backends._lipschitz_torch",
+    ],
+)
+def test_old_flat_module_paths_are_gone(old: str) -> None:
+    import importlib
+
+    with pytest.raises(ModuleNotFoundError):
+        importlib.import_module(old)
+
+
+def test_family_packages_export_names_without_importing_torch() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "import tabpriv, tabpriv.backends, tabpriv.backends.slicing, tabpriv.backends.vae\n"
+        "from tabpriv.backends import available_backends\n"
+        "available_backends()\n"
+        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'opacus'))\n"
+        "loaded = sorted(m for m in sys.modules if m.startswith(('tabpriv.backends.slicing.',"
+        " 'tabpriv.backends.vae.')))\n"
+        "print(heavy, loaded)\n"
+        "assert not heavy and not loaded, (heavy, loaded)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[] []"

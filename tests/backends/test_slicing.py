@@ -12,15 +12,15 @@ from tabpriv import Synthesizer
 from tabpriv._random import derive_seed, secret_generator
 from tabpriv.accounting import amplify_wor, rdp_to_dp, slicing_epsilon, slicing_rdp
 from tabpriv.backends import get_backend_class
-from tabpriv.backends._slicing_mechanism import (
+from tabpriv.backends.base import FitContext, spend_and_fit
+from tabpriv.backends.slicing.backend import SlicingBackend, retrain_from_release
+from tabpriv.backends.slicing.mechanism import (
     SlicingRelease,
     block_sensitivity,
     calibrate_sigma,
     enforce_blocks,
     privatise,
 )
-from tabpriv.backends.base import FitContext, spend_and_fit
-from tabpriv.backends.slicing import SlicingBackend, retrain_from_release
 from tabpriv.budget import PrivacyBudget, PrivacyLedger
 from tabpriv.errors import BudgetExceededError
 from tabpriv.transformers import TableTransformer
@@ -429,7 +429,7 @@ def test_subsample_argument_is_validated() -> None:
 
 
 def test_reg_defaults_per_estimator_and_is_validated() -> None:
-    from tabpriv.backends._slicing_train import DEFAULT_REG
+    from tabpriv.backends.slicing.training import DEFAULT_REG
     from tabpriv.errors import PrivacyParameterError
 
     assert SlicingBackend(estimator="kmm")._train_config().reg == DEFAULT_REG["kmm"]
@@ -523,3 +523,25 @@ def test_the_secret_subsample_does_not_come_from_the_public_stream() -> None:
     old.standard_normal((table.width, 40), dtype=np.float32)
     old_rows = np.sort(old.choice(400, size=100, replace=False))
     assert sorted(a) != old_rows.tolist()
+
+
+def test_plan_and_report_state_the_accountant_method_and_the_rdp_cross_check() -> None:
+    # Both figures are functions of public quantities (sigma, d, m', Delta, delta): recompute the RDP
+    # route independently and check the plan, the ledger parameters and the report carry it.
+    schema = make_small_schema()
+    table = _encoded(200)
+    backend = SlicingBackend(**QUICK)
+    plan = backend.plan(table.spans, table.n_rows, PrivacyBudget(2.0, 1e-5))
+    params = plan.spends[0].parameters
+    assert params["accountant_method"] == "exact"
+    rdp, _ = slicing_epsilon(params["sigma"], params["d"], params["n_projections"],
+                             params["l2_sensitivity"], 1e-5)  # fmt: skip
+    assert params["epsilon_rdp"] == pytest.approx(rdp, rel=1e-9)
+    assert params["epsilon_rdp"] > plan.spends[0].epsilon  # the exact profile is tighter at this sigma
+    synth = Synthesizer("slicing", epsilon=2.0, schema=schema, device="cpu", random_state=0,
+                        backend_params=QUICK)  # fmt: skip
+    synth.fit(make_small_df(200))
+    extra = synth.privacy_report.extra
+    assert extra["accountant_method"] == "exact"
+    assert extra["epsilon_rdp"] == pytest.approx(rdp, rel=1e-9)
+    assert synth.backend_.release_.accounting["epsilon_rdp"] == pytest.approx(rdp, rel=1e-9)

@@ -1,4 +1,4 @@
-"""The VAE backends' binned number heads (``tabpriv.backends._vae``): layout, targets, sampling."""
+"""The VAE backends' binned number heads (``tabpriv.backends.vae.common``): layout, targets, sampling."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from tabpriv.backends._vae import SpanLayout, decode_rows, recon_loss  # noqa: E402
+from tabpriv.backends.vae.common import SpanLayout, decode_rows, recon_loss  # noqa: E402
 from tabpriv.schema import Column, Schema  # noqa: E402
 from tabpriv.transformers import ColumnSpan, TableTransformer  # noqa: E402
 

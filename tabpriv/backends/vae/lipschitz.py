@@ -9,7 +9,7 @@ encoder and decoder on the same data.
 
 Two modes:
 
-* ``mode="dp"`` (default, end-to-end DP): the VAE is trained with DP-SGD (:mod:`._dpsgd`: Poisson
+* ``mode="dp"`` (default, end-to-end DP): the VAE is trained with DP-SGD (:mod:`.dpsgd_loop`: Poisson
   sampling and Gaussian noise from secret ChaCha20 streams, accounted by dp-accounting's PLD under
   replace-one adjacency for exactly the rate and steps that run), the encoder mean is kept
   ``L``-Lipschitz by an exact spectral projection after each step and certified at the end by SVD.
@@ -25,7 +25,7 @@ Adjacency: **replace-one** everywhere (the row count is public); both spends com
 composition. The per-record noise of a reconstruction release is also drawn from a secret stream.
 No training loss is kept, logged or saved.
 
-torch and opacus are imported lazily; the torch code lives in :mod:`tabpriv.backends._lipschitz_torch`.
+torch and opacus are imported lazily; the torch code lives in :mod:`tabpriv.backends.vae.lipschitz_torch`.
 
 Streaming (``streaming = True``): every minibatch (Poisson batches in dp mode, shuffled batches
 in paper mode) is read with ``table.take`` and the reconstruction release with ``table.iter_chunks``;
@@ -45,16 +45,16 @@ import numpy as np
 
 from tabpriv._random import block_seed, derive_seed
 from tabpriv.accounting.gdp import calibrate_gdp_noise, gdp_delta, gdp_epsilon, gdp_mu
-from tabpriv.backends._dpsgd import SAMPLER_TEXT
 from tabpriv.backends._params import Boolean, Constraint, Interval, Options
 from tabpriv.backends.base import Backend, FitContext, PlannedSpend, PrivacyDetails, PrivacyPlan
-from tabpriv.backends.dp2vae import NUMERIC_BINS, OPEN_FRACTION, POSITIVE_INT, POSITIVE_NUMBER
+from tabpriv.backends.vae.dp2 import NUMERIC_BINS, OPEN_FRACTION, POSITIVE_INT, POSITIVE_NUMBER
+from tabpriv.backends.vae.dpsgd_loop import SAMPLER_TEXT
 from tabpriv.budget import GuaranteeType, PrivacyBudget
 from tabpriv.errors import PrivacyParameterError, TabprivError
 from tabpriv.transformers.encoded import ColumnSpan, EncodedTable
 
 if TYPE_CHECKING:
-    from tabpriv.backends._lipschitz_torch import LipschitzVAE
+    from tabpriv.backends.vae.lipschitz_torch import LipschitzVAE
 
 __all__ = ["PAPER_MODE_WARNING", "LipschitzVAEBackend", "gdp_delta", "gdp_epsilon", "gdp_mu"]
 
@@ -263,7 +263,7 @@ class LipschitzVAEBackend(Backend):
             plan["encoder_noise"] = s
             eps_rec, delta_r = 0.0, 0.0
         if self.mode == "dp":
-            from tabpriv.backends import _dpsgd
+            from tabpriv.backends.vae import dpsgd_loop
 
             eps_t = eps - eps_rec
             delta_t = delta - delta_r
@@ -273,8 +273,8 @@ class LipschitzVAEBackend(Backend):
                     f"{eps_rec:.4g}; lower reconstruction_fraction or raise encoder_noise."
                 )
             # The row count is public (replace-one); q and T are exactly what run_dpsgd executes.
-            schedule = _dpsgd.dpsgd_schedule(n_rows, self.batch_size, self.epochs)
-            cal = _dpsgd.calibrate_noise_multiplier(eps_t, delta_t, schedule)
+            schedule = dpsgd_loop.dpsgd_schedule(n_rows, self.batch_size, self.epochs)
+            cal = dpsgd_loop.calibrate_noise_multiplier(eps_t, delta_t, schedule)
             plan.update(
                 noise_multiplier=cal.noise_multiplier,
                 sample_rate=schedule.sampling_probability,
@@ -346,7 +346,7 @@ class LipschitzVAEBackend(Backend):
         figures = noise.as_dict()
         k = self.n_samples_per_record
         # --- training -------------------------------------------------------------------------
-        from tabpriv.backends import _lipschitz_torch as lt
+        from tabpriv.backends.vae import lipschitz_torch as lt
 
         # Every row read (minibatch or release pass) is clipped to row_norm_bound, hence diameter <= D:
         # the rows of table.clipped_rows(), read on demand instead of materialised (streaming).
@@ -371,9 +371,9 @@ class LipschitzVAEBackend(Backend):
         )
         schedule = None
         if self.mode == "dp":
-            from tabpriv.backends import _dpsgd
+            from tabpriv.backends.vae import dpsgd_loop
 
-            schedule = _dpsgd.dpsgd_schedule(table.n_rows, self.batch_size, self.epochs)
+            schedule = dpsgd_loop.dpsgd_schedule(table.n_rows, self.batch_size, self.epochs)
         info = lt.train(
             model,
             heads,
@@ -456,14 +456,14 @@ class LipschitzVAEBackend(Backend):
         return rng.permutation(m)[:n] if n <= m else rng.integers(0, m, size=n)
 
     def _decode(self, z: np.ndarray, seed: int) -> np.ndarray:
-        from tabpriv.backends import _lipschitz_torch as lt
+        from tabpriv.backends.vae import lipschitz_torch as lt
 
         return lt.decode(self.model_, self.heads_, z, self.device_, seed)
 
     def encoder_mean(self, x: np.ndarray) -> np.ndarray:
         """The encoder mean on rows ``x`` (float64, CPU) — for checks of the Lipschitz bound."""
         self.check_fitted()
-        from tabpriv.backends import _lipschitz_torch as lt
+        from tabpriv.backends.vae import lipschitz_torch as lt
 
         return lt.encoder_mean(self.model_, x)
 
@@ -564,7 +564,7 @@ class LipschitzVAEBackend(Backend):
     def get_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         """Model weights (and released latent codes) as arrays; plan and spans as JSON."""
         self.check_fitted()
-        from tabpriv.backends import _lipschitz_torch as lt
+        from tabpriv.backends.vae import lipschitz_torch as lt
 
         arrays = lt.state_arrays(self.model_)
         if self.latents_ is not None:
@@ -582,7 +582,7 @@ class LipschitzVAEBackend(Backend):
 
     def set_state(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
         """Restore a state saved by :meth:`get_state` (on the CPU)."""
-        from tabpriv.backends import _lipschitz_torch as lt
+        from tabpriv.backends.vae import lipschitz_torch as lt
 
         spans = tuple(ColumnSpan.from_dict(d) for d in meta["spans"])
         heads = lt.Heads(spans, self.numeric_bins)

@@ -1,4 +1,4 @@
-"""Torch implementation of DP²-VAE training and sampling (imported only by ``dp2vae``)."""
+"""Torch implementation of DP²-VAE training and sampling (imported only by :mod:`.dp2`)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ import torch
 from torch.func import functional_call, stack_module_state, vmap
 
 from tabpriv._random import derive_seed, secret_normal_torch, torch_generator
-from tabpriv.backends._vae import (
+from tabpriv.backends.base import FitContext
+from tabpriv.backends.vae.common import (
     MLP,
     SpanLayout,
     column_sums,
@@ -25,7 +26,6 @@ from tabpriv.backends._vae import (
     recon_loss,
     sample_condition,
 )
-from tabpriv.backends.base import FitContext
 from tabpriv.transformers.encoded import EncodedTable
 
 if TYPE_CHECKING:

@@ -3,7 +3,7 @@
 The encoder mean is a ReLU MLP whose every linear layer is kept at spectral norm <= ``L ** (1/m)`` by an
 exact projection after each optimiser step (``W <- W / max(1, sigma_max(W) / c)`` with ``sigma_max``
 from an SVD in float64). Projection is post-processing of the parameters, so it composes with DP-SGD
-(:mod:`tabpriv.backends._dpsgd`; opacus' GradSampleModule, which computes the per-record gradients,
+(:mod:`tabpriv.backends.vae.dpsgd_loop`; opacus' GradSampleModule, which computes the per-record gradients,
 does not need to know about it). The certified Lipschitz constant of the encoder mean is the product
 of the exact spectral norms of the final weights (ReLU is 1-Lipschitz; biases do not matter).
 """
@@ -23,7 +23,7 @@ from torch import nn
 from tabpriv.transformers.encoded import ColumnSpan, EncodedTable, clip_rows
 
 if TYPE_CHECKING:
-    from tabpriv.backends._dpsgd import DPSGDSchedule
+    from tabpriv.backends.vae.dpsgd_loop import DPSGDSchedule
 
 # Multiplicative safety margin of the projection, so float32 rounding of the rescaled weights can never
 # push an exact spectral norm above its target (the final weights are re-certified exactly anyway).
@@ -67,6 +67,7 @@ class LipschitzVAE(nn.Module):
         return h
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - unused
+        """Same as :meth:`encode` (``nn.Module`` protocol)."""
         return self.encode(x)
 
 
@@ -121,13 +122,13 @@ def enforce_certified_(model: LipschitzVAE, lipschitz: float) -> float:
 class Heads:
     """Per-block output activations and per-sample reconstruction losses.
 
-    Numbers get the binned heads of :class:`tabpriv.backends._vae.SpanLayout` when ``numeric_bins > 0``
+    Numbers get the binned heads of :class:`tabpriv.backends.vae.common.SpanLayout` when ``numeric_bins > 0``
     (cross-entropy of the true bin, not counted where the value is missing; decoded by drawing a bin),
     else the regression head (squared error of tanh; decoded as the tanh mean).
     """
 
     def __init__(self, spans: tuple[ColumnSpan, ...], numeric_bins: int = 0) -> None:
-        from tabpriv.backends._vae import SpanLayout
+        from tabpriv.backends.vae.common import SpanLayout
 
         layout = SpanLayout.from_spans(spans, None, numeric_bins)
         self.width = layout.width
@@ -313,7 +314,7 @@ def train(
     sampler_rng: np.random.Generator | None = None,
     noise_rng: np.random.Generator | None = None,
 ) -> dict[str, Any]:
-    """Train (DP-SGD of :mod:`tabpriv.backends._dpsgd` when ``cfg.dp``), projecting after every step.
+    """Train (DP-SGD of :mod:`tabpriv.backends.vae.dpsgd_loop` when ``cfg.dp``), projecting after every step.
 
     ``data``: a matrix of (already clipped) rows, or a :class:`ClippedRows` view of an encoded table,
     read one minibatch at a time (``take``) so that memory stays ``O(batch × d)``.
@@ -342,7 +343,7 @@ def train(
         project_(model, cfg.lipschitz)
     steps = 0
     if cfg.dp:
-        from tabpriv.backends import _dpsgd
+        from tabpriv.backends.vae import dpsgd_loop
 
         if schedule is None or sampler_rng is None or noise_rng is None:
             raise ValueError("DP training needs the accounted schedule and two secret generators.")
@@ -358,7 +359,7 @@ def train(
             if progress is not None:
                 progress(step // schedule.steps_per_epoch, cfg.epochs, "DP-SGD epoch")
 
-        steps = _dpsgd.run_dpsgd(
+        steps = dpsgd_loop.run_dpsgd(
             model,
             opt,
             lambda xb: _per_sample_loss(model, heads, xb, cfg, gen),

@@ -1,7 +1,7 @@
 """The ``slicing`` backend (Greenewald et al., NeurIPS 2024) and its ``slicing-wasserstein`` baseline.
 
 Privacy is spent exactly once, on noisy random projections ``(U, XU + V)`` of the encoded table (see
-:mod:`tabpriv.backends._slicing_mechanism` for the sensitivity and the accounting). The generator is
+:mod:`tabpriv.backends.slicing.mechanism` for the sensitivity and the accounting). The generator is
 then trained on that release alone — post-processing — so it can be retrained with other
 hyper-parameters at no privacy cost (:func:`retrain_from_release`). torch is imported lazily.
 """
@@ -16,8 +16,8 @@ from typing import Any, ClassVar
 import numpy as np
 
 from tabpriv.backends._params import Constraint, Interval, Options
-from tabpriv.backends._slicing_train import DIVERGENCES, ESTIMATORS
 from tabpriv.backends.base import Backend, FitContext, PlannedSpend, PrivacyDetails, PrivacyPlan
+from tabpriv.backends.slicing.training import DIVERGENCES, ESTIMATORS
 from tabpriv.budget import PrivacyBudget
 from tabpriv.errors import PrivacyParameterError
 from tabpriv.transformers.encoded import ColumnSpan, EncodedTable
@@ -55,7 +55,7 @@ class SlicingBackend(Backend):
         n_slices: Number of slices ``m`` (``m' = m * k`` projections are released).
         k: Slice dimension.
         estimator: ``"mmd"`` (default, chosen by measurement), ``"rff"``, ``"kmm"`` (the paper's) or
-            ``"swd"``; see :mod:`tabpriv.backends._slicing_train`.
+            ``"swd"``; see :mod:`tabpriv.backends.slicing.training`.
         divergence: ``"kl"``, ``"js"`` or ``"pearson"`` (kmm / rff estimators).
         steps: Training steps.
         batch_size: Synthetic rows per step.
@@ -172,7 +172,7 @@ class SlicingBackend(Backend):
         return m, m / n_rows
 
     def _train_config(self) -> Any:
-        from tabpriv.backends._slicing_train import DEFAULT_REG, TrainConfig
+        from tabpriv.backends.slicing.training import DEFAULT_REG, TrainConfig
 
         self.validate_params()
         reg = DEFAULT_REG.get(self.estimator, 1e-2) if self.reg is None else self.reg
@@ -197,7 +197,7 @@ class SlicingBackend(Backend):
         self, spans: tuple[ColumnSpan, ...], n_rows: int, budget: PrivacyBudget, *, seeded: bool = False
     ) -> PrivacyPlan:
         """Calibrate sigma to ``budget`` from the public spans and row count (no data read)."""
-        from tabpriv.backends._slicing_mechanism import (
+        from tabpriv.backends.slicing.mechanism import (
             ACCOUNTANT,
             WOR_THEOREM,
             block_sensitivity,
@@ -227,6 +227,9 @@ class SlicingBackend(Backend):
             "accountant": ACCOUNTANT,
             "seeded": seeded,
             "epsilon_unamplified": cal.epsilon_unamplified,
+            # Public: computed from (sigma, d, m', Delta, gamma, delta) only.
+            "accountant_method": cal.method,
+            "epsilon_rdp": cal.epsilon_rdp,
         }
         if gamma is not None:
             accounting["accountant"] = (
@@ -258,7 +261,7 @@ class SlicingBackend(Backend):
 
     def fit(self, table: EncodedTable, plan: PrivacyPlan, context: FitContext) -> Backend:
         """Release the planned noisy projections (the plan is paid for), then train on them."""
-        from tabpriv.backends._slicing_mechanism import privatise
+        from tabpriv.backends.slicing.mechanism import privatise
 
         self.check_plan(plan, table)
         noise: SlicingNoise = plan.noise
@@ -287,7 +290,7 @@ class SlicingBackend(Backend):
     def _train(
         self, release: Any, cfg: Any, device: str, seed: int, context: FitContext | None = None
     ) -> None:
-        from tabpriv.backends._slicing_train import train_generator
+        from tabpriv.backends.slicing.training import train_generator
 
         weights, history = train_generator(
             release,
@@ -304,7 +307,7 @@ class SlicingBackend(Backend):
 
     def sample(self, n: int, seed: int) -> np.ndarray:
         """Draw ``n`` encoded rows (one-hot categories, 0/1 indicators, numbers in [-1, 1])."""
-        from tabpriv.backends._slicing_train import sample_rows
+        from tabpriv.backends.slicing.training import sample_rows
 
         self.check_fitted()
         return sample_rows(self.spans_, self._train_config(), self.weights_, int(n), seed, self.device_)
@@ -318,6 +321,8 @@ class SlicingBackend(Backend):
         mech = _MECHANISM + " (one release; training is post-processing)"
         extra: dict[str, Any] = {
             "epsilon_unamplified": acc.get("epsilon_unamplified", acc.get("epsilon")),
+            "accountant_method": acc.get("accountant_method", "exact"),
+            "epsilon_rdp": acc.get("epsilon_rdp"),
             "sensitivity_rule": "sqrt(2*softmax blocks + 4*number coords + 1*missing indicators)",
             "randomness": (
                 "U: public PCG64 stream of the run's seed (it is released); V and any row sample: a "
@@ -381,7 +386,7 @@ class SlicingBackend(Backend):
 
     def set_state(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
         """Restore from :meth:`get_state` output."""
-        from tabpriv.backends._slicing_mechanism import SlicingRelease
+        from tabpriv.backends.slicing.mechanism import SlicingRelease
 
         self.release_ = SlicingRelease.from_arrays(arrays, meta["release"])
         self.weights_ = {k[4:]: np.asarray(v) for k, v in arrays.items() if k.startswith("gen.")}
@@ -484,7 +489,7 @@ def retrain_from_release(
         A fitted backend whose :meth:`~SlicingBackend.sample` works as after ``fit``.
 
     """
-    from tabpriv.backends._slicing_mechanism import SlicingRelease
+    from tabpriv.backends.slicing.mechanism import SlicingRelease
 
     rel = release if isinstance(release, SlicingRelease) else SlicingRelease.load(release)
     cls = SlicingWassersteinBackend if backend == "slicing-wasserstein" else SlicingBackend

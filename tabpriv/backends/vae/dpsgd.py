@@ -1,6 +1,6 @@
 """The ``dpsgd-vae`` backend: the same VAE as ``dp2-vae`` trained end to end with DP-SGD.
 
-DP-SGD as in :mod:`tabpriv.backends._dpsgd`: per-example gradients (opacus' ``GradSampleModule``)
+DP-SGD as in :mod:`tabpriv.backends.vae.dpsgd_loop`: per-example gradients (opacus' ``GradSampleModule``)
 clipped to ``clip``, Poisson sampling with rate ``q = batch_size / n`` drawn from a secret ChaCha20
 stream, Gaussian noise ``N(0, (z clip)^2)`` from another secret ChaCha20 stream, exactly
 ``T = epochs * ceil(n / batch_size)`` steps.
@@ -33,7 +33,7 @@ from tabpriv.accounting import calibrate_gaussian, dpsgd_epsilon
 from tabpriv.accounting.dpsgd import opacus_epsilon, replace_one_from_add_remove
 from tabpriv.backends._params import Constraint
 from tabpriv.backends.base import Backend, FitContext, PlannedSpend, PrivacyDetails, PrivacyPlan
-from tabpriv.backends.dp2vae import (
+from tabpriv.backends.vae.dp2 import (
     COLUMN_NAME,
     NUMERIC_BINS,
     OPEN_FRACTION,
@@ -48,7 +48,7 @@ from tabpriv.errors import BudgetExceededError, PrivacyParameterError, TabprivEr
 from tabpriv.transformers.encoded import ColumnSpan, EncodedTable
 
 if TYPE_CHECKING:
-    from tabpriv.backends._dpsgd import DPSGDSchedule
+    from tabpriv.backends.vae.dpsgd_loop import DPSGDSchedule
 
 __all__ = ["DPSGDVAEBackend", "opacus_epsilon", "replace_one_from_add_remove"]
 
@@ -159,12 +159,12 @@ class DPSGDVAEBackend(Backend):
         self, spans: tuple[ColumnSpan, ...], n_rows: int, budget: PrivacyBudget, *, seeded: bool = False
     ) -> PrivacyPlan:
         """Validate, then calibrate the noise multiplier (replace-one PLD) to ``budget``; no data read."""
-        from tabpriv.backends import _dpsgd
+        from tabpriv.backends.vae import dpsgd_loop
 
         self.validate_params()
         check_condition_column(self.condition_on, spans)
         eps, delta = budget.epsilon, budget.delta
-        schedule = _dpsgd.dpsgd_schedule(n_rows, self.batch_size, self.epochs)
+        schedule = dpsgd_loop.dpsgd_schedule(n_rows, self.batch_size, self.epochs)
         q, steps = schedule.sampling_probability, schedule.steps
         hist_sigma: float | None = None
         eps_hist = delta_hist = 0.0
@@ -173,7 +173,7 @@ class DPSGDVAEBackend(Backend):
             hist_sigma = calibrate_gaussian(eps_hist, delta_hist, math.sqrt(2.0)).sigma
         eps_sgd, delta_sgd = eps - eps_hist, delta - delta_hist
         try:
-            cal = _dpsgd.calibrate_noise_multiplier(eps_sgd, delta_sgd, schedule)
+            cal = dpsgd_loop.calibrate_noise_multiplier(eps_sgd, delta_sgd, schedule)
         except PrivacyParameterError as exc:
             raise BudgetExceededError(
                 f"No noise level fits the budget left (epsilon={eps:.3g}, delta={delta:.3g}) "
@@ -189,7 +189,7 @@ class DPSGDVAEBackend(Backend):
             "clip_norm": float(self.clip),
             "sampling_probability": q,
             "steps": steps,
-            "sampler": _dpsgd.SAMPLER_TEXT,
+            "sampler": dpsgd_loop.SAMPLER_TEXT,
             "pld_value_discretization_interval": cal.value_discretization_interval,
         }
         if hist_sigma is not None:
@@ -224,7 +224,7 @@ class DPSGDVAEBackend(Backend):
         eps_hist, delta_sgd, accountant = noise.eps_hist, noise.delta_sgd, noise.accountant
         interval = noise.value_discretization_interval
         # -- only now is the data touched --------------------------------------------------------
-        from tabpriv.backends._dpsgd_vae_torch import DPSGDVAETrainConfig, train_dpsgd_vae
+        from tabpriv.backends.vae.dpsgd_torch import DPSGDVAETrainConfig, train_dpsgd_vae
 
         def progress(step: int, total: int) -> None:
             spent = _dpsgd_epsilon_so_far(z, q, step, delta_sgd, interval)
@@ -264,7 +264,7 @@ class DPSGDVAEBackend(Backend):
     def sample(self, n: int, seed: int) -> np.ndarray:
         """Decode ``n`` draws z ~ N(0, I) (post-processing of the released decoder)."""
         self.check_fitted()
-        from tabpriv.backends._dp2vae_torch import DecoderConfig, sample_decoder
+        from tabpriv.backends.vae.dp2_torch import DecoderConfig, sample_decoder
 
         config = DecoderConfig(
             self.spans_, self.condition_on, self.numeric_bins, self.hidden, self.latent_dim

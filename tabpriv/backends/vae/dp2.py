@@ -27,7 +27,7 @@ and the condition histogram read the table with ``table.take``/``table.iter_chun
 n is the ``(K, n/K)`` partition index (8 B/row) and the frozen posterior parameters
 (``2 × latent_dim × 4`` B/row), not an ``n × width`` matrix.
 
-This module is light: torch is imported only inside :mod:`tabpriv.backends._dp2vae_torch`.
+This module is light: torch is imported only inside :mod:`tabpriv.backends.vae.dp2_torch`.
 """
 
 from __future__ import annotations
@@ -299,7 +299,7 @@ class DP2VAEBackend(Backend):
         noise: DP2VAENoise = plan.noise
         cal, k_sub, delta = noise.calibration, noise.n_subsets, noise.delta
         # -- only now is the data touched --------------------------------------------------------
-        from tabpriv.backends._dp2vae_torch import DP2VAETrainConfig, train_dp2vae
+        from tabpriv.backends.vae.dp2_torch import DP2VAETrainConfig, train_dp2vae
 
         self.n_subsets_ = k_sub
         config = DP2VAETrainConfig(
@@ -336,7 +336,7 @@ class DP2VAEBackend(Backend):
     def sample(self, n: int, seed: int) -> np.ndarray:
         """Decode ``n`` draws z ~ N(0, I) (post-processing of the released decoder)."""
         self.check_fitted()
-        from tabpriv.backends._dp2vae_torch import DecoderConfig, sample_decoder
+        from tabpriv.backends.vae.dp2_torch import DecoderConfig, sample_decoder
 
         config = DecoderConfig(
             self.spans_, self.condition_on, self.numeric_bins, self.hidden, self.latent_dim

@@ -31,7 +31,7 @@ from tabpriv.transformers.encoded import ColumnSpan
 if TYPE_CHECKING:
     import torch
 
-    from tabpriv.backends._slicing_mechanism import SlicingRelease
+    from tabpriv.backends.slicing.mechanism import SlicingRelease
 
 __all__ = ["TrainConfig", "build_generator", "sample_rows", "train_generator"]
 

@@ -1,4 +1,4 @@
-"""Torch implementation of the DP-SGD VAE baseline (imported only by ``dpsgd_vae``; DP-SGD in ``_dpsgd``)."""
+"""Torch code of the DP-SGD VAE baseline (imported only by :mod:`.dpsgd`; DP-SGD in :mod:`.dpsgd_loop`)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ import torch
 from torch import nn
 
 from tabpriv._random import derive_seed, torch_generator
-from tabpriv.backends._vae import (
+from tabpriv.backends.base import FitContext
+from tabpriv.backends.vae.common import (
     MLP,
     SpanLayout,
     TakeDataset,
@@ -22,11 +23,10 @@ from tabpriv.backends._vae import (
     kl_divergence,
     recon_loss,
 )
-from tabpriv.backends.base import FitContext
 from tabpriv.transformers.encoded import EncodedTable
 
 if TYPE_CHECKING:
-    from tabpriv.backends._dpsgd import DPSGDSchedule
+    from tabpriv.backends.vae.dpsgd_loop import DPSGDSchedule
 
 
 class VAE(nn.Module):
@@ -100,7 +100,7 @@ def train_dpsgd_vae(
     context: FitContext,
     progress: Callable[[int, int], None] | None = None,
 ) -> DPSGDVAEResult:
-    """Train the VAE with DP-SGD: the Poisson sampler, clipping and noise of :mod:`._dpsgd`.
+    """Train the VAE with DP-SGD: the Poisson sampler, clipping and noise of :mod:`.dpsgd_loop`.
 
     Secret randomness (ChaCha20, :meth:`FitContext.secret_rng`): the Poisson batches, the gradient
     noise and the condition histogram's noise. Public randomness (seeded torch generators): the
@@ -110,7 +110,7 @@ def train_dpsgd_vae(
     Streaming: the table is read through ``table.take`` (one call per Poisson batch) and
     ``table.iter_chunks`` (the condition histogram) only.
     """
-    from tabpriv.backends import _dpsgd
+    from tabpriv.backends.vae import dpsgd_loop
 
     dev = torch.device(context.device)
     layout = SpanLayout.from_spans(table.spans, config.condition_on, config.numeric_bins)
@@ -136,7 +136,7 @@ def train_dpsgd_vae(
         out: torch.Tensor = model(xb, eps)
         return out
 
-    executed = _dpsgd.run_dpsgd(
+    executed = dpsgd_loop.run_dpsgd(
         model,
         opt,
         per_record_loss,
