@@ -449,7 +449,7 @@ class _SamplerRecorder:
 
             self._stack.enter_context(mock.patch.object(owner, "poisson_batch", batch))
         elif self.kind == "subsample":
-            owner, _ = resolve_target("tabpriv.backends._slicing_mechanism:draw_sample")
+            owner, _ = resolve_target("tabpriv.backends.slicing.mechanism:draw_sample")
             orig_sample = owner.draw_sample
 
             def sample(rng: Any, n: int, m: int) -> Any:
@@ -531,7 +531,7 @@ def sampler_audit(
     elif backend == "slicing":
         n_rows, kind = 100, "subsample"
         params = {"n_slices": 4, "k": 2, "subsample": 0.1}
-        memo = ("tabpriv.backends._slicing_mechanism:calibrate_sigma",)
+        memo = ("tabpriv.backends.slicing.mechanism:calibrate_sigma",)
     else:
         from tabpriv.errors import UnknownBackendError
 
