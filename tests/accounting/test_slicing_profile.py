@@ -78,3 +78,14 @@ def test_calibration_to_the_exact_profile_lowers_sigma(target: float, subsample:
     assert exact.sigma < rdp.sigma
     assert exact.epsilon_rdp is not None and exact.epsilon_rdp > target  # the old route would overspend
     assert exact.evaluations > 0
+
+
+def test_review_figure_adult_default_release() -> None:
+    # Issue 13/14: on Adult's default release (d = 110, Delta^2 = 42, m' = 512, delta = 1e-5) the RDP
+    # route's sigma for epsilon 5.1 is in fact epsilon 4.708 by the exact profile.
+    sens = math.sqrt(42.0)
+    sigma_rdp = calibrate_sigma(5.1, 1e-5, 110, 512, sens, method="rdp").sigma
+    assert sigma_rdp == pytest.approx(13.246, abs=1e-3)
+    assert slicing_epsilon(sigma_rdp, 110, 512, sens, 1e-5)[0] == pytest.approx(5.1, abs=1e-3)
+    assert slicing_profile_epsilon(sigma_rdp, 110, 512, sens, 1e-5) == pytest.approx(4.708, abs=2e-3)
+    assert calibrate_sigma(5.1, 1e-5, 110, 512, sens).sigma == pytest.approx(12.370, abs=1e-3)
