@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
@@ -146,6 +146,31 @@ class DP2VAENoise:
     calibration: DP2VAECalibration
     n_subsets: int
     delta: float
+
+
+class ReleasedDecoder(Protocol):
+    """What sampling a released decoder reads off a fitted ``dp2-vae`` or ``dpsgd-vae`` backend."""
+
+    spans_: tuple[ColumnSpan, ...]
+    condition_on: str | None
+    numeric_bins: int
+    hidden: int
+    latent_dim: int
+    decoder_state_: dict[str, np.ndarray]
+    condition_probs_: np.ndarray | None
+
+
+def sample_released_decoder(backend: ReleasedDecoder, n: int, seed: int) -> np.ndarray:
+    """Decode ``n`` draws z ~ N(0, I) from a fitted backend's released decoder (post-processing).
+
+    The one sampler of ``dp2-vae`` and ``dpsgd-vae``; torch is imported only here.
+    """
+    from tabpriv.backends.vae.dp2_torch import DecoderConfig, sample_decoder
+
+    config = DecoderConfig(
+        backend.spans_, backend.condition_on, backend.numeric_bins, backend.hidden, backend.latent_dim
+    )
+    return sample_decoder(config, backend.decoder_state_, backend.condition_probs_, n, seed)
 
 
 def pack_decoder_state(
@@ -336,12 +361,7 @@ class DP2VAEBackend(Backend):
     def sample(self, n: int, seed: int) -> np.ndarray:
         """Decode ``n`` draws z ~ N(0, I) (post-processing of the released decoder)."""
         self.check_fitted()
-        from tabpriv.backends.vae.dp2_torch import DecoderConfig, sample_decoder
-
-        config = DecoderConfig(
-            self.spans_, self.condition_on, self.numeric_bins, self.hidden, self.latent_dim
-        )
-        return sample_decoder(config, self.decoder_state_, self.condition_probs_, n, seed)
+        return sample_released_decoder(self, n, seed)
 
     def privacy_details(self) -> PrivacyDetails:
         """State the mechanism, accountant and noise."""

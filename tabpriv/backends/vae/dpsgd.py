@@ -41,6 +41,7 @@ from tabpriv.backends.vae.dp2 import (
     POSITIVE_NUMBER,
     check_condition_column,
     pack_decoder_state,
+    sample_released_decoder,
     unpack_decoder_state,
 )
 from tabpriv.budget import PrivacyBudget
@@ -264,12 +265,7 @@ class DPSGDVAEBackend(Backend):
     def sample(self, n: int, seed: int) -> np.ndarray:
         """Decode ``n`` draws z ~ N(0, I) (post-processing of the released decoder)."""
         self.check_fitted()
-        from tabpriv.backends.vae.dp2_torch import DecoderConfig, sample_decoder
-
-        config = DecoderConfig(
-            self.spans_, self.condition_on, self.numeric_bins, self.hidden, self.latent_dim
-        )
-        return sample_decoder(config, self.decoder_state_, self.condition_probs_, n, seed)
+        return sample_released_decoder(self, n, seed)
 
     def privacy_details(self) -> PrivacyDetails:
         """State the mechanism, accountant and noise."""
