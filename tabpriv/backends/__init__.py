@@ -35,6 +35,8 @@ _REGISTRY: dict[str, str] = {
     "slicing": "tabpriv.backends.slicing.backend:SlicingBackend",
     "slicing-wasserstein": "tabpriv.backends.slicing.backend:SlicingWassersteinBackend",
     "lipschitz-vae": "tabpriv.backends.vae.lipschitz:LipschitzVAEBackend",
+    "mst": "tabpriv.backends.marginal.mst:MSTBackend",
+    "aim": "tabpriv.backends.marginal.aim:AIMBackend",
 }
 
 

@@ -1,0 +1,259 @@
+"""Generation: a graphical model estimated from the noisy marginals with mbi 2.0, and its sampler.
+
+Everything here is post-processing of released noisy marginals (no privacy cost). JAX and mbi are
+imported lazily (:func:`load_mbi`), with float64 enabled (mbi warns that float32 stalls above 100k
+rows) and JAX's persistent compilation cache off (mbi's own advice; it writes many small programs).
+Both are process-wide JAX settings, stated in ``docs/marginal.md``. JAX runs on its default device
+(a GPU where jaxlib has one, the CPU otherwise).
+
+Sampling does not use mbi's ``synthetic_data`` (which draws from numpy's global generator): the fitted
+model is turned once into a chain of conditional tables along the junction tree's elimination order
+(:class:`ChainSampler`), saved as plain arrays and sampled i.i.d. with the caller's public generator,
+chunk by chunk. A loaded model samples without JAX.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from tabpriv.backends.marginal.domain import MarginalDomain
+from tabpriv.backends.marginal.measure import Clique
+
+__all__ = [
+    "ChainSampler",
+    "Measurement",
+    "attr",
+    "estimate",
+    "junction_tree_cells",
+    "load_mbi",
+    "model_marginal",
+]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """One released noisy marginal (public).
+
+    Attributes:
+        clique: Column indices of the marginal, increasing.
+        noisy: The noisy integer counts, flattened in C order.
+        sigma: The discrete Gaussian scale it was released with.
+
+    """
+
+    clique: Clique
+    noisy: np.ndarray
+    sigma: float
+
+
+def attr(i: int) -> str:
+    """Mbi's name of column ``i`` (never the user's column name: mbi splits strings into letters)."""
+    return f"c{i}"
+
+
+def load_mbi() -> Any:
+    """Import mbi with float64 on and JAX's persistent compilation cache off (process-wide)."""
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+    jax.config.update("jax_enable_compilation_cache", False)
+    import mbi
+
+    return mbi
+
+
+def mbi_domain(domain: MarginalDomain) -> Any:
+    """The mbi ``Domain`` of a discretisation."""
+    mbi = load_mbi()
+    return mbi.Domain.fromdict({attr(i): s for i, s in enumerate(domain.sizes)})
+
+
+def junction_tree_cells(domain: MarginalDomain, cliques: Sequence[Clique]) -> int:
+    """Cells of the junction tree a model on ``cliques`` would have (its memory is 8 bytes a cell).
+
+    Computed by mbi's own junction-tree construction, so it is the size mbi would allocate.
+    """
+    load_mbi()
+    from mbi import junction_tree
+
+    dom = mbi_domain(domain)
+    tree, _ = junction_tree.make_junction_tree(dom, [tuple(attr(i) for i in cl) for cl in cliques])
+    return int(sum(dom.size(cl) for cl in tree.nodes))
+
+
+def estimate(
+    domain: MarginalDomain,
+    measurements: Sequence[Measurement],
+    n_rows: int,
+    *,
+    iters: int,
+    warm_start: Any = None,
+) -> Any:
+    """Fit mbi's graphical model to the measurements by mirror descent (``iters`` iterations).
+
+    ``n_rows`` (public under replace-one) is given as the known total.
+    """
+    mbi = load_mbi()
+    dom = mbi_domain(domain)
+    lms = [
+        mbi.LinearMeasurement(
+            np.asarray(m.noisy, dtype=np.float64).ravel(),
+            tuple(attr(i) for i in m.clique),
+            stddev=float(m.sigma),
+        )
+        for m in measurements
+    ]
+    t0 = time.perf_counter()
+    model = mbi.estimation.MirrorDescent().estimate(
+        dom, lms, known_total=float(n_rows), iters=int(iters), warm_start=warm_start
+    )
+    logger.debug(
+        "mbi estimate: %d measurements, %d iterations, %.1f s", len(lms), iters, time.perf_counter() - t0
+    )
+    return model
+
+
+def model_marginal(model: Any, clique: Clique) -> np.ndarray:
+    """The model's marginal on ``clique`` as a flat float64 count vector (C order, columns increasing)."""
+    factor = model.project(tuple(attr(i) for i in clique))
+    return np.asarray(factor.datavector(flatten=True), dtype=np.float64)
+
+
+class ChainSampler:
+    """The fitted model as conditional tables along the junction tree's elimination order.
+
+    Column ``order[t]`` is drawn from ``P(col | parents)`` where the parents are columns drawn before it
+    that share a junction-tree clique with it (mbi's own construction in ``synthetic_data``). Sampling
+    is i.i.d. and needs only numpy.
+
+    Attributes:
+        order: Column indices in sampling order.
+        parents: For each column in ``order``, its parent column indices.
+        cdfs: For each column in ``order``, a ``(prod(parent sizes), size)`` float64 cumulative table.
+
+    """
+
+    def __init__(self, order: Sequence[int], parents: Sequence[tuple[int, ...]], cdfs: Sequence[np.ndarray]):
+        self.order = tuple(int(i) for i in order)
+        self.parents = tuple(tuple(int(p) for p in ps) for ps in parents)
+        self.cdfs = [np.asarray(c, dtype=np.float64) for c in cdfs]
+        later: set[int] = set()
+        needed: list[frozenset[int]] = []
+        for ps in reversed(self.parents):
+            needed.append(frozenset(later))
+            later |= set(ps)
+        #: for position t, the columns that are parents of some column after t
+        self._needed_later = needed[::-1]
+        self._conds: list[np.ndarray] | None = None
+
+    def marginal(
+        self, clique: Clique, sizes: Sequence[int], *, max_cells: int = 50_000_000
+    ) -> np.ndarray | None:
+        """The model's exact probability table on ``clique`` (flat, C order), by variable elimination.
+
+        Columns are added along the sampling order and summed out as soon as neither the query nor a
+        later column needs them; a column nothing needs is skipped (its conditional sums to one).
+        Returns ``None`` when an intermediate table would exceed ``max_cells`` (the caller falls back).
+        """
+        query = set(clique)
+        factor = np.ones((), dtype=np.float64)
+        axes: list[int] = []
+        for t, col in enumerate(self.order):
+            keep = query | self._needed_later[t]
+            if col in keep:
+                factor, axes = self._multiply(factor, axes, t, sizes, max_cells)
+                if factor is None:
+                    return None
+            drop = [k for k, a in enumerate(axes) if a not in keep]
+            if drop:
+                factor = factor.sum(axis=tuple(drop))
+                axes = [a for k, a in enumerate(axes) if k not in drop]
+        order = sorted(range(len(axes)), key=lambda k: axes[k])
+        return np.ascontiguousarray(np.transpose(factor, order)).ravel()
+
+    def _multiply(
+        self, factor: np.ndarray, axes: list[int], t: int, sizes: Sequence[int], max_cells: int
+    ) -> tuple[Any, list[int]]:
+        """``factor(axes) * P(order[t] | parents)`` over ``axes + [order[t]]`` (``None`` if too large)."""
+        col, ps = self.order[t], self.parents[t]
+        out_axes = [*axes, col]
+        if int(np.prod([sizes[a] for a in out_axes], dtype=np.float64)) > max_cells:
+            return None, axes
+        if self._conds is None:
+            self._conds = [np.diff(c, axis=1, prepend=0.0) for c in self.cdfs]
+        cond = self._conds[t].reshape(*[sizes[p] for p in ps], sizes[col])
+        labels = {a: k for k, a in enumerate(out_axes)}
+        factor = np.einsum(
+            factor, [labels[a] for a in axes], cond, [labels[p] for p in ps] + [labels[col]],
+            [labels[a] for a in out_axes],
+        )  # fmt: skip
+        return factor, out_axes
+
+    @classmethod
+    def from_model(cls, model: Any, domain: MarginalDomain) -> ChainSampler:
+        """Build the tables from an mbi model (message passing on its junction tree)."""
+        load_mbi()
+        from mbi import junction_tree, marginal_oracles
+
+        tree, elimination = junction_tree.make_junction_tree(
+            model.domain, [tuple(cl) for cl in model.cliques]
+        )
+        nodes = list(tree.nodes)
+        potentials = model.potentials.expand(nodes)
+        marginals = marginal_oracles.message_passing_stable(potentials, model.total)
+        node_sets = [set(cl) for cl in nodes]
+        order_names = list(elimination)[::-1]
+        used: set[str] = set()
+        order: list[int] = []
+        parents: list[tuple[int, ...]] = []
+        cdfs: list[np.ndarray] = []
+        for name in order_names:
+            relevant = set().union(*[cl for cl in node_sets if name in cl]) & used
+            proj = tuple(sorted(relevant, key=lambda a: int(a[1:])))
+            marg = np.asarray(marginals.project((*proj, name)).datavector(flatten=False), dtype=np.float64)
+            marg = np.clip(marg, 0.0, None).reshape(-1, domain.sizes[int(name[1:])])
+            totals = marg.sum(axis=1, keepdims=True)
+            size = marg.shape[1]
+            cond = np.where(totals > 0, marg / np.where(totals > 0, totals, 1.0), 1.0 / size)
+            cdf = np.cumsum(cond, axis=1)
+            cdf[:, -1] = 1.0
+            order.append(int(name[1:]))
+            parents.append(tuple(int(a[1:]) for a in proj))
+            cdfs.append(cdf)
+            used.add(name)
+        return cls(order, parents, cdfs)
+
+    def sample_codes(self, n: int, rng: np.random.Generator, sizes: Sequence[int]) -> np.ndarray:
+        """``n`` i.i.d. rows of level codes, ``(n, columns)`` int64."""
+        codes = np.zeros((n, len(sizes)), dtype=np.int64)
+        for col, ps, cdf in zip(self.order, self.parents, self.cdfs, strict=True):
+            if ps:
+                idx = np.ravel_multi_index(tuple(codes[:, p] for p in ps), tuple(sizes[p] for p in ps))
+            else:
+                idx = np.zeros(n, dtype=np.int64)
+            u = rng.random(n)
+            rows = cdf[idx]
+            codes[:, col] = np.minimum((rows <= u[:, None]).sum(axis=1), sizes[col] - 1)
+        return codes
+
+    def state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """Arrays and metadata for saving (public: post-processing of noisy marginals)."""
+        arrays = {f"cdf_{t}": c for t, c in enumerate(self.cdfs)}
+        meta = {"order": list(self.order), "parents": [list(p) for p in self.parents]}
+        return arrays, meta
+
+    @classmethod
+    def from_state(cls, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> ChainSampler:
+        """Inverse of :meth:`state`."""
+        order = [int(i) for i in meta["order"]]
+        return cls(
+            order, [tuple(p) for p in meta["parents"]], [arrays[f"cdf_{t}"] for t in range(len(order))]
+        )
