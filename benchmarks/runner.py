@@ -173,6 +173,7 @@ def _child_tabpriv(args: dict[str, Any]) -> dict[str, Any]:
         schema=schema,
         random_state=args["seed"],
         device=args.get("device", "cpu"),
+        backend_params=args.get("backend_params") or None,
     )
     t0 = time.perf_counter()
     synth.fit(train)
@@ -200,6 +201,20 @@ def child(spec_path: str) -> int:
     return 0
 
 
+def public_backend_params(backend: str, ds: Dataset) -> dict[str, Any]:
+    """Public parameters the grid gives a backend: the dataset's target to backends that take one.
+
+    ``aim`` weights the marginals that touch ``target`` (the benchmark's classification target is a
+    public choice of the analysis, stated in the release's report); every other backend gets none.
+    """
+    import inspect
+
+    from tabpriv.backends import get_backend_class
+
+    params = inspect.signature(get_backend_class(backend).__init__).parameters
+    return {"target": ds.target} if "target" in params else {}
+
+
 def run_system(
     system: str, ds: Dataset, eps: float, delta: float, seed: int, work: Path, timeout_s: float
 ) -> tuple[pd.DataFrame | None, dict[str, Any]]:
@@ -220,8 +235,10 @@ def run_system(
             "note": "training table itself (ceiling)",
         }
     if system.startswith("tabpriv:"):
+        backend = system.split(":", 1)[1]
         spec = {
-            "backend": system.split(":", 1)[1],
+            "backend": backend,
+            "backend_params": public_backend_params(backend, ds),
             "epsilon": eps,
             "delta": delta,
             "seed": seed,
