@@ -189,6 +189,7 @@ def _child_tabpriv(args: dict[str, Any]) -> dict[str, Any]:
         "baseline_rss_mb": base_mb,
         "peak_rss_mb": peak_rss_mb(),
         "device": str(getattr(synth, "device_", args.get("device", "cpu"))),
+        "backend_params": args.get("backend_params") or {},
         "privacy_report": rep,
     }
 
