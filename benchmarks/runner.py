@@ -32,6 +32,16 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "datasets"
 SMARTNOISE_PY = ROOT / ".venv-smartnoise" / "bin" / "python"
 SMARTNOISE_RUNNER = ROOT / "benchmarks" / "peers" / "smartnoise_runner.py"
+DPMM_PY = ROOT / ".venv-dpmm" / "bin" / "python"
+DPMM_RUNNER = ROOT / "benchmarks" / "peers" / "dpmm_runner.py"
+OPENDP_PY = ROOT / ".venv-opendp-synth" / "bin" / "python"
+OPENDP_RUNNER = ROOT / "benchmarks" / "peers" / "opendp_runner.py"
+# Peer libraries run in their own venvs: system prefix -> (synthesizers, setup script).
+PEERS: dict[str, tuple[tuple[str, ...], str]] = {
+    "smartnoise": (("mst", "aim"), "setup_smartnoise.sh"),
+    "dpmm": (("mst", "aim", "privbayes"), "setup_dpmm.sh"),
+    "opendp": (("mst", "aim"), "setup_opendp_synth.sh"),
+}
 log = logging.getLogger("benchmarks")
 
 
@@ -123,17 +133,60 @@ def expand_systems(names: list[str]) -> list[str]:
     return list(dict.fromkeys(out))
 
 
+@dataclass(frozen=True)
+class PeerVariant:
+    """A peer system parsed from its name: ``<library>-<synth>[-iid][-replace-one]``."""
+
+    library: str  # "smartnoise", "dpmm" or "opendp" (a key of PEERS)
+    synth: str  # "mst", "aim", "privbayes"
+    adjacency: str  # "add-remove" (the peer's own accounting) or "replace-one"
+    sample_method: str  # "round" (mbi's default randomized rounding) or "sample" (i.i.d., "-iid")
+
+
+def peer_variant(system: str) -> PeerVariant | None:
+    """Parse a peer system name; None when ``system`` names no known peer.
+
+    ``<library>-<synth>`` runs the synthesizer at ε as its library accounts it (add/remove-one
+    neighbours); ``-replace-one`` at the ε' (or, for OpenDP, the privacy unit) that makes it (ε, δ)-DP
+    under replace-one, the neighbouring relation of every tabpriv guarantee; ``-iid`` samples the
+    synthetic rows i.i.d. from the fitted model instead of by mbi's default rounding
+    (``synthetic_data(method='round')``). See ``benchmarks/peers/*_runner.py``.
+    """
+    library, _, rest = system.partition("-")
+    if library not in PEERS or not rest:
+        return None
+    adjacency, sample_method = "add-remove", "round"
+    if rest.endswith("-replace-one"):
+        rest, adjacency = rest.removesuffix("-replace-one"), "replace-one"
+    if rest.endswith("-iid"):
+        rest, sample_method = rest.removesuffix("-iid"), "sample"
+    if rest not in PEERS[library][0]:
+        return None
+    return PeerVariant(library, rest, adjacency, sample_method)
+
+
 def smartnoise_variant(system: str) -> tuple[str, str]:
-    """``smartnoise-<synth>[-replace-one]`` → (synth, adjacency the peer is calibrated for).
+    """``smartnoise-<synth>[-iid][-replace-one]`` → (synth, adjacency the peer is calibrated for).
 
     ``smartnoise-mst`` runs MST at ε as smartnoise accounts it (add/remove-one neighbours);
     ``smartnoise-mst-replace-one`` at the smaller ε' that makes it (ε, δ)-DP under replace-one, the
     neighbouring relation of every tabpriv guarantee (see ``peers/smartnoise_runner.py``).
     """
-    name = system.removeprefix("smartnoise-")
-    if name.endswith("-replace-one"):
-        return name.removesuffix("-replace-one"), "replace-one"
-    return name, "add-remove"
+    v = peer_variant(system)
+    if v is None or v.library != "smartnoise":
+        raise ValueError(
+            f"{system!r} is not a smartnoise peer (smartnoise-mst, smartnoise-aim-replace-one, ...)"
+        )
+    return v.synth, v.adjacency
+
+
+def _peer_python(library: str) -> tuple[Path, Path]:
+    """Interpreter of the peer's venv and its runner script (looked up at call time: tests patch them)."""
+    return {
+        "smartnoise": (SMARTNOISE_PY, SMARTNOISE_RUNNER),
+        "dpmm": (DPMM_PY, DPMM_RUNNER),
+        "opendp": (OPENDP_PY, OPENDP_RUNNER),
+    }[library]
 
 
 def peak_rss_mb() -> float:
@@ -253,17 +306,19 @@ def run_system(
         spec_path = work / f"{tag}.spec.json"
         spec_path.write_text(json.dumps(spec))
         cmd = [sys.executable, "-m", "benchmarks", "_child", str(spec_path)]
-    elif system.startswith("smartnoise-"):
-        if not SMARTNOISE_PY.exists():
-            return None, {"skipped": f"{SMARTNOISE_PY} missing; run benchmarks/peers/setup_smartnoise.sh"}
-        synth_name, adjacency = smartnoise_variant(system)
+    elif (peer := peer_variant(system)) is not None:
+        py, script = _peer_python(peer.library)
+        if not py.exists():
+            return None, {"skipped": f"{py} missing; run benchmarks/peers/{PEERS[peer.library][1]}"}
         cmd = [
-            str(SMARTNOISE_PY),
-            str(SMARTNOISE_RUNNER),
+            str(py),
+            str(script),
             "--adjacency",
-            adjacency,
+            peer.adjacency,
+            "--sample-method",
+            peer.sample_method,
             "--synth",
-            synth_name,
+            peer.synth,
             "--input",
             str(train_csv),
             "--schema",
@@ -621,6 +676,21 @@ def plan(grid: dict[str, Any], systems: list[str]) -> list[tuple[str, str, float
     return out
 
 
+def timeout_for(system: str, grid: dict[str, Any]) -> float:
+    """Per-run time limit of ``system``: the first ``[run].timeouts`` pattern it matches, else ``timeout_s``.
+
+    ``timeouts`` maps shell-style patterns (``fnmatch``) to seconds, e.g. ``{"*-aim*" = 1200}``, so the
+    slow peers can get a shorter limit than the rest of the grid; a run past its limit is recorded as
+    ``failed: timeout after N s``.
+    """
+    import fnmatch
+
+    for pattern, seconds in (grid.get("timeouts") or {}).items():
+        if fnmatch.fnmatchcase(system, pattern):
+            return float(seconds)
+    return float(grid.get("timeout_s", 3600))
+
+
 def run(
     config_path: str,
     quick: bool = False,
@@ -648,6 +718,7 @@ def run(
             grid[key] = list(val)
     if timeout_s is not None:
         grid["timeout_s"] = float(timeout_s)
+        grid.pop("timeouts", None)  # --timeout-s replaces every per-run limit
     systems = expand_systems(only_systems or grid["systems"])
     results = _resolve(grid.get("results_dir", "benchmarks/results"))
     results.mkdir(parents=True, exist_ok=True)
@@ -693,7 +764,7 @@ def run(
             "host": host,
             "command": " ".join(sys.argv),
         }
-        synth, facts = run_system(system, ds, eps or 0.0, delta, seed, work, grid.get("timeout_s", 3600))
+        synth, facts = run_system(system, ds, eps or 0.0, delta, seed, work, timeout_for(system, grid))
         # The run's facts never relabel the row: its identity is the plan's (system, ε, δ, seed).
         row.update({k: v for k, v in facts.items() if k not in ("system", "epsilon", "delta", "seed")})
         priv = facts.get("privacy_report")
