@@ -246,7 +246,14 @@ class AIMBackend(MarginalBackend):
             before = _model_counts(chain, model, r, domain, n_rows)
             if r not in cliques:
                 cliques.append(r)
-            model = estimate(domain, measurements, n_rows, iters=self.round_iters, warm_start=model)
+            model = estimate(
+                domain,
+                measurements,
+                n_rows,
+                iters=self.round_iters,
+                warm_start=model,
+                release_compiled=t % 5 == 0,
+            )
             chain = ChainSampler.from_model(model, domain)
             after = _model_counts(chain, model, r, domain, n_rows)
             if not final and float(np.abs(after - before).sum()) <= _SQRT_2_OVER_PI * sigma * domain.cells(r):

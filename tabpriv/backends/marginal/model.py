@@ -96,10 +96,12 @@ def estimate(
     *,
     iters: int,
     warm_start: Any = None,
+    release_compiled: bool = False,
 ) -> Any:
     """Fit mbi's graphical model to the measurements by mirror descent (``iters`` iterations).
 
-    ``n_rows`` (public under replace-one) is given as the known total.
+    ``n_rows`` (public under replace-one) is given as the known total. ``release_compiled`` clears
+    JAX's caches afterwards (AIM's rounds: each compiles programs for a clique set never seen again).
     """
     mbi = load_mbi()
     dom = mbi_domain(domain)
@@ -115,6 +117,11 @@ def estimate(
     model = mbi.estimation.MirrorDescent().estimate(
         dom, lms, known_total=float(n_rows), iters=int(iters), warm_start=warm_start
     )
+    if release_compiled:
+        # Every new clique set compiles new programs that are never reused; JAX keeps them all.
+        import jax
+
+        jax.clear_caches()
     logger.debug(
         "mbi estimate: %d measurements, %d iterations, %.1f s", len(lms), iters, time.perf_counter() - t0
     )
