@@ -174,6 +174,25 @@ def test_seeded_noise_streams_are_per_label_and_reproducible() -> None:
     )
 
 
+@pytest.mark.parametrize("seeded", [True, False], ids=["seeded-chacha", "opendp"])
+def test_private_select_is_the_exponential_mechanism(seeded: bool) -> None:
+    """P(select i) = exp(s_i / scale) / sum_j exp(s_j / scale) (Gumbel noisy max) on both paths, so that
+    the Gumbel scale means the same to the seeded sampler and to OpenDP's make_noisy_max."""
+    scale, n = 2.5, 2_000
+    scores = np.array([0.0, 1.0, 2.0, -3.0, 1.5]) * scale
+    p = np.exp(scores / scale) / np.exp(scores / scale).sum()
+    ctx = FitContext("cpu", 0, seeded)
+    picks = np.array([measure.private_select(scores, scale, ctx, f"round {k}") for k in range(n)])
+    freq = np.bincount(picks, minlength=scores.size) / n
+    # every option within 5 binomial standard errors (the OpenDP path is unseeded: holds w.p. ~ 1 - 3e-6)
+    assert (np.abs(freq - p) <= 5 * np.sqrt(p * (1 - p) / n)).all(), (freq, p)
+    if seeded:  # the same label replays the same draw; the labels above gave different ones
+        again = [
+            measure.private_select(scores, scale, FitContext("cpu", 0, True), f"round {k}") for k in range(50)
+        ]
+        assert again == picks[:50].tolist()
+
+
 def test_released_counts_minus_exact_counts_have_the_planned_sigma(mst_fit: Synthesizer) -> None:
     backend = mst_fit.backend_
     schema, df = make_small_schema(), make_small_df(N_ROWS)
@@ -300,8 +319,8 @@ def _ci_table() -> tuple[Schema, pd.DataFrame]:
 def huge_eps() -> dict[str, Synthesizer]:
     schema, df = _ci_table()
     return {
-        "mst": _fit("mst", schema, df, {"iters": 300}, epsilon=5000.0),
-        "aim": _fit("aim", schema, df, {"iters": 300, "round_iters": 50, "rounds": 6}, epsilon=5000.0),
+        "mst": _fit("mst", schema, df, {"iters": 3000}, epsilon=5000.0),
+        "aim": _fit("aim", schema, df, {"iters": 3000, "round_iters": 100, "rounds": 6}, epsilon=5000.0),
     }
 
 
@@ -316,10 +335,11 @@ def test_huge_epsilon_reproduces_one_and_two_way_marginals(huge_eps, name: str) 
     for clique in [(0,), (1,), (2,), *itertools.combinations(range(3), 2)]:
         r = _counts(real, sizes, clique).astype(float)
         model = synth.backend_.sampler_.marginal(clique, sizes)
-        # the model itself (no sampling error): TVD < 0.01 (measured <= 0.004)
-        assert _tvd(r, model) < 0.01, (name, clique, _tvd(r, model))
-        # a sample of 100,000 rows: sampling adds ~ 0.4 sqrt(cells / n) <= 0.006; tolerance 0.02
-        assert _tvd(r, _counts(fake, sizes, clique).astype(float)) < 0.02
+        # the model itself (no sampling error): TVD < 0.003 (measured <= 0.0006 at 3,000 iterations;
+        # 300 iterations leave ~0.007: mirror descent, not the noise, is the error at this epsilon)
+        assert _tvd(r, model) < 0.003, (name, clique, _tvd(r, model))
+        # a sample of 100,000 rows adds ~ 0.4 sqrt(cells / n) <= 0.006 (measured <= 0.008); tolerance 0.015
+        assert _tvd(r, _counts(fake, sizes, clique).astype(float)) < 0.015
 
 
 def test_huge_epsilon_mst_selects_the_maximum_spanning_tree(huge_eps) -> None:
