@@ -377,6 +377,7 @@ def test_domain_depends_on_the_schema_not_the_data(mst_fit: Synthesizer) -> None
     plans = [MSTBackend(**MST_PARAMS).plan(t.spans, t.n_rows, budget, seeded=True) for t in tables]
     assert plans[0] == plans[1] == plans[2]
     assert mst_fit.backend_.domain_.to_list() == schema_only.to_list()
+    assert mst_fit.backend_.privacy_details().extra["discretisation"] == schema_only.to_list()
 
 
 def test_level_rules() -> None:
