@@ -13,6 +13,7 @@ Every figure is recomputed here from its definition, never through the helper un
 
 from __future__ import annotations
 
+import itertools
 import math
 import warnings
 from collections.abc import Iterator
@@ -206,6 +207,21 @@ def test_aim_initial_schedule() -> None:
     # no target, all pairs: a candidate's weight is sum_s |r & s|: c - 1 for a one-way marginal, and
     # 2 + 2 (c - 2) = 2c - 2 for a pair (itself, and the 2 (c - 2) pairs sharing one column); Delta = 2 max w
     assert sch["score_sensitivity"] == 2.0 * (2 * c - 2)
+
+
+def test_aim_target_workload_and_score_sensitivity() -> None:
+    """With a target t: all pairs (weight 4 with t, else 1) plus every triple (t, i, j) at weight 4; the
+    score sensitivity is 2 max_r w_r over the downward closure, w_r = sum_s c_s |r & s| (AIM's weights)."""
+    spans = _spans(make_small_schema())
+    c, t = len(spans), 4  # target: "flag"
+    work = {p: (4.0 if t in p else 1.0) for p in itertools.combinations(range(c), 2)}
+    work.update({tuple(sorted((t, i, j))): 4.0 for i, j in itertools.combinations(range(c - 1), 2)})
+    closure = {r for s in work for k in range(1, len(s) + 1) for r in itertools.combinations(s, k)}
+    max_w = max(sum(cs * len(set(r) & set(s)) for s, cs in work.items()) for r in closure)
+    sch = AIMBackend(target="flag").plan(spans, 400, PrivacyBudget(2.0, 1e-6)).noise.schedule
+    assert sch["workload_marginals"] == len(work) == math.comb(c, 2) + math.comb(c - 1, 2)
+    assert sch["score_sensitivity"] == pytest.approx(2.0 * max_w, rel=1e-12)
+    assert sch["target"] == "flag" and sch["target_weight"] == 4.0
 
 
 # -- the filter ----------------------------------------------------------------------------------------

@@ -167,11 +167,34 @@ def test_seeded_noise_streams_are_per_label_and_reproducible() -> None:
     assert abs(np.corrcoef(a[1:], a[:-1])[0, 1]) < 5 / math.sqrt(n)  # no serial correlation either
     other_key = measure.noisy_counts(zeros, sigma, FitContext("cpu", 0, True, secret_key=12345), "one-way 0")
     assert not np.array_equal(a, other_key)
+    # the noise follows the secret key, never the public seed
+    key = ctx.secret_key
+    other_seed = measure.noisy_counts(zeros, sigma, FitContext("cpu", 99, True, secret_key=key), "one-way 0")
+    np.testing.assert_array_equal(other_seed, a)
     # the unseeded (OpenDP) path never repeats
     fresh = FitContext("cpu", 0, False)
     assert not np.array_equal(
         measure.noisy_counts(zeros, sigma, fresh, "x"), measure.noisy_counts(zeros, sigma, fresh, "x")
     )
+
+
+def test_exact_marginals_one_pass_whatever_the_chunking() -> None:
+    schema, df = make_small_schema(), make_small_df(N_ROWS)
+    table = TableTransformer(schema).fit().transform_lazy(schema.validate(df)[0])
+    dom = MarginalDomain(table.spans)
+    codes = _value_codes(df, schema)
+    cliques = [(0,), (3,), (0, 2), (1, 3), (2, 3, 4)]
+    done: list[tuple[int, int]] = []
+    for chunk_bytes in (1, 4_000, 10**9):  # one row a chunk, a few chunks, one chunk
+        done.clear()
+        counts = measure.exact_marginals(
+            table, dom, cliques, chunk_bytes=chunk_bytes, progress=lambda k, n: done.append((k, n))
+        )
+        for cl in cliques:
+            assert counts[cl].dtype == np.int64
+            np.testing.assert_array_equal(counts[cl], _counts(codes, dom.sizes, cl), err_msg=str(cl))
+        assert done[-1] == (N_ROWS, N_ROWS) and [k for k, _ in done] == sorted({k for k, _ in done})
+    assert len(done) == 1
 
 
 @pytest.mark.parametrize("seeded", [True, False], ids=["seeded-chacha", "opendp"])
