@@ -365,6 +365,23 @@ def test_huge_epsilon_reproduces_one_and_two_way_marginals(huge_eps, name: str) 
         assert _tvd(r, _counts(fake, sizes, clique).astype(float)) < 0.015
 
 
+def test_unseeded_aim_fit_uses_opendp_and_says_so() -> None:
+    """An unseeded release: OpenDP's discrete Gaussian and noisy max inside a real fit (hardened)."""
+    schema, df = _ci_table()
+    synth = _fit("aim", schema, df, {"iters": 50, "round_iters": 10, "rounds": 6}, epsilon=2.0, seed=None)
+    backend = synth.backend_
+    details = backend.privacy_details()
+    assert details.extra["hardened_against_floating_point_attacks"] is True
+    assert "OpenDP" in details.noise["sampler"] and "make_noisy_max" in details.noise["selection"]
+    assert synth.privacy_report.seeded is False
+    assert backend.rho_spent_ == pytest.approx(backend.rho_, rel=1e-9)
+    codes = _value_codes(df, schema)
+    for m in backend.measurements_:
+        assert m.noisy.dtype == np.int64
+        assert not np.array_equal(m.noisy, _counts(codes, backend.domain_.sizes, m.clique))
+    schema.validate(synth.sample(200))
+
+
 def test_huge_epsilon_mst_selects_the_maximum_spanning_tree(huge_eps) -> None:
     schema, df = _ci_table()
     codes = _value_codes(df, schema)
