@@ -17,6 +17,7 @@ from tabpriv import __version__
 from tabpriv._device import resolve_device
 from tabpriv._random import RandomSource, block_seed
 from tabpriv.backends import get_backend_class
+from tabpriv.backends.auto import AUTO, choose_backend
 from tabpriv.backends.base import Backend, FitContext, ProgressCallback, spend_and_fit
 from tabpriv.budget import (
     DEFAULT_DELTA,
@@ -85,7 +86,10 @@ class Synthesizer:
     """Fit a differentially private generative model to a table and sample synthetic rows.
 
     Args:
-        backend: Registered backend name (see :func:`tabpriv.backends.available_backends`).
+        backend: Registered backend name (see :func:`tabpriv.backends.available_backends`), or
+            ``"auto"`` (the default): ``aim`` on tables of at most 20 columns, ``mst`` on wider ones,
+            ``independent`` when a column alone exceeds the marginal model-size limit
+            (:func:`tabpriv.backends.auto.choose_backend`; the report states the choice and why).
         epsilon: Privacy budget epsilon (> 0).
         delta: Privacy budget delta, a public constant (default 1e-5); must be below 1/n.
         schema: A :class:`Schema`, a path to a ``*.schema.json`` file, its dict form, or ``"infer"``
@@ -105,6 +109,8 @@ class Synthesizer:
     Attributes:
         schema_: The schema used.
         backend_: The fitted backend.
+        backend_name_: Its registry name (what ``"auto"`` chose).
+        backend_choice_: Why that backend was used, in one sentence (also in the report).
         ledger_: Every privacy spend on the data through this object (kept across refits).
         privacy_report: The :class:`PrivacyReport` of the latest release.
 
@@ -117,7 +123,7 @@ class Synthesizer:
 
     def __init__(
         self,
-        backend: str = "independent",
+        backend: str = "auto",
         epsilon: float = 5.1,
         delta: float = DEFAULT_DELTA,
         schema: Schema | str | Path | Mapping[str, Any] | None = None,
@@ -140,15 +146,19 @@ class Synthesizer:
         self.ledger = ledger
 
     # -- fitting ---------------------------------------------------------------------------------
-    def _make_backend(self) -> Backend:
-        cls = get_backend_class(self.backend)
+    def _make_backend(self, name: str | None = None) -> Backend:
+        """The backend ``name`` (default: the one asked for; ``"auto"`` checks params against ``aim``)."""
+        if name is None:
+            name = "aim" if self.backend == AUTO else self.backend
+        cls = get_backend_class(name)
         params = dict(self.backend_params or {})
         try:
             return cls(**params)
         except TypeError as e:
             raise PrivacyParameterError(
-                f"Invalid backend_params for backend {self.backend!r}: {e}. Check the backend's "
-                "documented parameters."
+                f"Invalid backend_params for backend {name!r}"
+                + (" (chosen by backend='auto')" if self.backend == AUTO else "")
+                + f": {e}. Check the backend's documented parameters, or name a backend."
             ) from e
 
     def fit(self, df: pd.DataFrame) -> Synthesizer:
@@ -188,6 +198,12 @@ class Synthesizer:
         # Rows are encoded on demand: a streaming backend reads them chunk by chunk; any other one
         # materialises the full n x width float32 matrix through table.data (logged at INFO).
         table = transformer.transform_lazy(clean)
+        if self.backend == AUTO:  # the rule reads the public spans only
+            name, choice = choose_backend(table.spans, self.backend_params)
+            backend = self._make_backend(name)
+            device = resolve_device(self.device, backend.devices)
+        else:
+            name, choice = self.backend, "named by the user"
         previous: PrivacyLedger | None = getattr(self, "ledger_", None)
         if self.ledger is not None:
             ledger = self.ledger.child(budget)  # raises if the data's budget is spent
@@ -206,7 +222,7 @@ class Synthesizer:
         )
         logger.info(
             "fitting backend %r on %d rows x %d encoded columns (device %s; %s)",
-            self.backend, table.n_rows, table.width, device,
+            name, table.n_rows, table.width, device,
             "streaming: rows encoded chunk by chunk" if backend.streaming
             else f"not streaming: may materialise {table.nbytes / 2**30:.2f} GiB of encoded rows",
         )  # fmt: skip
@@ -217,6 +233,8 @@ class Synthesizer:
         self.schema_ = schema
         self.transformer_ = transformer
         self.backend_ = backend
+        self.backend_name_ = name
+        self.backend_choice_ = choice
         self.random_source_ = source
         self.columns_ = [str(c) for c in df.columns]
         self.n_rows_in_ = len(clean)
@@ -339,7 +357,7 @@ class Synthesizer:
                 m = min(chunk_rows, n_rows - got)
                 if encoded.shape != (m, width):
                     raise TabprivError(
-                        f"Backend {self.backend!r} returned a block of shape {encoded.shape}; expected "
+                        f"Backend {self.backend_name_!r} returned a block of shape {encoded.shape}; expected "
                         f"({m}, {width}). This is a bug in the backend."
                     )
                 rng = np.random.default_rng(block_seed(decode_seed, i))
@@ -351,8 +369,8 @@ class Synthesizer:
                 yield part
             if got != n_rows:
                 raise TabprivError(
-                    f"Backend {self.backend!r} returned {got} rows; expected {n_rows}. This is a bug in "
-                    "the backend."
+                    f"Backend {self.backend_name_!r} returned {got} rows; expected {n_rows}. This is a bug "
+                    "in the backend."
                 )
             self.rows_out_ = n_rows
             self.privacy_report = self._build_report()
@@ -404,7 +422,7 @@ class Synthesizer:
             if total is not None:
                 warns.append(f"every release from this data together: {total}")
         return PrivacyReport(
-            backend=self.backend,
+            backend=self.backend_name_,
             guarantee=guarantee,  # type: ignore[arg-type]
             guarantee_text=GUARANTEE_TEXT[guarantee],
             epsilon=led.epsilon_spent,
@@ -426,7 +444,7 @@ class Synthesizer:
             warnings=warns,
             library_version=__version__,
             timestamp=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-            extra={**details.extra, **self._data_totals()},
+            extra={"backend_choice": self.backend_choice_, **details.extra, **self._data_totals()},
         )
 
     def _data_totals(self) -> dict[str, Any]:
@@ -459,7 +477,8 @@ class Synthesizer:
             "format": SAVE_FORMAT,
             "format_version": SAVE_FORMAT_VERSION,
             "library_version": __version__,
-            "backend": self.backend,
+            "backend": self.backend_name_,
+            "backend_choice": self.backend_choice_,
             "backend_params": self.backend_.get_params(),
             "backend_state": backend_meta,
             "schema": self.schema_.to_dict(),
@@ -569,6 +588,8 @@ class Synthesizer:
         self.schema_ = schema
         self.transformer_ = transformer
         self.backend_ = backend
+        self.backend_name_ = str(meta["backend"])
+        self.backend_choice_ = str(meta.get("backend_choice", "named by the user"))
         self.ledger_ = PrivacyLedger.from_list(
             PrivacyBudget(budget["epsilon"], budget["delta"]), meta["ledger"]
         )
@@ -654,7 +675,7 @@ def synthesize(
     epsilon: float,
     delta: float = DEFAULT_DELTA,
     schema: Schema | str | Path | Mapping[str, Any] | None = None,
-    backend: str = "independent",
+    backend: str = "auto",
     n_rows: int | None = None,
     device: str = "auto",
     random_state: int | None = None,

@@ -20,6 +20,29 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "datasets"
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "real_auto_backend: use the real backend='auto' rule (default: the 'independent' double)"
+    )
+
+
+@pytest.fixture(autouse=True)
+def _fast_auto_backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests that do not name a backend get ``independent`` from ``backend='auto'`` (a test double).
+
+    The real rule picks ``aim``, whose JIT-compiled rounds take minutes on the bundled Adult table;
+    every test about the facade, the CLI or the files would pay that. The rule itself and a real
+    ``auto`` fit are tested in ``tests/backends/test_auto.py`` (marked ``real_auto_backend``).
+    """
+    if request.node.get_closest_marker("real_auto_backend") is not None:
+        return
+    import tabpriv.synthesizer as synthesizer
+
+    monkeypatch.setattr(
+        synthesizer, "choose_backend", lambda spans, params=None: ("independent", "test double of 'auto'")
+    )
+
+
 @pytest.fixture(scope="session")
 def adult_df() -> pd.DataFrame:
     from tabpriv.datasets import load_adult

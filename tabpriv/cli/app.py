@@ -67,8 +67,12 @@ def synthesize_command(
     eps: Annotated[float, typer.Option("--eps", "--epsilon", help="Privacy budget epsilon.")] = 5.1,
     delta: Annotated[float, typer.Option(help="Privacy budget delta (public; < 1/rows).")] = 1e-5,
     backend: Annotated[
-        str, typer.Option(help="Backend name; `tabpriv backends` lists them.")
-    ] = "independent",
+        str,
+        typer.Option(
+            help="Backend name; `tabpriv backends` lists them. 'auto': aim on tables of <= 20 columns, "
+            "mst on wider ones (the report says which and why)."
+        ),
+    ] = "auto",
     schema: Annotated[
         Path | None, typer.Option(help="Public schema (*.schema.json).", show_default=False)
     ] = None,
@@ -131,7 +135,13 @@ def synthesize_command(
         Path | None, typer.Option(help="Real hold-out table for --evaluate.", show_default=False)
     ] = None,
     target: Annotated[
-        str | None, typer.Option(help="Target column for the utility metrics.", show_default=False)
+        str | None,
+        typer.Option(
+            help="Target column: scored by the utility metrics, and weighted up by the marginal "
+            "backends (auto, aim, mst) so that a classifier trained on the release works (public; stated "
+            "in the report).",
+            show_default=False,
+        ),
     ] = None,
     evaluation_report: Annotated[
         Path | None,
@@ -222,8 +232,12 @@ def _synthesize(
     PrivacyBudget(eps, delta)  # fail fast on a bad epsilon or delta
     if evaluate and holdout is None:
         raise PrivacyParameterError("--evaluate needs --holdout FILE (real rows not used for training).")
-    get_backend_class(backend)  # fail fast on an unknown name
+    if backend != "auto":
+        get_backend_class(backend)  # fail fast on an unknown name
     params = _parse_params(param)
+    if target is not None and "target" not in params and backend in ("auto", "aim", "mst"):
+        # --target is public (the analysis's choice): the marginal backends weight its marginals.
+        params["target"] = target
     if paper_mode:
         if backend != "lipschitz-vae":
             raise PrivacyParameterError("--paper-mode applies to the lipschitz-vae backend only.")
@@ -419,7 +433,8 @@ def _summary(
     t.add_column()
     dp = rep.guarantee == "dp" and rep.end_to_end_dp and not rep.weak
     t.add_row("Guarantee", ("[green]" if dp else "[bold yellow]") + rep.headline)
-    t.add_row("Backend", rep.backend)
+    choice = (rep.extra or {}).get("backend_choice")
+    t.add_row("Backend", rep.backend + (f" ({choice})" if choice and choice != "named by the user" else ""))
     t.add_row("Epsilon spent", f"{rep.epsilon:.4f} of {rep.budget_epsilon:g}")
     unamplified = (rep.extra or {}).get("epsilon_unamplified")
     if isinstance(unamplified, float | int) and unamplified > rep.epsilon * (1 + 1e-9):
@@ -494,6 +509,10 @@ def backends_command() -> None:
             label = "(ε, δ)-DP" if g == "dp" else "conditional / mode-dependent"
             t.add_row(name, label, ", ".join(cls.devices), cls.summary)
         Console().print(t)
+        Console().print(
+            "Default (--backend auto): aim on tables of <= 20 columns, mst on wider ones, independent "
+            "when a column alone exceeds the model-size limit."
+        )
         del GUARANTEE_TEXT
 
 

@@ -581,12 +581,6 @@ def test_pairs_above_max_cells_fall_back_to_a_forest_or_are_refused(monkeypatch:
     assert "max_cells=100" in str(info.value)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known gap (reported): aim measures every one-way marginal whatever max_model_cells is, so a "
-    "domain whose one-way model alone exceeds the limit is fitted silently over it (measured: 143 cells "
-    "at max_model_cells=50) instead of being refused at plan time",
-)
 def test_aim_refuses_a_domain_whose_one_way_model_exceeds_max_model_cells() -> None:
     spans = TableTransformer(make_small_schema()).fit().spans_  # one-way model: 3+5+100+33+2 = 143 cells
     with pytest.raises(ModelTooLargeError, match="max_model_cells=50"):

@@ -41,7 +41,13 @@ from tabpriv.accounting.marginals import (
 )
 from tabpriv.backends._params import Constraint, Interval, Options, Satisfies
 from tabpriv.backends.base import FitContext
-from tabpriv.backends.marginal.common import DEFAULT_MAX_CELLS, MarginalBackend, MarginalNoise
+from tabpriv.backends.marginal.common import (
+    DEFAULT_MAX_CELLS,
+    MarginalBackend,
+    MarginalNoise,
+    ModelTooLargeError,
+    target_index,
+)
 from tabpriv.backends.marginal.domain import DEFAULT_BINS, DEFAULT_MAX_LEVELS, MarginalDomain
 from tabpriv.backends.marginal.measure import Clique, private_select
 from tabpriv.backends.marginal.model import ChainSampler, Measurement, estimate, junction_tree_cells
@@ -154,14 +160,7 @@ class AIMBackend(MarginalBackend):
         )
 
     def _target_index(self, domain: MarginalDomain) -> int | None:
-        if self.target is None:
-            return None
-        if self.target not in domain.names:
-            raise PrivacyParameterError(
-                f"target={self.target!r} is not a column of the table; the columns are "
-                f"{', '.join(domain.names)}. Pass one of them, or target=None."
-            )
-        return domain.names.index(self.target)
+        return target_index(domain, self.target)
 
     def _schedule(self, domain: MarginalDomain, n_rows: int, rho: float) -> dict[str, Any]:
         c = len(domain)
@@ -175,9 +174,18 @@ class AIMBackend(MarginalBackend):
                 f"No {self.degree}-way marginal of this table fits max_cells={self.max_cells}; raise "
                 "max_cells or use the 'mst' backend."
             )
-        if c * measurement_rho(sigma0) > rho:
-            raise PrivacyParameterError(  # pragma: no cover - c/T * alpha <= 1 always
-                f"rounds={rounds} is too few for {c} one-way marginals; pass rounds >= {c}."
+        one_way = sum(domain.sizes)
+        if one_way > self.max_model_cells:
+            raise ModelTooLargeError(
+                f"The one-way marginals alone have {one_way} cells, more than aim's model-size limit "
+                f"max_model_cells={self.max_model_cells}; raise max_model_cells, declare fewer categories "
+                "or 'bins' in the schema, or use the 'mst' backend."
+            )
+        if c * measurement_rho(sigma0) >= rho * (1.0 - 1e-9):
+            # c alpha / T >= 1: the one-way marginals would leave nothing for the first round
+            raise PrivacyParameterError(
+                f"rounds={rounds} is too few for {c} one-way marginals at alpha={self.alpha}; pass "
+                f"rounds >= {c}."
             )
         return {
             "n_columns": c,

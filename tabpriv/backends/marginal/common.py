@@ -29,15 +29,27 @@ from tabpriv.backends.marginal.measure import (
 )
 from tabpriv.backends.marginal.model import ChainSampler, Measurement, estimate
 from tabpriv.budget import PrivacyBudget
-from tabpriv.errors import DataValidationError
+from tabpriv.errors import DataValidationError, PrivacyParameterError
 from tabpriv.transformers.encoded import ColumnSpan, EncodedTable
 
-__all__ = ["MarginalBackend", "MarginalNoise", "ModelTooLargeError"]
+__all__ = ["MarginalBackend", "MarginalNoise", "ModelTooLargeError", "target_index"]
 
 logger = logging.getLogger(__name__)
 
 #: Default largest marginal (cells) a marginal backend measures or a column may have.
 DEFAULT_MAX_CELLS = 1_000_000
+
+
+def target_index(domain: MarginalDomain, target: str | None) -> int | None:
+    """The column index of a public ``target`` name (``None`` for none); refuses a non-column."""
+    if target is None:
+        return None
+    if target not in domain.names:
+        raise PrivacyParameterError(
+            f"target={target!r} is not a column of the table; the columns are {', '.join(domain.names)}. "
+            "Pass one of them, or target=None."
+        )
+    return domain.names.index(target)
 
 
 class ModelTooLargeError(DataValidationError):

@@ -30,9 +30,9 @@ from tabpriv.accounting.marginals import (
     l1_score_sensitivity,
     measurement_sigma,
 )
-from tabpriv.backends._params import Constraint
+from tabpriv.backends._params import Constraint, Interval, Satisfies
 from tabpriv.backends.base import FitContext
-from tabpriv.backends.marginal.common import DEFAULT_MAX_CELLS, MarginalBackend, MarginalNoise
+from tabpriv.backends.marginal.common import DEFAULT_MAX_CELLS, MarginalBackend, MarginalNoise, target_index
 from tabpriv.backends.marginal.domain import DEFAULT_BINS, DEFAULT_MAX_LEVELS, MarginalDomain
 from tabpriv.backends.marginal.measure import Clique, private_select
 from tabpriv.backends.marginal.model import Measurement, estimate
@@ -74,6 +74,10 @@ class MSTBackend(MarginalBackend):
         max_cells: Largest pair (cells) that may be selected; a single column above it is refused.
         iters: Mirror-descent iterations of the model fit.
         chunk_bytes: Memory target of one encoded chunk in the data pass.
+        target: Public name of a column (a classifier's target) whose pairs' selection scores are
+            multiplied by ``target_weight`` (the score sensitivity grows to ``2 target_weight``), or
+            ``None``. Stated in the report.
+        target_weight: The weight of pairs that contain ``target``.
 
     """
 
@@ -83,9 +87,11 @@ class MSTBackend(MarginalBackend):
         "(discrete Gaussian, OpenDP), graphical model on mbi 2.0."
     )
     quick_params: ClassVar[dict[str, Any]] = {"iters": 100}
-    _parameter_constraints: ClassVar[dict[str, list[Constraint | None]]] = dict(
-        MarginalBackend._shared_constraints
-    )
+    _parameter_constraints: ClassVar[dict[str, list[Constraint | None]]] = {
+        **MarginalBackend._shared_constraints,
+        "target": [None, Satisfies(lambda v: isinstance(v, str) and bool(v), "a column name (str)")],
+        "target_weight": [Interval(float, 1, None, closed="left"), Interval(int, 1, None, closed="left")],
+    }
 
     def __init__(
         self,
@@ -95,7 +101,11 @@ class MSTBackend(MarginalBackend):
         max_cells: int = DEFAULT_MAX_CELLS,
         iters: int = 1500,
         chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+        target: str | None = None,
+        target_weight: float = 4.0,
     ) -> None:
+        self.target = target
+        self.target_weight = target_weight
         self.max_levels = max_levels
         self.bins = bins
         self.max_cells = max_cells
@@ -103,19 +113,27 @@ class MSTBackend(MarginalBackend):
         self.chunk_bytes = chunk_bytes
 
     def _mechanism_text(self) -> str:
+        tgt = f" (pairs with target {self.target!r} weighted x{self.target_weight:g})" if self.target else ""
         return (
             "MST (McKenna-Miklau-Sheldon 2021): discrete Gaussian on every one-way marginal, exponential-"
-            "mechanism spanning-tree selection of two-way marginals, discrete Gaussian on the selected pairs"
+            f"mechanism spanning-tree selection of two-way marginals{tgt}, discrete Gaussian on the "
+            "selected pairs"
         )
+
+    def _weight(self, domain: MarginalDomain, pair: Clique) -> float:
+        t = target_index(domain, self.target)
+        return float(self.target_weight) if t is not None and t in pair else 1.0
 
     def _schedule(self, domain: MarginalDomain, n_rows: int, rho: float) -> dict[str, Any]:
         c = len(domain)
+        t = target_index(domain, self.target)
+        sens = l1_score_sensitivity(float(self.target_weight) if t is not None and c > 1 else 1.0)
         rounds = spanning_rounds(c, allowed_pairs(domain, self.max_cells))
         if rounds == 0:
             return {"sigma_one_way": measurement_sigma(rho / c), "rounds": 0, "n_columns": c}
         third = rho / 3.0
         sel_rho = third / rounds
-        scale, cost = calibrate_selection(sel_rho, l1_score_sensitivity(1.0))
+        scale, cost = calibrate_selection(sel_rho, sens)
         return {
             "n_columns": c,
             "rounds": rounds,
@@ -123,7 +141,9 @@ class MSTBackend(MarginalBackend):
             "sigma_two_way": measurement_sigma(third / rounds),
             "selection_scale": scale,
             "selection_rho": cost,
-            "score_sensitivity": l1_score_sensitivity(1.0),
+            "score_sensitivity": sens,
+            "target": self.target or "",
+            "target_weight": float(self.target_weight) if t is not None else 1.0,
         }
 
     def _candidates(self, domain: MarginalDomain, schedule: dict[str, Any]) -> list[Clique]:
@@ -158,7 +178,8 @@ class MSTBackend(MarginalBackend):
                 probs.append(p / p.sum() if p.sum() > 0 else np.full(p.size, 1.0 / p.size))
             pairs = allowed_pairs(domain, self.max_cells)
             scores: dict[Clique, float] = {
-                (a, b): float(np.abs(counts[(a, b)] - n_rows * np.outer(probs[a], probs[b]).ravel()).sum())
+                (a, b): self._weight(domain, (a, b))
+                * float(np.abs(counts[(a, b)] - n_rows * np.outer(probs[a], probs[b]).ravel()).sum())
                 for a, b in pairs
             }
             parent = list(range(c))
