@@ -243,6 +243,8 @@ def _child_tabpriv(args: dict[str, Any]) -> dict[str, Any]:
         "peak_rss_mb": peak_rss_mb(),
         "device": str(getattr(synth, "device_", args.get("device", "cpu"))),
         "backend_params": args.get("backend_params") or {},
+        "backend_timings": getattr(synth.backend_, "timings_", None),
+        "load_avg_1min_after": os.getloadavg()[0],
         "privacy_report": rep,
     }
 

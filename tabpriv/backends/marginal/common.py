@@ -202,11 +202,14 @@ class MarginalBackend(Backend):
         candidates = self._candidates(domain, noise.schedule)
         context.report(0, None, f"counting {len(candidates)} candidate marginals")
         counts = exact_marginals(table, domain, candidates, chunk_bytes=self.chunk_bytes)
+        t1 = time.perf_counter()
         ledger = ZCDPFilter(noise.rho)
         measurements, model = self._select_measure(domain, counts, table.n_rows, noise, ledger, context)
         del counts
         context.report(0, None, "building the sampler")
         self.sampler_ = ChainSampler.from_model(model, domain)
+        #: Wall seconds of the data pass and of everything after it (public: n is public).
+        self.timings_ = {"data_pass_s": t1 - t0, "select_measure_generate_s": time.perf_counter() - t1}
         self.measurements_ = measurements
         self.domain_ = domain
         self.rho_ = noise.rho
