@@ -447,10 +447,13 @@ class EvaluationReport:
             "not_covered",
             "warnings",
         )
+        shown = {k: p[k] for k in keys if k in p}
+        choice = (p.get("extra") or {}).get("backend_choice") if isinstance(p.get("extra"), dict) else None
+        if choice and "backend" in shown:
+            shown["backend"] = f"{shown['backend']} ({choice})"
         rows = "".join(
-            f"<tr><td>{html.escape(k)}</td><td style='text-align:left'>{html.escape(str(p[k]))}</td></tr>"
-            for k in keys
-            if k in p
+            f"<tr><td>{html.escape(k)}</td><td style='text-align:left'>{html.escape(str(v))}</td></tr>"
+            for k, v in shown.items()
         )
         return (
             "<h2>The release's guarantee</h2>"

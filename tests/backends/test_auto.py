@@ -76,3 +76,33 @@ def test_auto_with_a_parameter_the_chosen_backend_lacks_fails_before_spending() 
     with pytest.raises(PrivacyParameterError, match="auto"):
         synth.fit(make_small_df(50))
     assert not hasattr(synth, "ledger_") or synth.ledger_.epsilon_spent == 0
+
+
+def test_html_report_names_the_backend_and_why() -> None:
+    from tabpriv.evaluation.report import EvaluationReport
+
+    privacy = {
+        "backend": "aim",
+        "extra": {"backend_choice": "auto: 'aim' (adaptive noisy marginals), 7 columns"},
+    }
+    page = EvaluationReport({}, privacy=privacy)._html_privacy()
+    assert "aim (auto: &#x27;aim&#x27; (adaptive noisy marginals), 7 columns)" in page
+
+
+def test_cli_panel_names_the_backend_and_why(tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from tabpriv.cli import app
+
+    df = make_small_df(200)
+    src = tmp_path / "in.csv"
+    df.to_csv(src, index=False)
+    schema = tmp_path / "s.schema.json"
+    make_small_schema().to_json(schema)
+    res = CliRunner().invoke(
+        app,
+        ["synthesize", str(src), "--schema", str(schema), "--eps", "2", "--seed", "0", "-o", str(tmp_path / "o.csv"),
+         "--param", "iters=50", "--param", "round_iters=10", "--param", "rounds=6"],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert "aim" in res.output and "auto:" in res.output
