@@ -40,6 +40,7 @@ COMMON_META = {
     "columns", "device", "format", "format_version", "ledger", "ledger[].accountant", "ledger[].delta",
     "ledger[].epsilon", "ledger[].mechanism", "ledger[].parameters", "ledger[].timestamp",
     "library_version",
+    "backend_choice",  # why this backend was used (backend='auto' reads the public spans only)
     "rows_in",  # n: public under replace-one adjacency (stated in every report)
     "schema", "seeded", "spans",
 }  # fmt: skip
@@ -95,6 +96,69 @@ ALLOWED: dict[str, dict[str, set[str]]] = {
         "extra": {"effective_guarantee", "enforcement", "mode", "release", "train_steps"},
     },
 }  # fmt: skip
+# mst / aim: noisy measurements (clique, sigma), the sampler's tables built from them (post-processing),
+# the public schedule (noise scales, rounds, shares), the zCDP figures, the schema-only discretisation
+# and which marginals were selected (outputs of the DP selections). n_rows is public (replace-one).
+_MARGINAL_STATE = {
+    "accountant",
+    "delta",
+    "epsilon",
+    "hardened",
+    "measurements",
+    "measurements[].clique",
+    "measurements[].sigma",
+    "n_rows",
+    "rho",
+    "rho_spent",
+    "sampler",
+    "sampler.order",
+    "sampler.parents",
+    "sampler_text",
+    "schedule",
+    "selection_text",
+}
+_MARGINAL_EXTRA = {
+    "hardened_against_floating_point_attacks",
+    "selected_marginals",
+    "discretisation",
+    "discretisation[].name",
+    "discretisation[].kind",
+    "discretisation[].mode",
+    "discretisation[].n_values",
+    "discretisation[].has_missing",
+    "discretisation[].int_levels",
+}
+_MST_SCHEDULE = {
+    "n_columns",
+    "rounds",
+    "sigma_one_way",
+    "sigma_two_way",
+    "selection_scale",
+    "selection_rho",
+    "score_sensitivity",
+    "target",
+    "target_weight",
+}
+_AIM_SCHEDULE = {
+    "n_columns",
+    "rounds",
+    "alpha",
+    "sigma_initial",
+    "selection_rho_initial",
+    "workload_marginals",
+    "degree",
+    "target",
+    "target_weight",
+    "max_model_cells",
+    "score_sensitivity",
+}
+for _name, _sched in (("mst", _MST_SCHEDULE), ("aim", _AIM_SCHEDULE)):
+    ALLOWED[_name] = {
+        "state": _MARGINAL_STATE | {f"schedule.{k}" for k in _sched},
+        "parameters": {"adjacency", "marginal_l2_sensitivity", "rho", "sampler", "selection"} | _sched,
+        "noise": {"rho", "rho_spent", "sampler", "selection", "measured_marginals", "sigmas"} | _sched,
+        "extra": set(_MARGINAL_EXTRA),
+    }
 _SLICING = {
     "state": {"loss_final", "release", "release.accounting", "release.accounting.accountant",
               "release.accounting.adjacency", "release.accounting.alpha", "release.accounting.d",
@@ -113,6 +177,8 @@ _SLICING = {
 }  # fmt: skip
 ALLOWED["slicing"] = _SLICING
 ALLOWED["slicing-wasserstein"] = _SLICING
+for _allowed in ALLOWED.values():
+    _allowed["extra"].add("backend_choice")  # the facade's: why this backend was used
 
 #: Keys that look like training figures but whose values are noisy or post-processing, with the reason.
 _SLICING_LOSS = (

@@ -101,7 +101,8 @@ def test_cli_panel_names_the_backend_and_why(tmp_path) -> None:
     make_small_schema().to_json(schema)
     res = CliRunner().invoke(
         app,
-        ["synthesize", str(src), "--schema", str(schema), "--eps", "2", "--seed", "0", "-o", str(tmp_path / "o.csv"),
+        ["synthesize", str(src), "--schema", str(schema), "--eps", "2", "--seed", "0",
+         "-o", str(tmp_path / "o.csv"),
          "--param", "iters=50", "--param", "round_iters=10", "--param", "rounds=6"],
     )  # fmt: skip
     assert res.exit_code == 0, res.output

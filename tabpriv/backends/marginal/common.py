@@ -155,7 +155,7 @@ class MarginalBackend(Backend):
             parameters={
                 "rho": total.rho,
                 "adjacency": "replace-one",
-                "count_l2_sensitivity": math.sqrt(2.0),
+                "marginal_l2_sensitivity": math.sqrt(2.0),
                 "sampler": noise.sampler,
                 "selection": noise.selection,
                 **{k: v for k, v in schedule.items() if isinstance(v, int | float | str | bool)},
