@@ -826,3 +826,15 @@ MUTATIONS["dp2-vae"] = _gradient_mutations(
         ),
     },
 )
+
+
+# -- marginal backends (mst, aim): tabpriv/audit/marginal.py ------------------------------------------
+def _register_marginal() -> None:
+    from tabpriv.audit.marginal import audit_aim, audit_mst, marginal_mutations
+
+    E2E_AUDITS.update({"mst": audit_mst, "aim": audit_aim})
+    MUTATIONS["mst"] = marginal_mutations("mst")
+    MUTATIONS["aim"] = marginal_mutations("aim")
+
+
+_register_marginal()
