@@ -102,6 +102,9 @@ class Synthesizer:
             clipping was applied; how many values were clipped is exact, private information and is
             never released (not in the report, the save file or the logs).
         progress: Optional callback ``progress(step, total, message)``.
+        target: Optional public name of a column the release should serve as a classification target:
+            backends that take a ``target`` parameter (``aim``, ``mst``) weight the marginals that touch
+            it (stated in the report's mechanism); others ignore it. ``backend_params["target"]`` wins.
         ledger: Optional ledger shared by every release made from the same data. Each fit then spends at
             most (epsilon, delta) *and* at most what the shared ledger has left, records its spend there
             too, and its report shows the total spent on the data.
@@ -133,7 +136,9 @@ class Synthesizer:
         clip: bool = False,
         progress: ProgressCallback | None = None,
         ledger: PrivacyLedger | None = None,
+        target: str | None = None,
     ) -> None:
+        self.target = target
         self.backend = backend
         self.epsilon = epsilon
         self.delta = delta
@@ -152,6 +157,11 @@ class Synthesizer:
             name = "aim" if self.backend == AUTO else self.backend
         cls = get_backend_class(name)
         params = dict(self.backend_params or {})
+        if self.target is not None and "target" not in params:
+            import inspect
+
+            if "target" in inspect.signature(cls.__init__).parameters:
+                params["target"] = self.target
         try:
             return cls(**params)
         except TypeError as e:
@@ -681,6 +691,7 @@ def synthesize(
     random_state: int | None = None,
     backend_params: Mapping[str, Any] | None = None,
     clip: bool = False,
+    target: str | None = None,
 ) -> pd.DataFrame:
     """Fit a :class:`Synthesizer` and return a synthetic table in one call.
 
@@ -695,6 +706,7 @@ def synthesize(
         random_state=random_state,
         backend_params=backend_params,
         clip=clip,
+        target=target,
     ).fit(df)
     out = synth.sample(n_rows)
     out.attrs["privacy_report"] = synth.privacy_report.to_dict()

@@ -235,9 +235,7 @@ def _synthesize(
     if backend != "auto":
         get_backend_class(backend)  # fail fast on an unknown name
     params = _parse_params(param)
-    if target is not None and "target" not in params and backend in ("auto", "aim", "mst"):
-        # --target is public (the analysis's choice): the marginal backends weight its marginals.
-        params["target"] = target
+
     if paper_mode:
         if backend != "lipschitz-vae":
             raise PrivacyParameterError("--paper-mode applies to the lipschitz-vae backend only.")
@@ -290,6 +288,7 @@ def _synthesize(
         random_state=seed,
         backend_params=params,
         clip=clip,
+        target=target,  # public: the marginal backends weight its marginals (stated in the report)
     )
     synth._make_backend()  # unknown or ill-typed --param: fail before reading the data
     schema_obj = Schema.load(schema_path) if schema_path is not None else None

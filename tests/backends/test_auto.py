@@ -58,12 +58,15 @@ def test_auto_fit_uses_aim_and_the_report_says_why() -> None:
         schema=make_small_schema(),
         random_state=0,
         backend_params={"iters": 100, "round_iters": 25, "rounds": 6},
+        target="color",
     )
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         synth.fit(make_small_df(300))
     assert synth.backend_name_ == "aim"
+    assert synth.backend_.target == "color"  # Synthesizer(target=) reaches the backend that takes one
     rep = synth.privacy_report
+    assert "target 'color'" in rep.mechanism
     assert rep.backend == "aim"
     assert rep.extra["backend_choice"].startswith("auto: 'aim'")
     assert len(synth.sample(20)) == 20
@@ -107,3 +110,8 @@ def test_cli_panel_names_the_backend_and_why(tmp_path) -> None:
     )  # fmt: skip
     assert res.exit_code == 0, res.output
     assert "aim" in res.output and "auto:" in res.output
+
+
+def test_target_is_ignored_by_a_backend_without_one() -> None:
+    synth = Synthesizer(backend="independent", epsilon=2.0, schema=make_small_schema(), target="color")
+    assert "target" not in synth._make_backend().get_params()

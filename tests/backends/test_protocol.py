@@ -184,6 +184,8 @@ _FAMILY = {
     "dp2-vae": "tabpriv.backends.vae.dp2",
     "dpsgd-vae": "tabpriv.backends.vae.dpsgd",
     "lipschitz-vae": "tabpriv.backends.vae.lipschitz",
+    "mst": "tabpriv.backends.marginal.mst",
+    "aim": "tabpriv.backends.marginal.aim",
 }
 
 
