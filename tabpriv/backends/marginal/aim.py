@@ -101,7 +101,7 @@ class AIMBackend(MarginalBackend):
         max_model_cells: Largest junction tree (cells; 8 bytes each) the final model may have.
         round_iters: Mirror-descent iterations of each round's warm-started re-estimate.
         iters: Mirror-descent iterations of the final model fit.
-        max_levels, bins, max_cells, chunk_bytes: As for every marginal backend.
+        max_levels, bins, max_cells, chunk_bytes, sampling: As for every marginal backend.
 
     """
 
@@ -137,6 +137,7 @@ class AIMBackend(MarginalBackend):
         bins: int = DEFAULT_BINS,
         max_cells: int = DEFAULT_MAX_CELLS,
         chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+        sampling: str = "stratified",
     ) -> None:
         self.degree = degree
         self.target = target
@@ -150,6 +151,7 @@ class AIMBackend(MarginalBackend):
         self.bins = bins
         self.max_cells = max_cells
         self.chunk_bytes = chunk_bytes
+        self.sampling = sampling
 
     def _mechanism_text(self) -> str:
         tgt = f", target {self.target!r} weighted x{self.target_weight:g}" if self.target else ""

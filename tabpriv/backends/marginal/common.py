@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from tabpriv.accounting.marginals import MarginalBudget, ZCDPFilter, measurement_rho
-from tabpriv.backends._params import Constraint, Interval
+from tabpriv.backends._params import Constraint, Interval, Options
 from tabpriv.backends.base import Backend, FitContext, PlannedSpend, PrivacyDetails, PrivacyPlan
 from tabpriv.backends.marginal.domain import MarginalDomain
 from tabpriv.backends.marginal.measure import (
@@ -89,6 +89,8 @@ class MarginalBackend(Backend):
         max_cells: Largest marginal (cells) the backend measures; a single column above it is refused.
         iters: Mirror-descent iterations of the final model fit.
         chunk_bytes: Memory target of one encoded chunk in the data pass.
+        sampling: ``"stratified"`` (default: systematic sampling within each parent group, so a
+            sampled table's marginals are within one row per cell of the model's) or ``"iid"``.
 
     """
 
@@ -101,12 +103,14 @@ class MarginalBackend(Backend):
     max_cells: int
     iters: int
     chunk_bytes: int
+    sampling: str
     _shared_constraints: ClassVar[dict[str, list[Constraint | None]]] = {
         "max_levels": [Interval(int, 1, None, closed="left")],
         "bins": [Interval(int, 1, None, closed="left")],
         "max_cells": [Interval(int, 2, None, closed="left")],
         "iters": [Interval(int, 1, None, closed="left")],
         "chunk_bytes": [Interval(int, 1, None, closed="left")],
+        "sampling": [Options(("stratified", "iid"))],
     }
 
     # -- planning ---------------------------------------------------------------------------------
@@ -235,10 +239,10 @@ class MarginalBackend(Backend):
 
     # -- sampling ---------------------------------------------------------------------------------
     def sample(self, n: int, seed: int) -> np.ndarray:
-        """``n`` encoded rows drawn i.i.d. from the fitted model (public randomness)."""
+        """``n`` encoded rows drawn from the fitted model (public randomness; ``sampling`` method)."""
         self.check_fitted()
         rng = np.random.default_rng(seed)
-        codes = self.sampler_.sample_codes(n, rng, self.domain_.sizes)
+        codes = self.sampler_.sample_codes(n, rng, self.domain_.sizes, method=self.sampling)
         return self.domain_.decode(codes, rng)
 
     # -- reporting --------------------------------------------------------------------------------

@@ -74,6 +74,7 @@ class MSTBackend(MarginalBackend):
         max_cells: Largest pair (cells) that may be selected; a single column above it is refused.
         iters: Mirror-descent iterations of the model fit.
         chunk_bytes: Memory target of one encoded chunk in the data pass.
+        sampling: "stratified" (default) or "iid" (see :class:`MarginalBackend`).
         target: Public name of a column (a classifier's target) whose pairs' selection scores are
             multiplied by ``target_weight`` (the score sensitivity grows to ``2 target_weight``), or
             ``None``. Stated in the report.
@@ -101,6 +102,7 @@ class MSTBackend(MarginalBackend):
         max_cells: int = DEFAULT_MAX_CELLS,
         iters: int = 1500,
         chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+        sampling: str = "stratified",
         target: str | None = None,
         target_weight: float = 4.0,
     ) -> None:
@@ -111,6 +113,7 @@ class MSTBackend(MarginalBackend):
         self.max_cells = max_cells
         self.iters = iters
         self.chunk_bytes = chunk_bytes
+        self.sampling = sampling
 
     def _mechanism_text(self) -> str:
         tgt = f" (pairs with target {self.target!r} weighted x{self.target_weight:g})" if self.target else ""
