@@ -116,7 +116,7 @@ def test_mst_selection_without_noise_is_flagged() -> None:
     bad = selection_audit("mst", 30, epsilon=4.0, seed=0, mutation=get_mutation("mst", "select-argmax"))
     assert bad.flagged, bad.to_dict()
     # the noise-free selection is invisible to the count statistics: the mean shift passes it
-    assert not _shift("mst", "select-argmax", 100).flagged
+    assert not _shift("mst", "select-argmax", 50).flagged
 
 
 @pytest.mark.slow
