@@ -21,6 +21,10 @@ change-one distance, **replace-one**) for ``--adjacency replace-one``: OpenDP th
 accounting itself. Measured on a small table: with ``changes=1`` every marginal's noise standard
 deviation is twice that of ``contributions=1`` at the same ρ (the same as ``contributions=2``), i.e.
 the benchmark's rule ρ' = ρ/4 (group privacy for zCDP, k = 2) — recorded per run as ``unit``.
+Known failure (OpenDP 0.16.0): on Adult at ε = 1 (15 columns, ρ = 0.030556595) MST's own split of its
+selection budget overshoots it by two ulps and OpenDP refuses the query ("insufficient budget for
+query: 0.0015278297500000001 > 0.0015278297499999988"); smaller ρ by up to 1e-6 relative fail the same
+way. The run is then recorded as failed, saying so. ε = 5.1 and CPS 1988 run.
 Noise comes from OpenDP's samplers (its own entropy, not the seed); ``--seed`` seeds numpy's global
 generator, which mbi 1.1 uses for sampling rows.
 
