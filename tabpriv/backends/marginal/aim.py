@@ -131,7 +131,7 @@ class AIMBackend(MarginalBackend):
         rounds: int | None = None,
         alpha: float = 0.9,
         max_model_cells: int = 2_500_000,
-        round_iters: int = 100,
+        round_iters: int = 300,
         iters: int = 1500,
         max_levels: int = DEFAULT_MAX_LEVELS,
         bins: int = DEFAULT_BINS,
