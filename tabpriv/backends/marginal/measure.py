@@ -11,7 +11,9 @@
 * :func:`private_select` is the exponential mechanism as noisy max with Gumbel noise: OpenDP's
   ``make_noisy_max`` (hardened) for a normal run, Gumbel noise from the secret stream for a seeded one.
 
-Audit seams (module level, monkeypatched by the audits): :func:`noisy_counts`, :func:`private_select`.
+Audit seams: the backends import :func:`noisy_counts` and :func:`private_select` by name, so the audits
+(``tabpriv.audit.marginal``) patch them where they are called: ``marginal.common:noisy_counts``,
+``marginal.mst:private_select`` and ``marginal.aim:private_select`` (a test checks these are live).
 """
 
 from __future__ import annotations
