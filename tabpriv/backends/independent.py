@@ -61,8 +61,11 @@ def noise_calibration(epsilon: float, delta: float, sensitivity: float) -> Discr
     return calibrate_discrete_gaussian(epsilon, delta, sensitivity)
 
 
-def _opendp_measurement(sigma: float) -> Any:
-    """OpenDP's discrete Gaussian on an i64 count vector (L2 distance read as a real number)."""
+def opendp_discrete_gaussian(sigma: float) -> Any:
+    """OpenDP's discrete Gaussian on an i64 count vector (L2 distance read as a real number).
+
+    Shared by every count backend (``independent``, ``mst``, ``aim``).
+    """
     import opendp.prelude as dp
 
     dp.enable_features("contrib")
@@ -93,7 +96,7 @@ def draw_noise(size: int, sigma: float, context: FitContext) -> np.ndarray:
     """
     if context.seeded:
         return sample_discrete_gaussian(context.secret_rng(_NOISE_PURPOSE), sigma, size)
-    noise = _opendp_measurement(sigma)(np.zeros(size, dtype=np.int64))
+    noise = opendp_discrete_gaussian(sigma)(np.zeros(size, dtype=np.int64))
     return np.asarray(noise, dtype=np.int64)
 
 

@@ -39,7 +39,7 @@ from tabpriv.accounting.marginals import (
     measurement_rho,
     measurement_sigma,
 )
-from tabpriv.backends._params import Constraint, Interval, Options, Satisfies
+from tabpriv.backends._params import Constraint, Interval, Options
 from tabpriv.backends.base import FitContext
 from tabpriv.backends.marginal.common import (
     DEFAULT_MAX_CELLS,
@@ -114,7 +114,6 @@ class AIMBackend(MarginalBackend):
     _parameter_constraints: ClassVar[dict[str, list[Constraint | None]]] = {
         **MarginalBackend._shared_constraints,
         "degree": [Options((2, 3))],
-        "target": [None, Satisfies(lambda v: isinstance(v, str) and bool(v), "a column name (str)")],
         "target_weight": [Interval(float, 0, None, closed="neither"), Interval(int, 1, None, closed="left")],
         "rounds": [None, Interval(int, 1, None, closed="left")],
         "alpha": [Interval(float, 0, 1, closed="neither")],
@@ -161,12 +160,9 @@ class AIMBackend(MarginalBackend):
             f"(workload: all {self.degree}-way marginals{tgt})"
         )
 
-    def _target_index(self, domain: MarginalDomain) -> int | None:
-        return target_index(domain, self.target)
-
     def _schedule(self, domain: MarginalDomain, n_rows: int, rho: float) -> dict[str, Any]:
         c = len(domain)
-        target = self._target_index(domain)
+        target = target_index(domain, self.target)
         rounds = self.rounds if self.rounds is not None else 16 * c
         sigma0 = measurement_sigma(self.alpha * rho / rounds)
         sel_rho0 = (1.0 - self.alpha) * rho / rounds
@@ -205,7 +201,7 @@ class AIMBackend(MarginalBackend):
 
     def _workload(self, domain: MarginalDomain) -> dict[Clique, float]:
         return workload(
-            domain, self.degree, self._target_index(domain), float(self.target_weight), self.max_cells
+            domain, self.degree, target_index(domain, self.target), float(self.target_weight), self.max_cells
         )
 
     def _candidates(self, domain: MarginalDomain, schedule: dict[str, Any]) -> list[Clique]:
@@ -246,14 +242,15 @@ class AIMBackend(MarginalBackend):
             limit = self.max_model_cells * (rho - left + measurement_rho(sigma) + sel_cost) / rho
             cands = self._affordable(domain, cliques, weights, limit)
             scores = np.empty(len(cands))
+            estimates: dict[Clique, np.ndarray] = {}
             for k, r in enumerate(cands):
-                est = _model_counts(chain, model, r, domain, n_rows)
+                est = estimates[r] = _model_counts(chain, model, r, domain, n_rows)
                 err = float(np.abs(counts[r] - est).sum())
                 scores[k] = weights[r] * (err - _SQRT_2_OVER_PI * sigma * domain.cells(r))
             ledger.charge(sel_cost, f"select round {t}")
             r = cands[private_select(scores, scale, context, f"round {t}")]
             measurements.append(self.measure(r, counts, sigma, ledger, context, f"round {t} {r}"))
-            before = _model_counts(chain, model, r, domain, n_rows)
+            before = estimates[r]  # the model's answer on r before it is re-estimated
             if r not in cliques:
                 cliques.append(r)
             model = estimate(

@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from tabpriv.accounting.marginals import MarginalBudget, ZCDPFilter, measurement_rho
-from tabpriv.backends._params import Constraint, Interval, Options
+from tabpriv.backends._params import Constraint, Interval, Options, Satisfies
 from tabpriv.backends.base import Backend, FitContext, PlannedSpend, PrivacyDetails, PrivacyPlan
 from tabpriv.backends.marginal.domain import MarginalDomain
 from tabpriv.backends.marginal.measure import (
@@ -111,6 +111,7 @@ class MarginalBackend(Backend):
         "iters": [Interval(int, 1, None, closed="left")],
         "chunk_bytes": [Interval(int, 1, None, closed="left")],
         "sampling": [Options(("stratified", "iid"))],
+        "target": [None, Satisfies(lambda v: isinstance(v, str) and bool(v), "a column name (str)")],
     }
 
     # -- planning ---------------------------------------------------------------------------------

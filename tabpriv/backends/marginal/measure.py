@@ -26,6 +26,7 @@ import numpy as np
 from tabpriv._random import sample_discrete_gaussian
 from tabpriv.accounting import OPENDP_VERSION
 from tabpriv.backends.base import FitContext
+from tabpriv.backends.independent import opendp_discrete_gaussian
 from tabpriv.backends.marginal.domain import MarginalDomain
 from tabpriv.transformers.encoded import DEFAULT_CHUNK_BYTES, EncodedTable
 
@@ -73,13 +74,6 @@ def exact_marginals(
     return counts
 
 
-def _opendp_gaussian(sigma: float) -> Any:
-    import opendp.prelude as dp
-
-    dp.enable_features("contrib")
-    return dp.m.make_gaussian(dp.vector_domain(dp.atom_domain(T="i64")), dp.l2_distance(T="f64"), sigma)
-
-
 def noisy_counts(counts: np.ndarray, sigma: float, context: FitContext, label: str) -> np.ndarray:
     """``counts + N_Z(0, sigma^2)`` on every cell (int64), from the run's secret sampler.
 
@@ -90,7 +84,7 @@ def noisy_counts(counts: np.ndarray, sigma: float, context: FitContext, label: s
     if context.seeded:
         noise = sample_discrete_gaussian(context.secret_rng(f"{_NOISE_PURPOSE}:{label}"), sigma, counts.size)
         return counts + np.asarray(noise, dtype=np.int64)
-    out = _opendp_gaussian(sigma)(counts.tolist())
+    out = opendp_discrete_gaussian(sigma)(counts.tolist())
     return np.asarray(out, dtype=np.int64)
 
 

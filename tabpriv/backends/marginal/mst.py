@@ -30,7 +30,7 @@ from tabpriv.accounting.marginals import (
     l1_score_sensitivity,
     measurement_sigma,
 )
-from tabpriv.backends._params import Constraint, Interval, Satisfies
+from tabpriv.backends._params import Constraint, Interval
 from tabpriv.backends.base import FitContext
 from tabpriv.backends.marginal.common import DEFAULT_MAX_CELLS, MarginalBackend, MarginalNoise, target_index
 from tabpriv.backends.marginal.domain import DEFAULT_BINS, DEFAULT_MAX_LEVELS, MarginalDomain
@@ -90,7 +90,6 @@ class MSTBackend(MarginalBackend):
     quick_params: ClassVar[dict[str, Any]] = {"iters": 100}
     _parameter_constraints: ClassVar[dict[str, list[Constraint | None]]] = {
         **MarginalBackend._shared_constraints,
-        "target": [None, Satisfies(lambda v: isinstance(v, str) and bool(v), "a column name (str)")],
         "target_weight": [Interval(float, 1, None, closed="left"), Interval(int, 1, None, closed="left")],
     }
 
