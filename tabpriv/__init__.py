@@ -1,11 +1,15 @@
 """tabpriv: differentially private synthetic tables.
 
-``import tabpriv`` is cheap: torch, pandas and the backends are imported on first use.
+``import tabpriv`` is cheap: torch, pandas and the backends are imported on first use. It registers the
+``df.tabpriv`` DataFrame accessor (at once if pandas is imported, else when pandas is; see
+:mod:`tabpriv.accessor`).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
+
+from tabpriv import accessor as _accessor
 
 __version__ = "0.1.0"
 
@@ -39,6 +43,8 @@ if TYPE_CHECKING:
     from tabpriv.evaluation import evaluate
     from tabpriv.schema import Schema
     from tabpriv.synthesizer import Synthesizer, synthesize
+
+_accessor.install()
 
 
 def __getattr__(name: str) -> Any:

@@ -1,7 +1,8 @@
 """Bundled and shared census tables.
 
-* ``datasets/adult.csv`` (bundled; UCI Adult train split, CC BY 4.0) and its hand-written public schema
-  ``datasets/adult.schema.json``.
+* ``tabpriv/data/adult.csv`` (bundled as package data, so it is there in any install; UCI Adult train
+  split, CC BY 4.0) and its hand-written public schema ``tabpriv/data/adult.schema.json``. In a
+  checkout, ``datasets/adult.*`` are symbolic links to them.
 * ``../shared/datasets/`` beside the checkout: the full Adult train/test splits and other census tables
   used by tests and benchmarks.
 * :func:`acs` loads the folktables ACS tasks (needs the ACS person files; see ``tabpriv.acs``).
@@ -29,8 +30,8 @@ __all__ = [
     "load_adult",
 ]
 
-#: Folder of the bundled data (``datasets/`` at the project root).
-BUNDLED_DIR = Path(__file__).resolve().parents[1] / "datasets"
+#: Folder of the bundled data (``tabpriv/data/``, package data: present in editable and wheel installs).
+BUNDLED_DIR = Path(__file__).resolve().parent / "data"
 #: Folder of the shared real census tables (``../shared/datasets`` beside the checkout).
 SHARED_DIR = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 
@@ -42,12 +43,12 @@ ADULT_COLUMNS = [
 
 
 def bundled_adult_path() -> Path:
-    """Path of the bundled Adult training table (``datasets/adult.csv``)."""
+    """Path of the bundled Adult training table (``tabpriv/data/adult.csv``)."""
     return BUNDLED_DIR / "adult.csv"
 
 
 def adult_schema() -> Schema:
-    """The hand-written public schema of Adult (``datasets/adult.schema.json``)."""
+    """The hand-written public schema of Adult (``tabpriv/data/adult.schema.json``)."""
     from tabpriv.schema import Schema
 
     return Schema.load(BUNDLED_DIR / "adult.schema.json")

@@ -11,7 +11,9 @@ __all__ = [
     "AuditError",
     "BudgetExceededError",
     "DataValidationError",
+    "DataWarning",
     "DeviceError",
+    "EngineError",
     "InputFileError",
     "NotFittedError",
     "PrivacyParameterError",
@@ -68,6 +70,13 @@ class DeviceError(TabprivError, RuntimeError):
     """The requested compute device is not available."""
 
 
+class EngineError(TabprivError, RuntimeError):
+    """The data engine cannot run (unknown engine, Dask not installed, scheduler unreachable, ...).
+
+    Also raised when a backend reads rows in a way the engine does not support (random access).
+    """
+
+
 class AuditError(TabprivError, RuntimeError):
     """A privacy audit could not audit what it claims to (e.g. the real training loop did not run)."""
 
@@ -76,4 +85,13 @@ class PrivacyWarning(UserWarning):
     """A release is not end-to-end differentially private (e.g. an inferred schema), or its ε is weak.
 
     "Weak" means epsilon above :data:`tabpriv.budget.WEAK_EPSILON` (see docs/privacy.md, Choosing ε).
+    """
+
+
+class DataWarning(UserWarning):
+    """The input looks unusual and tabpriv made a choice the data owner should check.
+
+    Examples: the delimiter of a CSV file was detected (not a comma), or :meth:`tabpriv.schema.Schema.infer`
+    found an ID-like column, a numeric column with stray text, or a date column. The message says what
+    was found and what to do; it never quotes row values beyond short stray tokens such as ``"N/A"``.
     """

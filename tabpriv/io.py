@@ -12,21 +12,30 @@
   not grow with the number of rows.
 * In CSV files **an empty cell is a missing value, and nothing else is**: text such as ``NA`` or
   ``None`` stays text, so a category called "NA" is never silently turned into a missing value.
+* The delimiter of a CSV file is detected (:func:`sniff_delimiter`: comma, semicolon, tab or ``|``)
+  unless one is given; a detected delimiter other than a comma is named in a
+  :class:`~tabpriv.errors.DataWarning`. A row with the wrong number of fields is refused in one
+  sentence that names the line, not with the parser's message.
 """
 
 from __future__ import annotations
 
 import contextlib
+import csv
+import gzip
+import io
 import math
 import os
+import re
 import shutil
 import stat
 import tempfile
+import warnings
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tabpriv.errors import DataValidationError, InputFileError
+from tabpriv.errors import DataValidationError, DataWarning, InputFileError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -43,6 +52,7 @@ __all__ = [
     "check_output_writable",
     "estimate_row_bytes",
     "read_table",
+    "sniff_delimiter",
     "table_format",
     "write_table",
     "write_table_chunks",
@@ -68,14 +78,85 @@ def table_format(path: str | Path) -> str:
     raise InputFileError(f"Cannot tell the format of {str(p)!r} from its name; use a .csv or .parquet file.")
 
 
-def read_table(path: str | Path, schema: Schema | None = None) -> pd.DataFrame:
+#: Delimiters :func:`sniff_delimiter` tries, in order of preference.
+DELIMITERS = (",", ";", "\t", "|")
+_DELIMITER_NAMES = {",": "comma", ";": "semicolon", "\t": "tab", "|": "vertical bar"}
+#: Bytes of the file's start that :func:`sniff_delimiter` reads.
+_SNIFF_BYTES = 1 << 16
+
+
+def _open_text(path: Path) -> Any:
+    opener: Any = gzip.open if path.suffix.lower() == ".gz" else open
+    return opener(path, "rt", encoding="utf-8", errors="replace", newline="")
+
+
+def sniff_delimiter(path: str | Path) -> str:
+    """The delimiter of a CSV file: the first of :data:`DELIMITERS` that splits its start consistently.
+
+    The rule, on the complete records of the first 64 KiB (quotes respected): a delimiter fits when the
+    header splits into two or more fields and every record into as many fields as the header. The
+    first fitting delimiter in the order comma, semicolon, tab, ``|`` wins; when none fits (one
+    column, or ragged rows) the answer is a comma, and the parser then says which line is wrong.
+
+    Raises:
+        InputFileError: The file cannot be read.
+
+    """
+    p = Path(path)
+    try:
+        with _open_text(p) as fh:
+            text = fh.read(_SNIFF_BYTES)
+            complete = fh.read(1) == ""
+    except (OSError, EOFError) as e:
+        raise InputFileError(f"Cannot read {str(p)!r}: {e}.") from e
+    if not complete:  # the last record may be cut in the middle
+        cut = text.rfind("\n")
+        text = text[:cut] if cut > 0 else text
+    for delim in DELIMITERS:
+        try:
+            records = [r for r in csv.reader(io.StringIO(text), delimiter=delim) if r]
+        except csv.Error:
+            continue
+        if records and len(records[0]) > 1 and all(len(r) == len(records[0]) for r in records):
+            return delim
+    return ","
+
+
+_TOKENIZE = re.compile(r"Expected (\d+) fields in line (\d+), saw (\d+)")
+
+
+def _parse_error_message(path: Path, sep: str, error: Exception) -> str:
+    """One sentence on a CSV that pandas could not split, without quoting any row."""
+    name = _DELIMITER_NAMES.get(sep, repr(sep))
+    m = _TOKENIZE.search(str(error))
+    if m is not None:
+        expected, line, saw = m.groups()
+        return (
+            f"Cannot read {str(path)!r} as CSV: line {line} has {saw} {name}-separated fields where the "
+            f"earlier lines have {expected}; quote values that contain a {name}, fix that line, or give "
+            "the right delimiter (sep=...)."
+        )
+    return (
+        f"Cannot read {str(path)!r} as CSV with a {name} as delimiter ({type(error).__name__}); check "
+        "that it is a UTF-8 CSV file with one header line, or give the right delimiter (sep=...)."
+    )
+
+
+def read_table(path: str | Path, schema: Schema | None = None, *, sep: str | None = None) -> pd.DataFrame:
     """Read a CSV or Parquet table with clear errors.
 
     With a schema, categorical columns whose categories are all text are read as text, so codes such as
     ``"01"`` keep their leading zeros.
 
+    Args:
+        path: A ``.csv`` (optionally ``.gz``) or ``.parquet`` file.
+        schema: The public schema, if known (see above).
+        sep: The CSV delimiter. ``None`` (default) detects it with :func:`sniff_delimiter` and names a
+            detected delimiter other than a comma in a :class:`~tabpriv.errors.DataWarning`.
+
     Raises:
-        InputFileError: The file does not exist, cannot be read, or is not a table.
+        InputFileError: The file does not exist, cannot be read, or is not a table (a row with the
+            wrong number of fields included).
         DataValidationError: The file is empty or has only a header.
 
     """
@@ -89,6 +170,21 @@ def read_table(path: str | Path, schema: Schema | None = None) -> pd.DataFrame:
     fmt = table_format(p)
     if p.stat().st_size == 0:
         raise DataValidationError(f"Input file {str(p)!r} is empty; it needs a header and rows.")
+    if sep is not None and (not isinstance(sep, str) or len(sep) != 1 or sep in '"\r\n'):
+        raise InputFileError(
+            f"The CSV delimiter must be one character other than a quote or a line end; got {sep!r}."
+        )
+    delim = ","
+    if fmt == "csv":
+        delim = sep if sep is not None else sniff_delimiter(p)
+        if sep is None and delim != ",":
+            warnings.warn(
+                f"Read {str(p)!r} with a {_DELIMITER_NAMES[delim]} ({delim!r}) as delimiter: it splits "
+                "every line of the file's start into the header's number of fields (a comma does not); "
+                "pass sep=... to choose another.",
+                DataWarning,
+                stacklevel=2,
+            )
     try:
         if fmt == "parquet":
             df = pd.read_parquet(p)
@@ -100,6 +196,7 @@ def read_table(path: str | Path, schema: Schema | None = None) -> pd.DataFrame:
                         dtype[col.name] = "str"
             df = pd.read_csv(
                 p,
+                sep=delim,
                 keep_default_na=False,
                 na_values=[""],
                 dtype=dtype or None,
@@ -107,8 +204,13 @@ def read_table(path: str | Path, schema: Schema | None = None) -> pd.DataFrame:
             )
     except pd.errors.EmptyDataError as e:
         raise DataValidationError(f"Input file {str(p)!r} holds no table (no header).") from e
-    except (pd.errors.ParserError, UnicodeDecodeError) as e:
-        raise InputFileError(f"Cannot parse {str(p)!r} as {fmt.upper()}: {e}".rstrip(".") + ".") from e
+    except pd.errors.ParserError as e:
+        raise InputFileError(_parse_error_message(p, delim, e)) from e
+    except UnicodeDecodeError as e:
+        raise InputFileError(
+            f"Cannot read {str(p)!r} as {fmt.upper()}: it is not UTF-8 text (byte {e.start}); save it as "
+            "UTF-8."
+        ) from e
     except OSError as e:
         raise InputFileError(f"Cannot read {str(p)!r}: {e}.") from e
     except Exception as e:  # pyarrow raises its own exception types for foreign files
@@ -116,20 +218,16 @@ def read_table(path: str | Path, schema: Schema | None = None) -> pd.DataFrame:
     if len(df.columns) == 0:
         raise DataValidationError(f"Input file {str(p)!r} has no columns.")
     if fmt == "csv":
-        _check_raw_header(p)
+        _check_raw_header(p, delim)
     if len(df) == 0:
         raise DataValidationError(f"Input file {str(p)!r} has a header but no rows; nothing to synthesise.")
     return df
 
 
-def _check_raw_header(path: Path) -> None:
+def _check_raw_header(path: Path, delimiter: str = ",") -> None:
     """Refuse duplicate header names (pandas would silently rename the second ``a`` to ``a.1``)."""
-    import csv
-    import gzip
-
-    opener = gzip.open if path.suffix.lower() == ".gz" else open
-    with opener(path, "rt", encoding="utf-8", errors="replace", newline="") as fh:
-        header = next(csv.reader(fh), [])
+    with _open_text(path) as fh:
+        header = next(csv.reader(fh, delimiter=delimiter), [])
     dups = sorted({h for h in header if header.count(h) > 1})
     if dups:
         raise DataValidationError(

@@ -1,4 +1,4 @@
-"""The ``Synthesizer`` facade, the one-call :func:`synthesize` and the ``df.tabpriv`` accessor."""
+"""The ``Synthesizer`` facade and the one-call :func:`synthesize` (``df.tabpriv``: tabpriv.accessor)."""
 
 from __future__ import annotations
 
@@ -711,25 +711,3 @@ def synthesize(
     out = synth.sample(n_rows)
     out.attrs["privacy_report"] = synth.privacy_report.to_dict()
     return out
-
-
-def _register_accessor() -> None:
-    import pandas as pd
-
-    @pd.api.extensions.register_dataframe_accessor("tabpriv")
-    class _TabprivAccessor:
-        """``df.tabpriv.synthesize(epsilon=..., schema=...)``."""
-
-        def __init__(self, df: pd.DataFrame) -> None:
-            self._df = df
-
-        def synthesize(self, **kwargs: Any) -> pd.DataFrame:
-            """Same as :func:`tabpriv.synthesize` on this DataFrame."""
-            return synthesize(self._df, **kwargs)
-
-        def fit(self, **kwargs: Any) -> Synthesizer:
-            """Return a fitted :class:`Synthesizer` for this DataFrame."""
-            return Synthesizer(**kwargs).fit(self._df)
-
-
-_register_accessor()

@@ -50,7 +50,7 @@ def cli_errors() -> Iterator[None]:
 
 
 def _show_warnings(caught: list[warnings.WarningMessage]) -> None:
-    from tabpriv.errors import PrivacyWarning
+    from tabpriv.errors import DataWarning, PrivacyWarning
 
     seen: set[str] = set()
     for w in caught:
@@ -60,3 +60,5 @@ def _show_warnings(caught: list[warnings.WarningMessage]) -> None:
         seen.add(text)
         if issubclass(w.category, PrivacyWarning):
             _stderr(f"Privacy warning: {text}", style="bold yellow")
+        elif issubclass(w.category, DataWarning):
+            _stderr(f"Warning: {text}", style="yellow")
