@@ -28,8 +28,10 @@ from tabpriv.budget import (
     check_delta_for_rows,
     weak_epsilon_warning,
 )
+from tabpriv.engine import check_engine
 from tabpriv.errors import (
     DataValidationError,
+    EngineError,
     NotFittedError,
     PrivacyParameterError,
     PrivacyWarning,
@@ -44,6 +46,8 @@ from tabpriv.transformers.table import TableTransformer
 
 if TYPE_CHECKING:
     import pandas as pd
+
+    from tabpriv.engine.dask_engine import DaskSession
 
 __all__ = ["SAVE_FORMAT", "Synthesizer", "check_sample_memory", "sample_nbytes", "synthesize"]
 
@@ -108,6 +112,14 @@ class Synthesizer:
         ledger: Optional ledger shared by every release made from the same data. Each fit then spends at
             most (epsilon, delta) *and* at most what the shared ledger has left, records its spend there
             too, and its report shows the total spent on the data.
+        engine: Where the pass over the private rows runs: ``"default"`` (this process, streaming) or
+            ``"dask"`` (a ``dask.distributed`` cluster; needs the ``tabpriv[dask]`` extra). With
+            ``"dask"``, :meth:`fit` takes the input file(s) (a path, glob, folder or list of CSV or
+            Parquet files the workers can read) instead of a DataFrame; backends ``independent``,
+            ``mst``, ``aim`` and ``slicing``. Same release as the default engine for the same seed.
+            See docs/engine.md.
+        scheduler: With ``engine="dask"``: the address of a running scheduler
+            (``"tcp://host:8786"``), or ``None`` for a LocalCluster on 127.0.0.1 started for the fit.
 
     Attributes:
         schema_: The schema used.
@@ -137,7 +149,11 @@ class Synthesizer:
         progress: ProgressCallback | None = None,
         ledger: PrivacyLedger | None = None,
         target: str | None = None,
+        engine: str = "default",
+        scheduler: str | None = None,
     ) -> None:
+        self.engine = engine
+        self.scheduler = scheduler
         self.target = target
         self.backend = backend
         self.epsilon = epsilon
@@ -181,15 +197,28 @@ class Synthesizer:
         any row is read, and stays paid if ``fit`` raises. Refitting the same object spends again on
         the same ledger, so the total is never hidden (and a second full-budget fit raises
         :class:`~tabpriv.errors.BudgetExceededError`).
+
+        With ``engine="dask"``, ``df`` is the input file(s); the partitions are validated on the
+        cluster before anything is spent, and the backend's data pass runs there (docs/engine.md).
         """
+        if check_engine(self.engine) == "default":
+            return self._fit(df, None)
+        from tabpriv.engine.dask_engine import DaskSession
+
+        with DaskSession(self.scheduler) as session:  # closed (and a LocalCluster stopped) after the fit
+            return self._fit(df, session)
+
+    def _fit(self, df: Any, session: DaskSession | None) -> Synthesizer:
         import pandas as pd
 
-        if not isinstance(df, pd.DataFrame):
+        if session is None and not isinstance(df, pd.DataFrame):
             raise DataValidationError(f"fit() expects a pandas DataFrame; got {type(df).__name__}.")
+        if session is not None:
+            _check_engine_input(df, self.schema, self.backend)
         budget = PrivacyBudget(self.epsilon, self.delta)
         weak = weak_epsilon_warning(budget.epsilon)
         if weak is not None:
-            warnings.warn(weak[0].upper() + weak[1:] + ".", PrivacyWarning, stacklevel=2)
+            warnings.warn(weak[0].upper() + weak[1:] + ".", PrivacyWarning, stacklevel=3)
         backend = self._make_backend()
         device = resolve_device(self.device, backend.devices)
         schema = _resolve_schema(self.schema, df)
@@ -198,16 +227,21 @@ class Synthesizer:
                 "The schema was inferred from the private data: this release is not end-to-end "
                 "differentially private. Declare bounds and categories from public knowledge.",
                 PrivacyWarning,
-                stacklevel=2,
+                stacklevel=3,
             )
-        # The clip counts (summary.clipped) are exact figures of the private data: never kept.
-        clean, _ = schema.validate(df, clip=self.clip)
-        check_delta_for_rows(budget.delta, len(clean))
-        source = RandomSource.from_random_state(self.random_state)
         transformer = TableTransformer(schema).fit()
-        # Rows are encoded on demand: a streaming backend reads them chunk by chunk; any other one
-        # materialises the full n x width float32 matrix through table.data (logged at INFO).
-        table = transformer.transform_lazy(clean)
+        if session is None:
+            # The clip counts (summary.clipped) are exact figures of the private data: never kept.
+            clean, _ = schema.validate(df, clip=self.clip)
+            # Rows are encoded on demand: a streaming backend reads them chunk by chunk; any other one
+            # materialises the full n x width float32 matrix through table.data (logged at INFO).
+            table = transformer.transform_lazy(clean)
+            columns = [str(c) for c in df.columns]
+        else:  # every partition is validated on the workers here, before anything is spent
+            _check_engine_backend(self.backend, transformer.spans_, self.backend_params)
+            table, columns = session.open_table(df, schema, transformer, clip=self.clip)
+        check_delta_for_rows(budget.delta, table.n_rows)
+        source = RandomSource.from_random_state(self.random_state)
         if self.backend == AUTO:  # the rule reads the public spans only
             name, choice = choose_backend(table.spans, self.backend_params)
             backend = self._make_backend(name)
@@ -246,8 +280,8 @@ class Synthesizer:
         self.backend_name_ = name
         self.backend_choice_ = choice
         self.random_source_ = source
-        self.columns_ = [str(c) for c in df.columns]
-        self.n_rows_in_ = len(clean)
+        self.columns_ = columns
+        self.n_rows_in_ = table.n_rows
         self.clipped_input_ = bool(self.clip)
         self.device_ = device
         self.rows_out_: int | None = None
@@ -281,7 +315,10 @@ class Synthesizer:
         :meth:`sample_chunks`, which yields the same rows block by block with bounded memory.
 
         Returns:
-            A DataFrame with the original columns, order and dtypes, every value inside the schema.
+            A DataFrame with the original columns and order, every value inside the schema, each
+            column of the schema's :attr:`~tabpriv.schema.Column.output_dtype` (``category`` with the
+            declared categories, ``Int64``, or ``float64`` rounded to the column's decimals), and a
+            ``RangeIndex`` ``0 .. n-1`` (synthetic rows correspond to no input row).
 
         Raises:
             DataValidationError: ``n`` is not a positive integer.
@@ -303,7 +340,7 @@ class Synthesizer:
             blocks = columns.pop(name)
             joined[name] = blocks[0] if len(blocks) == 1 else np.concatenate(blocks)
             del blocks
-        return _frame_from_columns(joined)
+        return self.schema_.output_frame(joined)
 
     def sample_chunks(
         self, n: int | None = None, *, categorical: Literal["sample", "argmax"] = "sample"
@@ -332,7 +369,7 @@ class Synthesizer:
             start = 0
             for part in blocks:
                 m = len(next(iter(part.values())))
-                yield _frame_from_columns(
+                yield self.schema_.output_frame(
                     {name: part[name].to_numpy() for name in self.columns_},
                     index=pd.RangeIndex(start, start + m),
                 )
@@ -648,6 +685,42 @@ def check_sample_memory(schema: Schema, n_rows: int) -> None:
             "Synthesizer.sample_chunks(n) and tabpriv.io.write_table_chunks (the CLI does, unless "
             "--evaluate needs the table in memory), or ask for fewer rows."
         )
+
+
+#: Backends whose data pass goes through the engine seam only (tabpriv.engine.map_sum / map_chunks).
+ENGINE_BACKENDS = ("independent", "mst", "aim", "slicing")
+
+
+def _check_engine_input(data: Any, schema: Any, backend: str) -> None:
+    """Refuse, before anything is read, what the Dask engine cannot take."""
+    import pandas as pd
+
+    if isinstance(data, pd.DataFrame):
+        raise DataValidationError(
+            "engine='dask' reads the input files on the cluster: pass the path(s) of the CSV or Parquet "
+            "file(s) to fit() (a path, glob, folder or list), or use engine='default' for a DataFrame."
+        )
+    if isinstance(schema, str) and schema == "infer":
+        raise SchemaError(
+            "engine='dask' needs a declared schema (Schema.load('table.schema.json')); inferring one "
+            "would read the private data outside the engine and is not end-to-end DP."
+        )
+    if backend != AUTO and backend not in ENGINE_BACKENDS:
+        raise EngineError(
+            f"Backend {backend!r} reads rows by position, which engine='dask' does not provide; use one "
+            f"of {', '.join(ENGINE_BACKENDS)} (or 'auto'), or engine='default'."
+        )
+
+
+def _check_engine_backend(backend: str, spans: tuple[ColumnSpan, ...], params: Any) -> None:
+    """Refuse a backend ``"auto"`` would choose that the Dask engine cannot run (reads spans only)."""
+    if backend == AUTO:
+        name, _ = choose_backend(spans, params)
+        if name not in ENGINE_BACKENDS:
+            raise EngineError(
+                f"backend='auto' chose {name!r}, which engine='dask' cannot run; name one of "
+                f"{', '.join(ENGINE_BACKENDS)}, or use engine='default'."
+            )
 
 
 def _carry_ledger(old: PrivacyLedger, budget: PrivacyBudget) -> PrivacyLedger:

@@ -36,6 +36,7 @@ from tabpriv.accounting import OPENDP_VERSION, DiscreteGaussianCalibration, cali
 from tabpriv.backends._params import Constraint, Interval
 from tabpriv.backends.base import Backend, FitContext, PlannedSpend, PrivacyDetails, PrivacyPlan
 from tabpriv.budget import PrivacyBudget
+from tabpriv.engine import map_sum
 from tabpriv.transformers.encoded import DEFAULT_CHUNK_BYTES, ColumnSpan, EncodedTable
 
 __all__ = [
@@ -131,15 +132,20 @@ def _true_histograms(
 ) -> list[np.ndarray]:
     """Exact int64 histogram of every column, accumulated over row chunks of ``table``.
 
-    Reads the table only through :meth:`EncodedTable.iter_chunks`; memory ``O(chunk × width)``.
+    Reads the table only through the engine seam (:func:`tabpriv.engine.map_sum`): on the default
+    engine a pass over :meth:`EncodedTable.iter_chunks`, memory ``O(chunk × width)``; on the Dask
+    engine the workers count their partitions and the sums are reduced on the cluster.
     """
-    counts = [np.zeros(nb + int(m), dtype=np.int64) for nb, m in layouts]
-    for _, block in table.iter_chunks(table.chunk_rows_for(chunk_bytes)):
-        for j, span in enumerate(table.spans):
-            n_bins, has_missing = layouts[j]
-            codes = _bin_codes(block[:, span.slice], span, n_bins, has_missing)
-            counts[j] += np.bincount(codes, minlength=counts[j].size)
-    return counts
+    spans = table.spans
+    sizes = [nb + int(m) for nb, m in layouts]
+
+    def count(block: np.ndarray) -> list[np.ndarray]:
+        return [
+            np.bincount(_bin_codes(block[:, span.slice], span, nb, m), minlength=size).astype(np.int64)
+            for span, (nb, m), size in zip(spans, layouts, sizes, strict=True)
+        ]
+
+    return list(map_sum(table, count, chunk_rows=table.chunk_rows_for(chunk_bytes)))
 
 
 @dataclass(frozen=True)

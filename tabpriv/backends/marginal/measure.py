@@ -1,10 +1,12 @@
 """The pass over the private rows, the noisy measurements and the private selections.
 
-* :func:`exact_marginals` is the **only** place the marginal backends read rows: one streaming pass over
-  :meth:`EncodedTable.iter_chunks <tabpriv.transformers.encoded.EncodedTable.iter_chunks>` that
-  accumulates the exact int64 counts of every candidate marginal (memory: one chunk plus the counts,
-  never the table). It is the engine seam a distributed data pass replaces. The exact counts never
-  leave the backend's ``fit``: only their noisy versions are kept.
+* :func:`exact_marginals` is the **only** place the marginal backends read rows: one pass through the
+  engine seam (:func:`tabpriv.engine.map_sum`) that sums the exact int64 counts of every candidate
+  marginal over the encoded chunks. On the default engine it streams
+  :meth:`EncodedTable.iter_chunks <tabpriv.transformers.encoded.EncodedTable.iter_chunks>` (memory:
+  one chunk plus the counts, never the table); on the Dask engine the workers count their partitions
+  and the sums are reduced on the cluster. The exact counts never leave the backend's ``fit``: only
+  their noisy versions are kept (the noise is added once, here, after the reduction).
 * :func:`noisy_counts` adds the discrete Gaussian to integer counts: OpenDP's exact sampler (hardened
   against floating-point attacks) for a normal run; for a seeded research run the same distribution
   from :func:`tabpriv._random.sample_discrete_gaussian` on the seeded secret stream (not hardened).
@@ -28,6 +30,7 @@ from tabpriv.accounting import OPENDP_VERSION
 from tabpriv.backends.base import FitContext
 from tabpriv.backends.independent import opendp_discrete_gaussian
 from tabpriv.backends.marginal.domain import MarginalDomain
+from tabpriv.engine import map_sum
 from tabpriv.transformers.encoded import DEFAULT_CHUNK_BYTES, EncodedTable
 
 __all__ = ["Clique", "exact_marginals", "noisy_counts", "private_select", "sampler_text", "selection_text"]
@@ -50,28 +53,29 @@ def exact_marginals(
     """Exact int64 counts of every marginal in ``cliques`` (flattened, C order), in one streaming pass.
 
     Args:
-        table: The encoded private table (read only through ``iter_chunks``).
+        table: The encoded private table (read only through the engine seam).
         domain: The public discretisation.
         cliques: The marginals to count (each a tuple of increasing column indices).
         chunk_bytes: Memory target of one encoded chunk (the counts do not depend on it).
         progress: Optional ``progress(rows_done, n_rows)``.
 
     """
-    counts = {cl: np.zeros(domain.cells(cl), dtype=np.int64) for cl in cliques}
-    strides: dict[Clique, np.ndarray] = {}
+    cliques = list(cliques)
+    sizes = [domain.cells(cl) for cl in cliques]
+    strides: list[np.ndarray] = []
     for cl in cliques:
-        sizes = [domain.sizes[i] for i in cl]
-        strides[cl] = np.array([int(np.prod(sizes[k + 1 :], dtype=np.int64)) for k in range(len(cl))])
-    done = 0
-    for _, block in table.iter_chunks(table.chunk_rows_for(chunk_bytes)):
+        levels = [domain.sizes[i] for i in cl]
+        strides.append(np.array([int(np.prod(levels[k + 1 :], dtype=np.int64)) for k in range(len(cl))]))
+
+    def count(block: np.ndarray) -> list[np.ndarray]:
         codes = domain.codes(block)
-        for cl in cliques:
-            flat = codes[:, list(cl)] @ strides[cl]
-            counts[cl] += np.bincount(flat, minlength=counts[cl].size)
-        done += block.shape[0]
-        if progress is not None:
-            progress(done, table.n_rows)
-    return counts
+        return [
+            np.bincount(codes[:, list(cl)] @ st, minlength=size).astype(np.int64, copy=False)
+            for cl, st, size in zip(cliques, strides, sizes, strict=True)
+        ]
+
+    totals = map_sum(table, count, chunk_rows=table.chunk_rows_for(chunk_bytes), progress=progress)
+    return dict(zip(cliques, totals, strict=True))
 
 
 def noisy_counts(counts: np.ndarray, sigma: float, context: FitContext, label: str) -> np.ndarray:

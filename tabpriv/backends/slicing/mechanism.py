@@ -53,6 +53,7 @@ from tabpriv.accounting.slicing import (
 )
 from tabpriv.accounting.subsampling import WOR_THEOREM, amplify_wor, deamplify_wor
 from tabpriv.budget import check_delta, check_epsilon
+from tabpriv.engine import map_chunks
 from tabpriv.errors import PrivacyParameterError, SaveFileError
 from tabpriv.transformers.encoded import ColumnSpan, EncodedTable
 
@@ -406,9 +407,12 @@ def privatise(
 ) -> SlicingRelease:
     """Run the mechanism: enforce the blocks, project on ``U ~ N(0, 1/d)`` and add ``N(0, sigma^2)``.
 
-    The table is read only through :meth:`EncodedTable.iter_chunks`, one chunk at a time, so the
-    working memory besides the output is ``O(chunk_rows * (d + m'))``; the output ``XU + V`` is
-    ``4 n m'`` bytes (float32), ``4 m m'`` with a sample of ``m`` rows.
+    The table is read only through the engine seam (:func:`tabpriv.engine.map_chunks`), one chunk at
+    a time, so the working memory besides the output is ``O(chunk_rows * (d + m'))``; the output
+    ``XU + V`` is ``4 n m'`` bytes (float32), ``4 m m'`` with a sample of ``m`` rows. The exact
+    projection ``XU`` is computed first (on the Dask engine: on the workers, then sent to the
+    client), then the noise ``V`` is added once, here, chunk by chunk in row order (the same draws
+    whatever the engine).
 
     Randomness: ``U`` (released) from the **public** ``seed`` (:func:`draw_projection`); the row sample
     (:func:`draw_sample`) and the noise ``V`` (:func:`draw_noise`) from ``secret_rng``, a
@@ -417,7 +421,7 @@ def privatise(
     ``X`` back).
 
     Args:
-        table: Encoded private table (touched only here, through ``iter_chunks``).
+        table: Encoded private table (touched only here, through the engine seam).
         sigma: Noise standard deviation (from :func:`calibrate_sigma`).
         n_slices: ``m``.
         k: Slice dimension.
@@ -445,20 +449,34 @@ def privatise(
         chosen, slots = draw_sample(secret_rng, n, sample_size)
     n_out = n if sample_size is None else sample_size
     noisy = np.empty((n_out, m_prime), dtype=np.float32)
-    bound = table.row_norm_bound
-    dest: slice | np.ndarray
-    for start, block in table.iter_chunks(chunk_rows):
-        stop = start + block.shape[0]
-        if sample_size is None:
-            rows, dest = block, slice(start, stop)
-        else:
-            i0, i1 = np.searchsorted(chosen, [start, stop])
-            if i1 == i0:
-                continue
-            rows, dest = block[chosen[i0:i1] - start], slots[i0:i1]
-        x = enforce_blocks(rows, table.spans)
+    spans, bound = table.spans, table.row_norm_bound
+
+    def project(rows: np.ndarray) -> np.ndarray:
+        x = enforce_blocks(rows, spans)
         # Row-norm clip to the data-independent bound as well (a no-op after the block enforcement).
         norms = np.linalg.norm(x, axis=1, keepdims=True)
         x *= np.minimum(1.0, bound / np.maximum(norms, 1e-12)).astype(np.float32)
-        noisy[dest] = x @ projection + draw_noise(secret_rng, x.shape[0], m_prime, sigma)
+        if x.shape[0] == 1:  # BLAS takes another path (gemv) for one row: pad, so rows never depend
+            return (np.repeat(x, 2, axis=0) @ projection)[:1]  # on how the table is chunked
+        return x @ projection
+
+    # 1. The exact projection XU, chunk by chunk through the engine seam (on a Dask table: on the
+    #    workers). 2. The noise V, once, here, chunk by chunk in the table's row order.
+    for start, proj in map_chunks(table, project, chunk_rows=chunk_rows):
+        stop = start + proj.shape[0]
+        if sample_size is None:
+            noisy[start:stop] = proj
+        else:
+            i0, i1 = np.searchsorted(chosen, [start, stop])
+            if i1 > i0:
+                noisy[slots[i0:i1]] = proj[chosen[i0:i1] - start]
+    for start in range(0, n, chunk_rows):
+        stop = min(start + chunk_rows, n)
+        if sample_size is None:
+            noisy[start:stop] += draw_noise(secret_rng, stop - start, m_prime, sigma)
+            continue
+        i0, i1 = np.searchsorted(chosen, [start, stop])
+        if i1 > i0:
+            dest = slots[i0:i1]
+            noisy[dest] += draw_noise(secret_rng, int(i1 - i0), m_prime, sigma)
     return SlicingRelease(projection, noisy, float(sigma), int(k), table.spans, dict(accounting))
