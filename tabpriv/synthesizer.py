@@ -7,7 +7,7 @@ import hashlib
 import json
 import logging
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -187,7 +187,7 @@ class Synthesizer:
                 + f": {e}. Check the backend's documented parameters, or name a backend."
             ) from e
 
-    def fit(self, df: pd.DataFrame) -> Synthesizer:
+    def fit(self, df: pd.DataFrame | str | Path | Sequence[str | Path]) -> Synthesizer:
         """Validate ``df`` against the schema, spend the budget and fit the backend.
 
         The flow: validate the budget, ``df`` and delta < 1/n (the one delta check) → the budget left

@@ -147,12 +147,29 @@ def synthesize_command(
         Path | None,
         typer.Option(help="HTML evaluation report (default: OUTPUT + .evaluation.html).", show_default=False),
     ] = None,
+    engine: Annotated[
+        str,
+        typer.Option(
+            help="Where the pass over the private rows runs: 'default' (this process) or 'dask' (a Dask "
+            "cluster; INPUT may then be a folder or a glob of CSV or Parquet files the workers can "
+            "read). See docs/engine.md.",
+        ),
+    ] = "default",
+    scheduler: Annotated[
+        str | None,
+        typer.Option(
+            metavar="ADDRESS",
+            help="--engine dask: address of a running scheduler (tcp://host:8786). Default: a "
+            "LocalCluster on 127.0.0.1 for the run.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Fit a DP synthesizer to INPUT and write a synthetic table plus its privacy report."""
     with cli_errors():
         _synthesize(
             input, eps, delta, backend, schema, infer_schema, rows, output, report, device, seed,
-            clip, param, paper_mode, save, evaluate, holdout, target, evaluation_report,
+            clip, param, paper_mode, save, evaluate, holdout, target, evaluation_report, engine, scheduler,
         )  # fmt: skip
 
 
@@ -198,6 +215,8 @@ def _synthesize(
     holdout: Path | None,
     target: str | None,
     evaluation_report: Path | None,
+    engine: str = "default",
+    scheduler: str | None = None,
 ) -> None:
     from rich.console import Console
 
@@ -229,6 +248,17 @@ def _synthesize(
             "infer` writes a draft to edit) or --infer-schema (not end-to-end DP)."
         )
     rows = _parse_rows(rows_text)
+    from tabpriv.engine import check_engine
+
+    if check_engine(engine) == "dask":  # the input is read on the cluster, never here
+        if infer_schema:
+            raise SchemaError("--engine dask needs a declared schema (--schema FILE), not --infer-schema.")
+        if evaluate:
+            raise PrivacyParameterError("--evaluate needs the table in memory; run it with --engine default.")
+        if output is None and input is not None and any(ch in str(input) for ch in "*?["):
+            raise PrivacyParameterError("--engine dask with a glob as INPUT needs --output FILE.")
+    elif scheduler is not None:
+        raise PrivacyParameterError("--scheduler applies to --engine dask only.")
     PrivacyBudget(eps, delta)  # fail fast on a bad epsilon or delta
     if evaluate and holdout is None:
         raise PrivacyParameterError("--evaluate needs --holdout FILE (real rows not used for training).")
@@ -289,9 +319,25 @@ def _synthesize(
         backend_params=params,
         clip=clip,
         target=target,  # public: the marginal backends weight its marginals (stated in the report)
+        engine=engine,
+        scheduler=scheduler,
     )
     synth._make_backend()  # unknown or ill-typed --param: fail before reading the data
     schema_obj = Schema.load(schema_path) if schema_path is not None else None
+    if engine == "dask":
+        assert schema_obj is not None
+        synth.schema = schema_obj
+        with _progress(console) as progress:
+            synth.progress = progress
+            synth.fit(str(input))  # validated on the cluster before anything is spent
+        check_disk_space(out_path, rows or synth.n_rows_in_, schema_obj, "the synthetic table")
+        write_table_chunks(synth.sample_chunks(rows), out_path, schema=synth.schema_)
+        rep = synth.privacy_report
+        rep.to_json(rep_path)
+        if save is not None:
+            synth.save(save)
+        _summary(console, rep, input, out_path, rep_path, save, None, clip)
+        return
     df = read_table(input, schema_obj)
     if schema_obj is None:  # --infer-schema: what fit() would infer (the release says so)
         schema_obj = Schema.infer(df, warn=False)

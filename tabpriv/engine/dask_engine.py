@@ -475,6 +475,9 @@ class DaskSession:
                 threads_per_worker=1,
                 host="127.0.0.1",
                 dashboard_address=None,
+                # no dashboard; the scheduler's HTTP endpoints (health, metrics) on a free loopback
+                # port rather than on 0.0.0.0:8787
+                scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
                 processes=True,
                 silence_logs=logging.WARNING,
             )
