@@ -504,13 +504,36 @@ def _write_csv_chunks(chunks: Iterable[pd.DataFrame], tmp: Path, schema: Schema 
     ):
         terminator = "\r\n"
     n = 0
+    whole = _whole_number_columns(schema)
     with open(tmp, "w", encoding="utf-8", newline="") as fh:
         for i, df in enumerate(chunks):
             if terminator is None:
                 terminator = _csv_line_terminator(df)
+            if whole:
+                df = _as_whole_numbers(df, whole)
             df.to_csv(fh, index=False, header=i == 0, na_rep="", lineterminator=terminator)
             n += len(df)
     return n
+
+
+def _whole_number_columns(schema: Schema | None) -> list[str]:
+    """Continuous columns of ``schema`` rounded to 0 decimals: written ``85109``, not ``85109.0``."""
+    if schema is None:
+        return []
+    return [col.name for col in schema if col.kind == "continuous" and col.decimals == 0]
+
+
+def _as_whole_numbers(df: pd.DataFrame, names: list[str]) -> pd.DataFrame:
+    import numpy as np
+
+    out = {}
+    for name in names:
+        if name in df.columns:
+            x = df[name].to_numpy(dtype=np.float64, na_value=np.nan)
+            x = x[~np.isnan(x)]
+            if np.array_equal(x, np.rint(x)) and bool(np.all(np.abs(x) < 2.0**53)):  # exact as integers
+                out[name] = df[name].astype("Int64")
+    return df.assign(**out) if out else df
 
 
 def _arrow_schema(df: pd.DataFrame, schema: Schema | None) -> Any:
@@ -523,6 +546,8 @@ def _arrow_schema(df: pd.DataFrame, schema: Schema | None) -> Any:
     for f in inferred:
         col = schema[f.name] if f.name in schema.names else None
         cats = (col.categories or ()) if col is not None and col.kind == "categorical" else None
+        if pa.types.is_dictionary(f.type):  # a pandas category column: store plain values
+            f = f.with_type(f.type.value_type)
         if cats and all(isinstance(c, str) for c in cats):
             f = f.with_type(pa.string())
         elif cats and all(isinstance(c, bool) for c in cats):
@@ -531,8 +556,22 @@ def _arrow_schema(df: pd.DataFrame, schema: Schema | None) -> Any:
     return pa.schema(fields, metadata=inferred.metadata)
 
 
-def _write_parquet_chunks(chunks: Iterable[pd.DataFrame], tmp: Path, schema: Schema | None) -> int:
+def _arrow_table(df: pd.DataFrame, arrow_schema: Any) -> Any:
+    """``df`` as a pyarrow table of ``arrow_schema``; category columns are decoded to their values."""
+    import pandas as pd
     import pyarrow as pa
+
+    arrays = []
+    for f in arrow_schema:
+        s = df[f.name]
+        if isinstance(s.dtype, pd.CategoricalDtype):
+            arrays.append(pa.array(s).dictionary_decode().cast(f.type))
+        else:
+            arrays.append(pa.array(s, type=f.type, from_pandas=True))
+    return pa.Table.from_arrays(arrays, schema=arrow_schema)
+
+
+def _write_parquet_chunks(chunks: Iterable[pd.DataFrame], tmp: Path, schema: Schema | None) -> int:
     import pyarrow.parquet as pq
 
     writer: Any = None
@@ -542,7 +581,7 @@ def _write_parquet_chunks(chunks: Iterable[pd.DataFrame], tmp: Path, schema: Sch
             if writer is None:
                 arrow_schema = _arrow_schema(df, schema)
                 writer = pq.ParquetWriter(tmp, arrow_schema)
-            writer.write_table(pa.Table.from_pandas(df, schema=arrow_schema, preserve_index=False))
+            writer.write_table(_arrow_table(df, arrow_schema))
             n += len(df)
     finally:
         if writer is not None:

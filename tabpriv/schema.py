@@ -14,22 +14,32 @@ The JSON form (``*.schema.json``) is meant to be written by hand::
         {"name": "age", "kind": "integer", "lower": 17, "upper": 90},
         {"name": "workclass", "kind": "categorical", "categories": ["Private", "State-gov"],
          "missing": true},
-        {"name": "hours", "kind": "continuous", "lower": 0, "upper": 99.5, "bins": 20}
+        {"name": "hours", "kind": "continuous", "lower": 0, "upper": 99.5, "bins": 20,
+         "precision": 1}
       ]
     }
+
+Synthetic tables come back with the schema's logical types as pandas dtypes (:attr:`Column.output_dtype`,
+:meth:`Schema.output_frame`): categorical columns as ``category`` with the declared categories in the
+declared order, integer columns as the nullable ``Int64`` (missing values are ``<NA>``, with or without
+``"missing": true``), continuous columns as ``float64`` (``NaN`` where missing) rounded to
+:attr:`Column.decimals` decimal places (the column's ``precision``, or by default the fewest decimals that
+resolve 1/10,000 of the declared range). The index is a fresh ``RangeIndex`` (``0 .. n-1``): synthetic
+rows correspond to no input row.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import re
 import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, cast
 
-from tabpriv.errors import DataValidationError, PrivacyWarning, SchemaError
+from tabpriv.errors import DataValidationError, DataWarning, PrivacyWarning, SchemaError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -42,7 +52,11 @@ Category = str | int | float | bool
 
 SCHEMA_FORMAT_VERSION = 1
 _KINDS: tuple[str, ...] = ("categorical", "integer", "continuous")
-_COLUMN_KEYS = {"name", "kind", "categories", "lower", "upper", "missing", "bins", "description"}
+_COLUMN_KEYS = {"name", "kind", "categories", "lower", "upper", "missing", "bins", "precision", "description"}
+#: Largest ``precision`` (decimal places) a continuous column may declare (float64 holds ~15-17 digits).
+MAX_PRECISION = 15
+#: Default resolution of a continuous column: the fewest decimals that resolve this share of its range.
+DEFAULT_RESOLUTION = 1e-4
 #: Largest number of categories accepted in one column (guards against a column of free text).
 MAX_CATEGORIES = 100_000
 
@@ -60,6 +74,8 @@ class Column:
         missing: Whether the column may hold missing values.
         bins: Optional number of equal-width bins used where numbers are discretised (histograms,
             marginals). ``None`` lets the consumer choose.
+        precision: Decimal places synthetic values of a continuous column are rounded to (0 to
+            :data:`MAX_PRECISION`; continuous columns only). ``None`` (default): see :attr:`decimals`.
         description: Free text for people; ignored by the code.
 
     """
@@ -71,6 +87,7 @@ class Column:
     upper: float | None = None
     missing: bool = False
     bins: int | None = None
+    precision: int | None = None
     description: str = ""
 
     def __post_init__(self) -> None:
@@ -85,6 +102,21 @@ class Column:
             isinstance(self.bins, bool) or not isinstance(self.bins, int) or self.bins < 1
         ):
             raise SchemaError(f"{where}: 'bins' must be a positive integer; got {self.bins!r}.")
+        if self.precision is not None:
+            if self.kind != "continuous":
+                raise SchemaError(
+                    f"{where}: 'precision' (decimal places) applies to continuous columns only; a "
+                    f"{self.kind} column has none, remove the key."
+                )
+            if (
+                isinstance(self.precision, bool)
+                or not isinstance(self.precision, int)
+                or not 0 <= self.precision <= MAX_PRECISION
+            ):
+                raise SchemaError(
+                    f"{where}: 'precision' must be a whole number of decimal places from 0 to "
+                    f"{MAX_PRECISION}; got {self.precision!r}."
+                )
         if self.kind == "categorical":
             self._check_categorical(where)
         else:
@@ -153,11 +185,69 @@ class Column:
         return int(self.upper) - int(self.lower) + 1
 
     @property
+    def decimals(self) -> int | None:
+        """Decimal places synthetic values are rounded to: 0 for integers, ``None`` for categories.
+
+        A continuous column uses its ``precision`` when declared, else the fewest decimal places ``d``
+        (0 to :data:`MAX_PRECISION`) with ``10**-d <= (upper - lower) * DEFAULT_RESOLUTION``, i.e. the
+        rounding step is at most 1/10,000 of the declared range: ``[0, 1]`` -> 4, ``[0, 99.5]`` -> 3,
+        ``[0, 100000]`` and wider -> 0. It depends on the schema only.
+        """
+        if self.kind == "integer":
+            return 0
+        if self.kind != "continuous":
+            return None
+        if self.precision is not None:
+            return self.precision
+        assert self.lower is not None and self.upper is not None
+        step = (float(self.upper) - float(self.lower)) * DEFAULT_RESOLUTION
+        d = math.ceil(-math.log10(step) - 1e-9)
+        return min(MAX_PRECISION, max(0, d))
+
+    @property
+    def output_dtype(self) -> Any:
+        """The pandas dtype of this column in a synthetic table (see the module docstring).
+
+        ``category`` with the declared categories (in their order) for categorical columns, ``Int64``
+        for integers (``float64`` where a bound lies beyond the int64 range), ``float64`` for
+        continuous columns. A category list pandas cannot hold as
+        distinct categories (``True`` beside ``1``, which pandas takes as equal) keeps
+        :attr:`pandas_dtype`. Depends on the schema only, never on the data.
+        """
+        import pandas as pd
+
+        if self.kind == "integer":
+            assert self.lower is not None and self.upper is not None
+            if float(self.lower) >= -(2.0**63) and float(self.upper) < 2.0**63:
+                return pd.Int64Dtype()
+            return np_dtype("float64")  # bounds beyond int64: whole numbers as floats
+        if self.kind == "continuous":
+            return np_dtype("float64")
+        cats = list(self.categories or ())
+        try:
+            return pd.CategoricalDtype(categories=pd.Index(cats), ordered=False)
+        except (ValueError, TypeError):
+            return np_dtype(self.pandas_dtype)
+
+    def to_output(self, values: Any) -> Any:
+        """Values of this column (as decoded, :attr:`pandas_dtype`) as an array of :attr:`output_dtype`."""
+        import pandas as pd
+
+        dtype = self.output_dtype
+        if isinstance(dtype, pd.CategoricalDtype):
+            return pd.Categorical(values, dtype=dtype)
+        if isinstance(dtype, pd.Int64Dtype):
+            return pd.array(values, dtype=dtype)
+        return values
+
+    @property
     def pandas_dtype(self) -> str:
-        """The dtype a column of this kind has when pandas reads it from CSV (and tabpriv writes it).
+        """The dtype a column of this kind has when pandas reads it from CSV (and tabpriv validates it).
 
         Integers that may be missing are ``float64`` (NaN marks the missing ones), as ``read_csv``
-        gives them. The dtype depends on the schema only, never on the data.
+        gives them. This is the dtype of :meth:`Schema.validate`'s copy and of the decoder; synthetic
+        tables are returned with :attr:`output_dtype`. The dtype depends on the schema only, never on
+        the data.
         """
         if self.kind == "continuous":
             return "float64"
@@ -184,6 +274,8 @@ class Column:
             out["missing"] = True
         if self.bins is not None:
             out["bins"] = self.bins
+        if self.precision is not None:
+            out["precision"] = self.precision
         if self.description:
             out["description"] = self.description
         return out
@@ -214,6 +306,7 @@ class Column:
             upper=d.get("upper"),
             missing=d.get("missing", False),
             bins=d.get("bins"),
+            precision=d.get("precision"),
             description=str(d.get("description", "")),
         )
 
@@ -375,6 +468,14 @@ class Schema:
         integer columns become ``integer`` with the observed min/max; float columns ``continuous``,
         unless every value is a whole number, in which case ``integer``.
 
+        Columns the data owner should look at get a :class:`~tabpriv.errors.DataWarning` (whatever
+        ``warn`` says), each naming the column and what to do (rules in :func:`_inference_notes`):
+        an ID-like column (every value distinct, and either consecutive whole numbers or a name such
+        as ``id``), a text column whose values are mostly numbers with a few stray words (``"N/A"``),
+        and a column of dates (tabpriv has no date kind). A column holding whole lines of a misparsed
+        file (its name and most values contain a delimiter) is refused, so no row's text ever lands
+        in the draft as a category name.
+
         Args:
             df: The table.
             max_categories: Text columns with more distinct values raise (a free-text column cannot
@@ -382,8 +483,8 @@ class Schema:
             warn: Emit a :class:`PrivacyWarning` (default).
 
         Raises:
-            DataValidationError: The table is empty, a column is entirely missing, or has too many
-                categories.
+            DataValidationError: The table is empty, a column is entirely missing, has too many
+                categories, or holds whole lines of a file read with the wrong delimiter.
 
         """
         import numpy as np
@@ -410,6 +511,8 @@ class Schema:
                 raise DataValidationError(
                     f"Column {name!r} holds only missing values; a schema cannot be inferred for it."
                 )
+            for note in _inference_notes(str(name), s, values, n_columns=df.shape[1]):
+                warnings.warn(note, DataWarning, stacklevel=2)
             if pd.api.types.is_bool_dtype(s) or not pd.api.types.is_numeric_dtype(s):
                 uniq = values.unique()
                 if len(uniq) > max_categories:
@@ -496,9 +599,117 @@ class Schema:
         result = _frame_from_columns(out, index=df.index)
         return result, ValidationSummary(clipped)
 
+    def output_frame(
+        self, columns: Mapping[str, Any], index: Any = None, *, consume: bool = False
+    ) -> pd.DataFrame:
+        """A DataFrame of decoded columns (mapping order), each of its :attr:`Column.output_dtype`.
+
+        ``index`` defaults to a ``RangeIndex``. Columns are converted one at a time; with
+        ``consume=True`` (``columns`` must then be a mutable mapping) each input column is removed
+        from ``columns`` once converted, so the peak memory is the output plus one column.
+        """
+        out: dict[str, Any] = {}
+        for name in list(columns):
+            values = columns[name]
+            out[name] = self[name].to_output(values.to_numpy() if hasattr(values, "to_numpy") else values)
+            if consume:
+                del cast(dict[str, Any], columns)[name]
+            del values
+        return _frame_from_columns(out, index=index)
+
     def conform(self, df: pd.DataFrame) -> pd.DataFrame:
         """Validate ``df`` and return only the normalised copy (see :meth:`validate`)."""
         return self.validate(df)[0]
+
+
+#: Rows a column needs before :meth:`Schema.infer` calls it ID-like for having only distinct values.
+ID_MIN_ROWS = 20
+#: Share of numbers among a text column's values from which stray words are pointed out.
+MOSTLY_NUMERIC = 0.8
+#: Share of date-like values from which a text column is taken for a date column.
+MOSTLY_DATES = 0.9
+#: Share of values holding a delimiter from which a column is taken for whole lines of a file.
+MOSTLY_LINES = 0.5
+_LINE_DELIMITERS = {";": "semicolon", "\t": "tab", "|": "vertical bar", ",": "comma"}
+_ID_NAME = re.compile(r"(^|[^a-z])(id|idx|index|key|uuid|row|rownum|serial)([^a-z]|$)|(id|_no|number)$", re.I)
+_DATE = re.compile(
+    r"^\s*(\d{4}-\d{1,2}-\d{1,2}|\d{4}/\d{1,2}/\d{1,2}|\d{1,2}[/.-]\d{1,2}[/.-]\d{2,4})"
+    r"([ T]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?\s*(Z|[+-]\d{2}:?\d{2})?)?\s*$"
+)
+#: Longest stray word quoted in a warning (longer ones are counted, not quoted).
+_STRAY_QUOTE_CHARS = 12
+
+
+def _inference_notes(name: str, s: pd.Series, values: pd.Series, n_columns: int) -> list[str]:
+    """Warnings of :meth:`Schema.infer` on one column; raises on a column holding whole lines.
+
+    The rules (``values`` are the present values of ``s``):
+
+    * whole lines: a text column where at least :data:`MOSTLY_LINES` of the values contain the same
+      delimiter (semicolon, tab, ``|``, or comma) that its name also contains (or the table has one
+      column): refused with a :class:`DataValidationError` that quotes no value;
+    * ID-like: at least :data:`ID_MIN_ROWS` rows, no missing value, every value distinct, and either
+      consecutive whole numbers or a name like ``id``, ``row``, ``key``, ``*_no``;
+    * mostly numeric: a text column where at least :data:`MOSTLY_NUMERIC` (but not all) of the values
+      are numbers; the few other words are quoted when short (at most 3, 12 characters each);
+    * dates: a datetime column, or a text column where at least :data:`MOSTLY_DATES` of the values
+      look like dates (``2024-05-01``, ``01/05/2024``, with an optional time).
+    """
+    import numpy as np
+    import pandas as pd
+
+    notes: list[str] = []
+    n = len(values)
+    shown = name if len(name) <= 40 else name[:37] + "..."
+    is_text = not pd.api.types.is_bool_dtype(s) and not pd.api.types.is_numeric_dtype(s)
+    is_datetime = pd.api.types.is_datetime64_any_dtype(s)
+    text = values.astype(str) if is_text and not is_datetime else None
+    if text is not None:
+        for delim, label in _LINE_DELIMITERS.items():
+            if (delim in name or n_columns == 1) and text.str.contains(
+                delim, regex=False
+            ).mean() >= MOSTLY_LINES:
+                raise DataValidationError(
+                    f"Column {shown!r} holds whole lines of the file (most of its values contain a {label}"
+                    f"{', as its name does' if delim in name else ''}), so the file was read with the "
+                    f"wrong delimiter; read it with sep={delim!r} and infer again (no draft was written, "
+                    "so no row's text became a category name)."
+                )
+    distinct = int(values.nunique())
+    if n >= ID_MIN_ROWS and len(s) == n and distinct == n:
+        consecutive = False
+        if pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s):
+            arr = values.to_numpy(dtype=float)
+            consecutive = bool(np.all(arr == np.floor(arr))) and float(arr.max() - arr.min()) == n - 1
+        if consecutive or _ID_NAME.search(name):
+            why = "consecutive whole numbers" if consecutive else "a name like an identifier"
+            notes.append(
+                f"Column {shown!r} looks like a row identifier (every value distinct, {why}): synthetic "
+                "identifiers carry no information and its draft domain lists or bounds the private "
+                "values; drop the column before synthesis."
+            )
+    if is_datetime or (text is not None and text.str.match(_DATE).mean() >= MOSTLY_DATES):
+        notes.append(
+            f"Column {shown!r} holds dates, and tabpriv has no date kind (the draft lists each date as a "
+            "category); before synthesis convert it to a number declared integer with public bounds "
+            "(e.g. the year, or days since 1970-01-01) or to coarse categories (e.g. year-month)."
+        )
+    elif text is not None:
+        num = pd.to_numeric(text, errors="coerce")
+        share = float(num.notna().mean())
+        if MOSTLY_NUMERIC <= share < 1.0:
+            stray = text[num.isna()].unique()
+            quoted = [repr(w) for w in stray[:3] if len(w) <= _STRAY_QUOTE_CHARS]
+            what = ", ".join(quoted) if quoted else f"{len(stray)} distinct word(s)"
+            if quoted and len(stray) > len(quoted):
+                what += f" and {len(stray) - len(quoted)} more"
+            notes.append(
+                f"Column {shown!r} holds mostly numbers but also text ({what}), so the draft "
+                "declares it categorical with every number as a category; if the text marks missing "
+                "values, make those cells empty (tabpriv reads only empty cells as missing) and infer "
+                "again to get an integer or continuous column."
+            )
+    return notes
 
 
 #: pandas warns (PerformanceWarning) when a column is inserted into a frame of more than 100 blocks.
@@ -517,6 +728,13 @@ def _frame_from_columns(columns: Mapping[str, Any], index: Any = None) -> pd.Dat
 
     copy = len(columns) > _MAX_UNCONSOLIDATED_COLUMNS
     return pd.DataFrame(columns, index=index, copy=copy)
+
+
+def np_dtype(name: str) -> Any:
+    """``numpy.dtype(name)`` (numpy imported on use)."""
+    import numpy as np
+
+    return np.dtype(name)
 
 
 def _to_python(v: Any) -> Category:

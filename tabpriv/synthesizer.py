@@ -315,7 +315,10 @@ class Synthesizer:
         :meth:`sample_chunks`, which yields the same rows block by block with bounded memory.
 
         Returns:
-            A DataFrame with the original columns, order and dtypes, every value inside the schema.
+            A DataFrame with the original columns and order, every value inside the schema, each
+            column of the schema's :attr:`~tabpriv.schema.Column.output_dtype` (``category`` with the
+            declared categories, ``Int64``, or ``float64`` rounded to the column's decimals), and a
+            ``RangeIndex`` ``0 .. n-1`` (synthetic rows correspond to no input row).
 
         Raises:
             DataValidationError: ``n`` is not a positive integer.
@@ -337,7 +340,7 @@ class Synthesizer:
             blocks = columns.pop(name)
             joined[name] = blocks[0] if len(blocks) == 1 else np.concatenate(blocks)
             del blocks
-        return _frame_from_columns(joined)
+        return self.schema_.output_frame(joined, consume=True)  # peak: the output plus one column
 
     def sample_chunks(
         self, n: int | None = None, *, categorical: Literal["sample", "argmax"] = "sample"
@@ -366,7 +369,7 @@ class Synthesizer:
             start = 0
             for part in blocks:
                 m = len(next(iter(part.values())))
-                yield _frame_from_columns(
+                yield self.schema_.output_frame(
                     {name: part[name].to_numpy() for name in self.columns_},
                     index=pd.RangeIndex(start, start + m),
                 )

@@ -36,7 +36,8 @@ def test_adult_end_to_end(adult_df, adult_schema) -> None:
     synth = Synthesizer(epsilon=5.1, schema=adult_schema, random_state=1).fit(adult_df)
     out = synth.sample()
     assert list(out.columns) == list(adult_df.columns)
-    assert list(out.dtypes) == list(adult_df.dtypes)
+    assert list(out.dtypes) == [c.output_dtype for c in adult_schema]
+    assert isinstance(out.index, pd.RangeIndex)
     assert len(out) == len(adult_df)
     adult_schema.validate(out)
     rep = synth.privacy_report

@@ -28,6 +28,7 @@ class ScaledNumericTransformer:
         assert column.lower is not None and column.upper is not None
         self._lo = float(column.lower)
         self._hi = float(column.upper)
+        self._decimals = int(column.decimals or 0)
 
     @property
     def width(self) -> int:
@@ -53,7 +54,12 @@ class ScaledNumericTransformer:
         return out
 
     def decode(self, block: np.ndarray, rng: np.random.Generator | None) -> pd.Series:
-        """Turn model output back into numbers inside the bounds (integers rounded)."""
+        """Turn model output back into numbers inside the bounds, rounded to the column's ``decimals``.
+
+        Integers are rounded to whole numbers; continuous values to :attr:`Column.decimals` places (the
+        schema's ``precision`` or its default), then clipped into the bounds again (a rounded value
+        never leaves them; a declared bound itself may have more decimals).
+        """
         import pandas as pd
 
         v = np.clip(np.nan_to_num(block[:, 0].astype(np.float64), nan=0.0), -1.0, 1.0)
@@ -61,7 +67,7 @@ class ScaledNumericTransformer:
         if self.column.kind == "integer":
             x = np.clip(np.rint(x), self._lo, self._hi)
         else:
-            x = np.clip(x, self._lo, self._hi)
+            x = np.clip(np.round(x, self._decimals), self._lo, self._hi)
         if self.column.missing:
             ind = np.clip(np.nan_to_num(block[:, 1].astype(np.float64), nan=0.0), 0.0, 1.0)
             na = rng.random(len(ind)) < ind if rng is not None else ind > 0.5

@@ -119,12 +119,12 @@ class TableTransformer:
             rng: Random generator for ``"sample"``.
 
         Returns:
-            A DataFrame with the schema's columns, order and dtypes; every value inside the domain.
+            A DataFrame with the schema's columns and order, every value inside the domain, each column
+            of the schema's :attr:`~tabpriv.schema.Column.output_dtype` (``category`` with the declared
+            categories, ``Int64``, ``float64`` rounded to the column's decimals) and a ``RangeIndex``.
 
         """
-        import pandas as pd
-
-        return pd.DataFrame(self.decode_columns(data, categorical=categorical, rng=rng))
+        return self.schema.output_frame(self.decode_columns(data, categorical=categorical, rng=rng))
 
     def decode_columns(
         self,
@@ -135,8 +135,10 @@ class TableTransformer:
     ) -> dict[str, pd.Series]:
         """Like :meth:`inverse_transform`, but return one Series per column (schema order), unconsolidated.
 
-        Same values and the same draws from ``rng`` as :meth:`inverse_transform`; chunked sampling uses
-        it to concatenate each column without copying a consolidated DataFrame.
+        Same values and the same draws from ``rng`` as :meth:`inverse_transform`, but each Series has the
+        decoder's :attr:`~tabpriv.schema.Column.pandas_dtype` (what :meth:`Schema.validate` gives);
+        chunked sampling concatenates them and converts to the output dtypes once
+        (:meth:`Schema.output_frame`).
         """
         self._check_fitted()
         arr = np.asarray(data)

@@ -62,7 +62,7 @@ def test_shapes_columns_and_dtypes(fitted) -> None:
     df = make_small_schema().conform(make_small_df(300))
     assert out.shape == (123, 5)
     assert list(out.columns) == list(df.columns)
-    assert list(out.dtypes) == list(df.dtypes)
+    assert list(out.dtypes) == [c.output_dtype for c in make_small_schema()]
     raw = synth.backend_.sample(17, seed=3)
     assert raw.shape == (17, synth.transformer_.width_)
     assert raw.dtype == np.float32 and np.isfinite(raw).all()

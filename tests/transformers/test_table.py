@@ -70,13 +70,16 @@ def test_decode_encode_round_trip(case: tuple[Schema, pd.DataFrame]) -> None:
     assert np.all(np.linalg.norm(enc.data, axis=1) <= enc.row_norm_bound + 1e-5)
     back = tt.inverse_transform(enc.data)
     assert list(back.columns) == list(df.columns)
-    assert list(back.dtypes) == list(df.dtypes)
+    assert list(back.dtypes) == [col.output_dtype for col in schema]
+    assert isinstance(back.index, pd.RangeIndex)
     for col in schema:
         a, b = df[col.name].reset_index(drop=True), back[col.name]
         assert a.isna().tolist() == b.isna().tolist(), "missing values must be preserved"
         if col.kind == "continuous":
             assert col.lower is not None and col.upper is not None
-            tol = 1e-6 * (col.upper - col.lower) + 1e-9
+            # decoded values are rounded to the column's decimals (half a step), up to float32 encoding
+            assert col.decimals is not None
+            tol = 1e-6 * (col.upper - col.lower) + 0.5 * 10.0**-col.decimals + 1e-9
             np.testing.assert_allclose(b.dropna(), a.dropna().astype(float), rtol=0, atol=tol)
         else:
             assert a.dropna().tolist() == b.dropna().tolist()
