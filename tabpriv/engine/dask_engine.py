@@ -16,10 +16,11 @@ Exact partial counts (and, for ``slicing``, exact projected rows) travel between
 client: the cluster must be trusted like the machine that holds the data.
 
 CSV files are read as in :func:`tabpriv.io.read_table`: an empty cell is a missing value and nothing
-else is; columns are read as text and converted as pandas would convert the whole file (text
-categories stay text), so that a partition validates exactly as the whole table would. A CSV file
-is split at newlines, so a quoted field holding a newline is not supported (Dask's ``read_csv`` has
-the same limit); a compressed file is one partition.
+else is, text categories stay text, and pandas types every other column (here: in each partition).
+When an error is rebuilt from several partitions, a column is typed as pandas types it in the whole
+file (:func:`combine_kinds`: float as soon as one partition holds a decimal or an empty cell, text
+as soon as one holds text). A CSV file is split at newlines, so a quoted field holding a newline is
+not supported (Dask's ``read_csv`` has the same limit); a compressed file is one partition.
 
 Bad input is refused before any budget is spent: :meth:`DaskSource.validate` (called by the facade
 before the plan and the spend) validates every partition on the workers and, when one fails,
@@ -67,7 +68,6 @@ logger = logging.getLogger(__name__)
 DEFAULT_BLOCKSIZE = 64 * 2**20
 
 _TRUE = frozenset({"True", "TRUE", "true"})
-_FALSE = frozenset({"False", "FALSE", "false"})
 
 
 def import_distributed() -> Any:
@@ -251,8 +251,12 @@ def read_piece(piece: Piece) -> pd.DataFrame:
             data = piece.header + data
         import io
 
+        # exactly as tabpriv.io.read_table reads a whole file: pandas' own typing of each column
+        # (here of each partition; see combine_kinds), text categories kept as text
+        names = pd.read_csv(io.BytesIO(piece.header), nrows=0).columns
+        text = {c: "str" for c in piece.text_columns if c in names}
         return pd.read_csv(
-            io.BytesIO(data), dtype=str, keep_default_na=False, na_values=[""], low_memory=False
+            io.BytesIO(data), dtype=text or None, keep_default_na=False, na_values=[""], low_memory=False
         )
     except pd.errors.EmptyDataError as e:
         raise DataValidationError(f"Input file {piece.path!r} holds no table (no header).") from e
@@ -270,19 +274,21 @@ Kind = tuple[str, bool]
 
 
 def _kind(s: pd.Series) -> Kind:
+    """The type pandas gave a column of one partition."""
     import pandas as pd
 
     isna = s.isna()
     has_nan = bool(isna.any())
-    present = s[~isna]
-    if len(present) == 0:
+    if bool(isna.all()):
         return "empty", True
-    num = pd.to_numeric(present, errors="coerce")
-    if not num.isna().any():
-        return ("int" if pd.api.types.is_integer_dtype(num) else "float"), has_nan
-    values = set(present.unique())
-    if values <= (_TRUE | _FALSE):
+    if pd.api.types.is_bool_dtype(s):
         return "bool", has_nan
+    if pd.api.types.is_integer_dtype(s):
+        return "int", has_nan
+    if pd.api.types.is_float_dtype(s):
+        return "float", has_nan
+    if all(isinstance(v, bool | np.bool_) for v in s[~isna].unique()):
+        return "bool", has_nan  # true/false with empty cells: pandas keeps them as objects
     return "text", has_nan
 
 
@@ -312,23 +318,14 @@ def cast_column(s: pd.Series, kind: Kind) -> pd.Series:
     if k == "bool":
         mapped = s.map(lambda v: v in _TRUE if isinstance(v, str) else v)
         return mapped.astype(bool) if not has_nan else mapped.astype(object)
-    return s
+    # text: values a partition typed as numbers are written back as text (the whole file keeps text)
+    return s.map(lambda v: v if isinstance(v, str) or v is None or v != v else _as_text(v)).astype(object)
 
 
-def like_pandas(df: pd.DataFrame, piece: Piece, kinds: dict[str, Kind] | None = None) -> pd.DataFrame:
-    """The partition typed as pandas would type it (CSV; Parquet partitions are typed already)."""
-    import pandas as pd
-
-    if piece.fmt != "csv":
-        return df
-    cols = {}
-    for c in df.columns:
-        name = str(c)
-        if name in piece.text_columns:
-            cols[name] = df[c]
-        else:
-            cols[name] = cast_column(df[c], kinds[name] if kinds is not None else _kind(df[c]))
-    return pd.DataFrame(cols, index=df.index)
+def _as_text(v: Any) -> str:
+    if isinstance(v, float) and v.is_integer():
+        return str(int(v)) if not isinstance(v, bool) else str(v)
+    return str(v)
 
 
 # -- diagnosis of a failing partition ------------------------------------------------------------------
@@ -380,7 +377,7 @@ def _validate_piece(raw: pd.DataFrame, piece: Piece, job: _Job) -> dict[str, Any
     missing, extra = job.schema.column_mismatch(raw.columns)
     if len(raw) == 0 and not (missing or extra):
         return out
-    df = like_pandas(raw, piece, kinds)
+    df = raw
     try:
         job.schema.validate(df, clip=job.clip)
     except DataValidationError as e:
@@ -420,7 +417,7 @@ def _run_piece(
     """Validate and encode one partition on a worker, and apply ``func`` to its chunks."""
     if len(raw) == 0:
         return []
-    clean = job.schema.validate(like_pandas(raw, piece), clip=job.clip)[0]
+    clean = job.schema.validate(raw, clip=job.clip)[0]
     results = []
     for a, b in _cuts(offset, len(clean), chunk_rows):
         block = job.transformer.transform_validated(clean.iloc[a:b]).data
