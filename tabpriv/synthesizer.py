@@ -116,7 +116,8 @@ class Synthesizer:
             ``"dask"`` (a ``dask.distributed`` cluster; needs the ``tabpriv[dask]`` extra). With
             ``"dask"``, :meth:`fit` takes the input file(s) (a path, glob, folder or list of CSV or
             Parquet files the workers can read) instead of a DataFrame; backends ``independent``,
-            ``mst``, ``aim`` and ``slicing``. Same release as the default engine for the same seed.
+            ``mst``, ``aim``, ``pgd`` and ``slicing``. Same release as the default engine for the
+            same seed.
             See docs/engine.md.
         scheduler: With ``engine="dask"``: the address of a running scheduler
             (``"tcp://host:8786"``), or ``None`` for a LocalCluster on 127.0.0.1 started for the fit.
@@ -688,7 +689,7 @@ def check_sample_memory(schema: Schema, n_rows: int) -> None:
 
 
 #: Backends whose data pass goes through the engine seam only (tabpriv.engine.map_sum / map_chunks).
-ENGINE_BACKENDS = ("independent", "mst", "aim", "slicing")
+ENGINE_BACKENDS = ("independent", "mst", "aim", "pgd", "slicing")
 
 
 def _check_engine_input(data: Any, schema: Any, backend: str) -> None:
