@@ -636,6 +636,8 @@ _DATE = re.compile(
     r"^\s*(\d{4}-\d{1,2}-\d{1,2}|\d{4}/\d{1,2}/\d{1,2}|\d{1,2}[/.-]\d{1,2}[/.-]\d{2,4})"
     r"([ T]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?\s*(Z|[+-]\d{2}:?\d{2})?)?\s*$"
 )
+#: Most values of a column :func:`_inference_notes` reads for its shares.
+_NOTE_SAMPLE = 20_000
 #: Longest stray word quoted in a warning (longer ones are counted, not quoted).
 _STRAY_QUOTE_CHARS = 12
 
@@ -663,7 +665,9 @@ def _inference_notes(name: str, s: pd.Series, values: pd.Series, n_columns: int)
     shown = name if len(name) <= 40 else name[:37] + "..."
     is_text = not pd.api.types.is_bool_dtype(s) and not pd.api.types.is_numeric_dtype(s)
     is_datetime = pd.api.types.is_datetime64_any_dtype(s)
-    text = values.astype(str) if is_text and not is_datetime else None
+    # shares are read off evenly spaced values (at most _NOTE_SAMPLE), so wide text columns stay cheap
+    step = max(1, n // _NOTE_SAMPLE)
+    text = values.iloc[::step].astype(str) if is_text and not is_datetime else None
     if text is not None:
         for delim, label in _LINE_DELIMITERS.items():
             if (delim in name or n_columns == 1) and text.str.contains(
