@@ -516,7 +516,14 @@ def test_codes_decode_codes_round_trip(schema: Schema, max_levels: int, bins: in
     # through the user's values and back: decode to a DataFrame, validate, re-encode
     df = transformer.inverse_transform(encoded)
     schema.validate(df)
-    np.testing.assert_array_equal(dom.codes(transformer.transform(df).data), codes)
+    back = dom.codes(transformer.transform(df).data)
+    for j, col in enumerate(schema):
+        if col.kind == "continuous":
+            # rounding to the column's decimals (at most 1/10,000 of the range by default) may carry a
+            # value drawn next to a bin edge into the neighbouring bin, never further
+            assert np.abs(back[:, j] - codes[:, j]).max() <= 1
+        else:
+            np.testing.assert_array_equal(back[:, j], codes[:, j])
 
 
 # -- bad input: refused before any budget is spent, never inside JAX ---------------------------------
