@@ -37,6 +37,7 @@ _REGISTRY: dict[str, str] = {
     "lipschitz-vae": "tabpriv.backends.vae.lipschitz:LipschitzVAEBackend",
     "mst": "tabpriv.backends.marginal.mst:MSTBackend",
     "aim": "tabpriv.backends.marginal.aim:AIMBackend",
+    "pgd": "tabpriv.backends.marginal.pgd:PGDBackend",
 }
 
 

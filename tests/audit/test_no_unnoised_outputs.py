@@ -159,6 +159,26 @@ for _name, _sched in (("mst", _MST_SCHEDULE), ("aim", _AIM_SCHEDULE)):
         "noise": {"rho", "rho_spent", "sampler", "selection", "measured_marginals", "sigmas"} | _sched,
         "extra": set(_MARGINAL_EXTRA),
     }
+# pgd: the same noisy measurements and zCDP figures, its public schedule, and the particles (saved as an
+# array: post-processing of the noisy marginals); no selection, no sampler tables.
+_PGD_SCHEDULE = {
+    "n_columns",
+    "one_way_marginals",
+    "two_way_marginals",
+    "sigma",
+    "sigma_target",
+    "target",
+    "target_weight",
+    "n_particles",
+    "steps",
+}
+ALLOWED["pgd"] = {
+    "state": (_MARGINAL_STATE - {"sampler", "sampler.order", "sampler.parents", "selection_text"})
+    | {f"schedule.{k}" for k in _PGD_SCHEDULE},
+    "parameters": {"adjacency", "marginal_l2_sensitivity", "rho", "sampler", "selection"} | _PGD_SCHEDULE,
+    "noise": {"rho", "rho_spent", "sampler", "measured_marginals", "sigmas"} | _PGD_SCHEDULE,
+    "extra": set(_MARGINAL_EXTRA),
+}
 _SLICING = {
     "state": {"loss_final", "release", "release.accounting", "release.accounting.accountant",
               "release.accounting.adjacency", "release.accounting.alpha", "release.accounting.d",

@@ -13,7 +13,9 @@ Modules:
 * :mod:`~tabpriv.backends.marginal.measure` -- the one data pass, noisy counts, private selection;
 * :mod:`~tabpriv.backends.marginal.model` -- mbi estimation and the numpy sampler (post-processing);
 * :mod:`~tabpriv.backends.marginal.common` -- what the backends share (plan, fit, sample, save);
-* :mod:`~tabpriv.backends.marginal.mst`, :mod:`~tabpriv.backends.marginal.aim` -- the backends.
+* :mod:`~tabpriv.backends.marginal.mst`, :mod:`~tabpriv.backends.marginal.aim` -- the backends;
+* :mod:`~tabpriv.backends.marginal.pgd` -- PrivPGD (Donhauser et al. 2024): the same measurements,
+  generation by particles fitted in torch (:mod:`~tabpriv.backends.marginal.particles`).
 
 Names are resolved on first access (PEP 562): importing this package imports neither JAX nor mbi.
 """
@@ -29,6 +31,7 @@ if TYPE_CHECKING:
     from tabpriv.backends.marginal.common import MarginalBackend, MarginalNoise, ModelTooLargeError
     from tabpriv.backends.marginal.domain import MarginalDomain
     from tabpriv.backends.marginal.mst import MSTBackend
+    from tabpriv.backends.marginal.pgd import PGDBackend
 
 __all__ = [
     "AIMBackend",
@@ -37,6 +40,7 @@ __all__ = [
     "MarginalDomain",
     "MarginalNoise",
     "ModelTooLargeError",
+    "PGDBackend",
 ]
 
 _EXPORTS = {
@@ -46,6 +50,7 @@ _EXPORTS = {
     "MarginalNoise": "common",
     "ModelTooLargeError": "common",
     "MarginalDomain": "domain",
+    "PGDBackend": "pgd",
 }
 
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

@@ -97,6 +97,8 @@ class MarginalBackend(Backend):
     guarantee = "dp"
     devices = ("cpu", "cuda")
     streaming = True
+    #: Whether the backend selects marginals privately (``pgd`` measures a fixed workload).
+    selects: ClassVar[bool] = True
     # Constructor arguments every subclass stores (declared for the type checker).
     max_levels: int
     bins: int
@@ -150,7 +152,7 @@ class MarginalBackend(Backend):
             accountant=total.accountant,
             schedule=schedule,
             sampler=sampler_text(seeded),
-            selection=selection_text(seeded),
+            selection=selection_text(seeded) if self.selects else "none (a fixed public workload)",
         )
         spend = PlannedSpend(
             mechanism=self._mechanism_text(),
