@@ -30,8 +30,10 @@ counts, same first row), from the failing rows only.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import logging
+import math
 import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -151,8 +153,12 @@ def list_pieces(
     inputs: str | Path | Sequence[str | Path],
     schema: Schema,
     blocksize: int = DEFAULT_BLOCKSIZE,
+    n_workers: int = 1,
 ) -> tuple[list[Piece], list[str]]:
     """The partitions of the input files, and the columns of the first file (in file order).
+
+    CSV byte ranges are at most ``blocksize`` bytes, and (above 1 MiB) small enough that the number
+    of partitions is a multiple of ``n_workers``, so that every worker gets a share.
 
     Raises:
         InputFileError: A file is missing, unreadable, of another format than the first, or a CSV
@@ -174,6 +180,14 @@ def list_pieces(
         for c in schema
         if c.kind == "categorical" and all(isinstance(x, str) for x in (c.categories or ()))
     )
+    if fmt == "csv" and n_workers > 1:
+        total = 0
+        for path in paths:
+            with contextlib.suppress(OSError):
+                fs, _, (local,) = fsspec.core.get_fs_token_paths(path, mode="rb")
+                total += int(fs.size(local))
+        parts = math.ceil(max(1, math.ceil(total / blocksize)) / n_workers) * n_workers
+        blocksize = min(int(blocksize), max(2**20, math.ceil(total / parts)))
     pieces: list[Piece] = []
     columns: list[str] | None = None
     for path in paths:
@@ -550,7 +564,8 @@ class DaskSource:
 
         self.client = client
         self.schema = schema
-        self.pieces, self.columns = list_pieces(inputs, schema, blocksize)
+        n_workers = len(client.scheduler_info().get("workers", {})) or 1
+        self.pieces, self.columns = list_pieces(inputs, schema, blocksize, n_workers)
         self._job = _Job(schema, transformer, bool(clip))
         self._job_future: Any = None
         meta = pd.DataFrame({c: pd.Series([], dtype=object) for c in self.columns})

@@ -304,3 +304,15 @@ def test_no_scheduler_starts_and_stops_a_local_cluster(tmp_path: Path) -> None:
     a = _synth("independent").fit(_whole(tmp_path, df))
     b = _synth("independent", engine="dask").fit(_files(tmp_path, df))  # LocalCluster on 127.0.0.1
     pd.testing.assert_frame_equal(a.sample(100), b.sample(100))
+
+
+def test_csv_partitions_are_a_multiple_of_the_workers(tmp_path: Path) -> None:
+    df = make_small_df(60_000, seed=10)
+    p = tmp_path / "big.csv"
+    write_table(df, p)
+    size = p.stat().st_size
+    assert 2**20 < size < 64 * 2**20
+    one, _ = dask_engine.list_pieces(str(p), make_small_schema(), n_workers=1)
+    two, _ = dask_engine.list_pieces(str(p), make_small_schema(), n_workers=2)
+    assert len(one) == 1 and len(two) == 2
+    assert sum(pc.length or 0 for pc in two) == size
