@@ -117,11 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:
         df, schema = fixture_table(Path(tmp), args.rows, args.seed)
-    rows = []
-    for system in args.systems:
-        res = _run(system, df, schema, args.epsilon, args.seed)
-        print(json.dumps({k: v for k, v in res.items() if k != "trace"}), flush=True)
-        rows.append(res)
+    rows: list[dict[str, Any]] = []
     sizes = {c.name: len(c.categories or ()) for c in schema.columns if c.kind == "categorical"}
     doc = {
         "note": NOTE,
@@ -134,7 +130,11 @@ def main(argv: list[str] | None = None) -> int:
         + " ".join(sys.argv[1:] if argv is None else argv),
         "results": rows,
     }
-    OUT.write_text(json.dumps(doc, indent=2, default=str) + "\n")
+    for system in args.systems:
+        res = _run(system, df, schema, args.epsilon, args.seed)
+        print(json.dumps({k: v for k, v in res.items() if k != "trace"}), flush=True)
+        rows.append(res)
+        OUT.write_text(json.dumps(doc, indent=2, default=str) + "\n")  # after each system
     return 0
 
 

@@ -62,9 +62,10 @@ class ParticleConfig:
         projections: Random directions per two-way marginal per step.
         batch: Marginals per step (``0``: all of them every step).
         mask: Share of gradient coordinates zeroed at random each step (the paper's ``p_mask``: 0.8).
-        init: ``"uniform"`` (the paper's default: uniform on ``[0, 1]^d``) or ``"marginals"`` (each
-            column drawn from its one-way marginal as the targets imply it, independently of the others:
-            the independent model, from which the fit only has to add the dependence).
+        init: ``"uniform"`` (the paper's default: uniform on ``[0, 1]^d``), ``"marginals"`` (each
+            column drawn from its one-way marginal as the targets imply it, independently of the others)
+            or ``"tree"`` (drawn from the maximum-mutual-information spanning tree of the targets: see
+            :func:`tree_init_codes`), each point uniform within its cell.
         seed: Seed of the public generator (initialisation, directions, batches).
         device: Torch device string (``"cpu"``, ``"cuda"``, ``"cuda:0"``).
 
@@ -174,6 +175,11 @@ def fit_particles(
     x = torch.rand((d, n), generator=gen, device=dev, dtype=torch.float32)
     if config.init == "marginals":
         x = _independent_init(x, sizes, cliques, probs, gen)
+    elif config.init == "tree":
+        codes = tree_init_codes(sizes, cliques, probs, n, np.random.default_rng(int(config.seed) % 2**63))
+        x = ((torch.as_tensor(codes.T, device=dev, dtype=torch.float32) + x) / sizes_t(sizes, dev)).clamp_(
+            0, 1
+        )
     x.requires_grad_(True)
     opt = torch.optim.Adam([x], lr=float(config.lr))
     gamma = float(config.lr_decay) ** (1.0 / max(config.steps - 1, 1))
@@ -207,6 +213,99 @@ def fit_particles(
     logger.debug("pgd: %d particle steps in %.1f s on %s", config.steps, time.perf_counter() - t0, dev)
     out: np.ndarray = x.detach().T.contiguous().cpu().numpy().astype(np.float32)
     return out
+
+
+def sizes_t(sizes: Sequence[int], dev: torch.device) -> torch.Tensor:
+    """The column sizes as a ``(d, 1)`` float tensor."""
+    import torch
+
+    return torch.as_tensor(np.asarray(sizes, dtype=np.float32)[:, None], device=dev)
+
+
+def _margin(p: np.ndarray, sizes: Sequence[int], clique: tuple[int, ...], j: int) -> np.ndarray:
+    grid = np.asarray(p, dtype=np.float64).reshape([sizes[i] for i in clique])
+    return grid.sum(axis=tuple(k for k, i in enumerate(clique) if i != j))
+
+
+def _stratified(probs: np.ndarray, m: int, rng: np.random.Generator) -> np.ndarray:
+    """``m`` level codes with ``quantize(probs, m)`` of each level, in a random order."""
+    p = np.asarray(probs, dtype=np.float64)
+    p = p / p.sum() if p.sum() > 0 else np.full(p.size, 1.0 / p.size)
+    return rng.permutation(np.repeat(np.arange(p.size), quantize(p, m)))
+
+
+def tree_init_codes(
+    sizes: Sequence[int],
+    cliques: Sequence[tuple[int, ...]],
+    probs: Sequence[np.ndarray],
+    n: int,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """``(n, d)`` initial level codes from a tree model of the targets (post-processing; tabpriv's).
+
+    The tree is the maximum spanning tree of the measured pairs weighted by the mutual information of
+    their targets (Chow-Liu on the released marginals); the root of each component and every column
+    in no pair get their one-way margin, every other column is drawn given its parent from the
+    parent's pair target, stratified (``quantize``) within each parent level. Strong dependencies
+    (Adult's education and education-num, a bijection) start right: a particle flow cannot untangle
+    such a permutation from an independent start (measured: 2-way TVD 0.47 on that pair).
+    """
+    d = len(sizes)
+    pair_p: dict[tuple[int, int], np.ndarray] = {}
+    margins: dict[int, list[np.ndarray]] = {j: [] for j in range(d)}
+    for clique, p in zip(cliques, probs, strict=True):
+        for j in clique:
+            margins[j].append(_margin(p, sizes, clique, j))
+        if len(clique) == 2:
+            pair_p[(clique[0], clique[1])] = np.asarray(p, dtype=np.float64).reshape(
+                sizes[clique[0]], sizes[clique[1]]
+            )
+    one = {j: (np.mean(v, axis=0) if v else np.full(sizes[j], 1.0 / sizes[j])) for j, v in margins.items()}
+
+    def mutual_information(g: np.ndarray) -> float:
+        g = g / max(g.sum(), 1e-300)
+        pa, pb = g.sum(1, keepdims=True), g.sum(0, keepdims=True)
+        nz = g > 0
+        return float((g[nz] * np.log(g[nz] / (pa @ pb)[nz])).sum())
+
+    edges = sorted(pair_p, key=lambda e: -mutual_information(pair_p[e]))
+    parent_of = list(range(d))
+
+    def find(i: int) -> int:
+        while parent_of[i] != i:
+            parent_of[i] = parent_of[parent_of[i]]
+            i = parent_of[i]
+        return i
+
+    adj: dict[int, list[int]] = {j: [] for j in range(d)}
+    for a, b in edges:
+        ra, rb = find(a), find(b)
+        if ra != rb:
+            parent_of[ra] = rb
+            adj[a].append(b)
+            adj[b].append(a)
+    codes = np.zeros((n, d), dtype=np.int64)
+    seen = [False] * d
+    for root in range(d):
+        if seen[root]:
+            continue
+        seen[root] = True
+        codes[:, root] = _stratified(one[root], n, rng)
+        stack = [root]
+        while stack:
+            a = stack.pop()
+            for b in adj[a]:
+                if seen[b]:
+                    continue
+                seen[b] = True
+                g = pair_p[(a, b)] if (a, b) in pair_p else pair_p[(b, a)].T  # rows: a's levels
+                for level in range(sizes[a]):
+                    rows = np.flatnonzero(codes[:, a] == level)
+                    if rows.size:
+                        cond = g[level] if g[level].sum() > 0 else one[b]
+                        codes[rows, b] = _stratified(cond, rows.size, rng)
+                stack.append(b)
+    return codes
 
 
 def _independent_init(

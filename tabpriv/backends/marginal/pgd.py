@@ -12,8 +12,9 @@ under **replace-one** adjacency. See ``docs/pgd.md`` for the algorithm, the choi
    to public weights: 1 per marginal, ``target_weight`` for a marginal that contains the public
    ``target`` column (its noise scale is then ``1/sqrt(target_weight)`` times the others'). There is
    no selection step: the workload is fixed by the schema.
-2. **Post-process** each noisy marginal (no privacy cost): the Euclidean projection of
-   ``noisy / n`` onto the probability simplex (non-negative, sums to 1; ``n`` is public).
+2. **Post-process** the noisy marginals (no privacy cost; :func:`consistent_targets`): consistent
+   one-way margins from all of them, each marginal projected onto the probability simplex and raked
+   to those margins (``n`` is public).
 3. **Generate** (no privacy cost): ``n_particles`` points of ``[0, 1]^d`` are fitted by Adam so that
    their projections match every post-processed marginal in sliced 2-Wasserstein distance
    (:mod:`~tabpriv.backends.marginal.particles`, torch, ``cuda`` when the fit context says so). A
@@ -38,16 +39,17 @@ from tabpriv.accounting.marginals import ZCDPFilter, measurement_sigma
 from tabpriv.backends._params import Constraint, Interval, Options
 from tabpriv.backends.base import FitContext, PrivacyDetails
 from tabpriv.backends.marginal.common import DEFAULT_MAX_CELLS, MarginalBackend, MarginalNoise, target_index
-from tabpriv.backends.marginal.domain import MarginalDomain
+from tabpriv.backends.marginal.domain import DEFAULT_BINS, DEFAULT_MAX_LEVELS, MarginalDomain
 from tabpriv.backends.marginal.measure import Clique, exact_marginals
 from tabpriv.backends.marginal.model import Measurement
 from tabpriv.transformers.encoded import DEFAULT_CHUNK_BYTES, EncodedTable
 
-__all__ = ["PGDBackend", "project_to_simplex", "workload"]
+__all__ = ["PGDBackend", "consistent_targets", "project_to_simplex", "workload"]
 
-#: pgd's default levels per number (the paper's ACS preprocessing uses 32 bins).
-PGD_MAX_LEVELS = 32
-PGD_BINS = 32
+#: pgd's levels: one per value up to 100 values, as mst/aim (the paper bins numbers into 32; measured
+#: on Adult: 32 spreads hours-per-week = 40 over a 3-value bin, 1-way TVD of that column 0.07).
+PGD_MAX_LEVELS = DEFAULT_MAX_LEVELS
+PGD_BINS = DEFAULT_BINS
 
 
 def workload(domain: MarginalDomain, max_cells: int) -> list[Clique]:
@@ -75,6 +77,50 @@ def project_to_simplex(y: np.ndarray) -> np.ndarray:
     return np.maximum(v - tau, 0.0)
 
 
+def consistent_targets(
+    sizes: tuple[int, ...], measurements: list[Measurement], n_rows: int, rounds: int = 10
+) -> list[np.ndarray]:
+    """Probability targets from the noisy counts: consistent one-way margins, then simplex projections.
+
+    Post-processing only (tabpriv's; the paper projects each marginal alone):
+
+    1. every column's one-way margin is the inverse-variance weighted mean of the margins that the raw
+       noisy counts of its marginals imply (unbiased: a margin summing ``k`` cells has noise variance
+       ``k sigma^2`` per level), projected onto the simplex;
+    2. every marginal is ``noisy / n`` projected onto the simplex, then raked (``rounds`` of iterative
+       proportional fitting) to those margins, so that all targets agree on every column.
+    """
+    n = max(int(n_rows), 1)
+    acc: dict[int, list[tuple[np.ndarray, float]]] = {j: [] for j in range(len(sizes))}
+    for m in measurements:
+        grid = m.noisy.astype(np.float64).reshape([sizes[i] for i in m.clique])
+        for k, j in enumerate(m.clique):
+            other = [a for a in range(len(m.clique)) if a != k]
+            cells = int(np.prod([sizes[m.clique[a]] for a in other], dtype=np.int64))
+            acc[j].append((grid.sum(axis=tuple(other)) / n, 1.0 / (m.sigma**2 * max(cells, 1))))
+    margin: dict[int, np.ndarray] = {}
+    for j, items in acc.items():
+        if items:
+            w = np.array([v for _, v in items])
+            margin[j] = project_to_simplex(sum(e * v for e, v in items) / w.sum())
+    out = []
+    for m in measurements:
+        p = project_to_simplex(m.noisy.astype(np.float64) / n)
+        if len(m.clique) == 2:
+            a, b = m.clique
+            g = p.reshape(sizes[a], sizes[b])
+            for _ in range(rounds):
+                rows = g.sum(1, keepdims=True)
+                g = np.where(rows > 0, g * (margin[a][:, None] / np.maximum(rows, 1e-300)), g)
+                cols = g.sum(0, keepdims=True)
+                g = np.where(cols > 0, g * (margin[b][None, :] / np.maximum(cols, 1e-300)), g)
+            p = g.ravel() / max(g.sum(), 1e-300)
+        else:
+            p = margin[m.clique[0]]
+        out.append(p)
+    return out
+
+
 class PGDBackend(MarginalBackend):
     """PrivPGD (Donhauser et al. 2024): all noisy 2-way marginals, particle gradient descent.
 
@@ -87,8 +133,9 @@ class PGDBackend(MarginalBackend):
         projections: Random directions per two-way marginal per step.
         batch: Marginals per step (``0``: all of them every step).
         mask: Share of gradient coordinates zeroed at random each step (the paper's ``p_mask``).
-        init: Particle initialisation: ``"marginals"`` (each column from its one-way marginal, as the
-            post-processed pairs imply it) or ``"uniform"`` (the paper's default).
+        init: Particle initialisation: ``"tree"`` (drawn from the maximum-mutual-information spanning
+            tree of the post-processed pairs), ``"marginals"`` (each column from its one-way margin) or
+            ``"uniform"`` (the paper's default).
         target: Public name of a column (a classifier's target) whose marginals get ``target_weight``
             times the others' share of the budget, or ``None``. Stated in the report.
         target_weight: The budget weight of marginals that contain ``target``.
@@ -115,7 +162,7 @@ class PGDBackend(MarginalBackend):
         "projections": [Interval(int, 1, None, closed="left")],
         "batch": [Interval(int, 0, None, closed="left")],
         "mask": [Interval(float, 0, 1, closed="left"), Options((0,))],
-        "init": [Options(("uniform", "marginals"))],
+        "init": [Options(("tree", "marginals", "uniform"))],
         "target": MarginalBackend._shared_constraints["target"],
         "target_weight": [Interval(float, 1, None, closed="left"), Interval(int, 1, None, closed="left")],
         "max_levels": MarginalBackend._shared_constraints["max_levels"],
@@ -127,14 +174,14 @@ class PGDBackend(MarginalBackend):
     def __init__(
         self,
         *,
-        n_particles: int = 20_000,
-        steps: int = 1000,
-        lr: float = 0.05,
-        lr_decay: float = 0.01,
+        n_particles: int = 10_000,
+        steps: int = 600,
+        lr: float = 0.01,
+        lr_decay: float = 0.1,
         projections: int = 4,
         batch: int = 0,
         mask: float = 0.0,
-        init: str = "marginals",
+        init: str = "tree",
         target: str | None = None,
         target_weight: float = 4.0,
         max_levels: int = PGD_MAX_LEVELS,
@@ -255,9 +302,8 @@ class PGDBackend(MarginalBackend):
         return self
 
     def targets(self) -> list[np.ndarray]:
-        """The post-processed marginals (simplex projections of the noisy counts / n): released values."""
-        n = max(int(self.n_rows_), 1)
-        return [project_to_simplex(m.noisy.astype(np.float64) / n) for m in self.measurements_]
+        """The post-processed marginals (see :func:`consistent_targets`): functions of released values."""
+        return consistent_targets(self.domain_.sizes, self.measurements_, int(self.n_rows_))
 
     def _fit_particles(self, seed: int, context: FitContext | None = None) -> np.ndarray:
         from tabpriv.backends.marginal.particles import ParticleConfig, fit_particles
