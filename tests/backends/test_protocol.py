@@ -186,6 +186,7 @@ _FAMILY = {
     "lipschitz-vae": "tabpriv.backends.vae.lipschitz",
     "mst": "tabpriv.backends.marginal.mst",
     "aim": "tabpriv.backends.marginal.aim",
+    "pgd": "tabpriv.backends.marginal.pgd",
 }
 
 
