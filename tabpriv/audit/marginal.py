@@ -251,8 +251,10 @@ def _shift_scorer(
         one_mu: list[float] = []
         later_z: list[float] = []
         later_mu: list[float] = []
+        dom = synth.backend_.domain_  # type: ignore[attr-defined]
         for m in synth.backend_.measurements_:  # type: ignore[attr-defined]
             base, d = counts.base_and_direction(m.clique)
+            base, d = m.answer(base, dom), m.answer(d, dom)  # a coarse measurement's own cells
             nd = float(np.linalg.norm(d))
             sigma = sigma1 if len(m.clique) == 1 else float(m.sigma)
             z = float((np.asarray(m.noisy, dtype=np.float64) - base) @ d) / nd / sigma

@@ -24,6 +24,7 @@ total; the schedule adapts to earlier noisy outputs only (fully adaptive zCDP co
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import logging
 import math
@@ -50,7 +51,15 @@ from tabpriv.backends.marginal.common import (
 )
 from tabpriv.backends.marginal.domain import DEFAULT_BINS, DEFAULT_MAX_LEVELS, MarginalDomain
 from tabpriv.backends.marginal.measure import Clique, private_select
-from tabpriv.backends.marginal.model import ChainSampler, Measurement, estimate, junction_tree_cells
+from tabpriv.backends.marginal.model import (
+    ChainSampler,
+    Measurement,
+    coarse_cells,
+    coarse_groups,
+    coarsen,
+    estimate,
+    junction_tree_cells,
+)
 from tabpriv.errors import PrivacyParameterError
 from tabpriv.transformers.encoded import DEFAULT_CHUNK_BYTES
 
@@ -119,6 +128,7 @@ class AIMBackend(MarginalBackend):
         "alpha": [Interval(float, 0, 1, closed="neither")],
         "max_model_cells": [Interval(int, 2, None, closed="left")],
         "round_iters": [Interval(int, 1, None, closed="left")],
+        "coarse_levels": [None, Interval(int, 2, None, closed="left")],
     }
 
     def __init__(
@@ -132,6 +142,7 @@ class AIMBackend(MarginalBackend):
         max_model_cells: int = 2_500_000,
         round_iters: int = 300,
         iters: int = 1500,
+        coarse_levels: int | None = 16,
         max_levels: int = DEFAULT_MAX_LEVELS,
         bins: int = DEFAULT_BINS,
         max_cells: int = DEFAULT_MAX_CELLS,
@@ -146,6 +157,7 @@ class AIMBackend(MarginalBackend):
         self.max_model_cells = max_model_cells
         self.round_iters = round_iters
         self.iters = iters
+        self.coarse_levels = coarse_levels
         self.max_levels = max_levels
         self.bins = bins
         self.max_cells = max_cells
@@ -196,6 +208,7 @@ class AIMBackend(MarginalBackend):
             "target": self.target or "",
             "target_weight": float(self.target_weight),
             "max_model_cells": self.max_model_cells,
+            "coarse_levels": self.coarse_levels or 0,
             "score_sensitivity": l1_score_sensitivity(max(_closure(work).values())),
         }
 
@@ -240,17 +253,21 @@ class AIMBackend(MarginalBackend):
                 final = True
             scale, sel_cost = calibrate_selection(sel_rho, sens)
             limit = self.max_model_cells * (rho - left + measurement_rho(sigma) + sel_cost) / rho
-            cands = self._affordable(domain, cliques, weights, limit)
+            cands = self._options(domain, self._affordable(domain, cliques, weights, limit))
             scores = np.empty(len(cands))
             estimates: dict[Clique, np.ndarray] = {}
-            for k, r in enumerate(cands):
-                est = estimates[r] = _model_counts(chain, model, r, domain, n_rows)
-                err = float(np.abs(counts[r] - est).sum())
-                scores[k] = weights[r] * (err - _SQRT_2_OVER_PI * sigma * domain.cells(r))
+            for k, (r, coarse) in enumerate(cands):
+                if r not in estimates:
+                    estimates[r] = _model_counts(chain, model, r, domain, n_rows)
+                err = float(np.abs(coarsen(counts[r] - estimates[r], r, domain, coarse)).sum())
+                scores[k] = weights[r] * (err - _SQRT_2_OVER_PI * sigma * coarse_cells(domain, r, coarse))
             ledger.charge(sel_cost, f"select round {t}")
-            r = cands[private_select(scores, scale, context, f"round {t}")]
-            measurements.append(self.measure(r, counts, sigma, ledger, context, f"round {t} {r}"))
-            before = estimates[r]  # the model's answer on r before it is re-estimated
+            r, coarse = cands[private_select(scores, scale, context, f"round {t}")]
+            answer = coarsen(counts[r], r, domain, coarse)
+            label = f"round {t} {r}" + (f" coarse={coarse}" if coarse else "")
+            m = self.measure(r, {r: answer}, sigma, ledger, context, label)
+            measurements.append(dataclasses.replace(m, coarse=coarse))
+            before = coarsen(estimates[r], r, domain, coarse)  # the model's answer before re-estimation
             if r not in cliques:
                 cliques.append(r)
             model = estimate(
@@ -262,8 +279,9 @@ class AIMBackend(MarginalBackend):
                 release_compiled=t % 5 == 0,
             )
             chain = ChainSampler.from_model(model, domain)
-            after = _model_counts(chain, model, r, domain, n_rows)
-            if not final and float(np.abs(after - before).sum()) <= _SQRT_2_OVER_PI * sigma * domain.cells(r):
+            after = coarsen(_model_counts(chain, model, r, domain, n_rows), r, domain, coarse)
+            moved = float(np.abs(after - before).sum())
+            if not final and moved <= _SQRT_2_OVER_PI * sigma * coarse_cells(domain, r, coarse):
                 sigma /= 2.0
                 sel_rho *= 4.0
             used = rho - ledger.remaining
@@ -276,6 +294,16 @@ class AIMBackend(MarginalBackend):
         context.report(1000, 1000, f"fitting the final model ({self.iters} iterations)")
         model = estimate(domain, measurements, n_rows, iters=self.iters, warm_start=model)
         return measurements, model
+
+    def _options(self, domain: MarginalDomain, cands: list[Clique]) -> list[tuple[Clique, int | None]]:
+        """Each candidate as itself and, where it has a wide ordered column, coarsened (public)."""
+        out: list[tuple[Clique, int | None]] = []
+        for r in cands:
+            out.append((r, None))
+            k = self.coarse_levels
+            if k is not None and any(g is not None for g in coarse_groups(domain, r, k)):
+                out.append((r, k))
+        return out
 
     def _affordable(
         self, domain: MarginalDomain, cliques: list[Clique], weights: dict[Clique, float], limit: float

@@ -303,7 +303,10 @@ class MarginalBackend(Backend):
         s_arrays, s_meta = self.sampler_.state()
         arrays.update({f"sampler_{k}": v for k, v in s_arrays.items()})
         meta = {
-            "measurements": [{"clique": list(m.clique), "sigma": m.sigma} for m in self.measurements_],
+            "measurements": [
+                {"clique": list(m.clique), "sigma": m.sigma, **({"coarse": m.coarse} if m.coarse else {})}
+                for m in self.measurements_
+            ],
             "sampler": s_meta,
             "rho": self.rho_,
             "rho_spent": self.rho_spent_,
@@ -323,7 +326,10 @@ class MarginalBackend(Backend):
         self.domain_ = MarginalDomain(self.spans_, max_levels=self.max_levels, bins=self.bins)
         self.measurements_ = [
             Measurement(
-                tuple(int(i) for i in m["clique"]), np.asarray(arrays[f"measurement_{k}"]), float(m["sigma"])
+                tuple(int(i) for i in m["clique"]),
+                np.asarray(arrays[f"measurement_{k}"]),
+                float(m["sigma"]),
+                coarse=None if m.get("coarse") is None else int(m["coarse"]),
             )
             for k, m in enumerate(meta["measurements"])
         ]

@@ -116,6 +116,22 @@ class MarginalDomain:
         """Number of cells of the marginal on the columns ``clique`` (indices)."""
         return int(np.prod([self.sizes[i] for i in clique], dtype=np.float64))
 
+    def coarse_groups(self, j: int, k: int) -> np.ndarray | None:
+        """Public map from column ``j``'s levels to ``k`` groups of consecutive levels, or ``None``.
+
+        Only ordered columns (integer values or bins) with more than ``k`` levels are grouped: level
+        ``l`` of ``n`` goes to group ``floor(l k / n)`` (equal-width groups of the ordered values); the
+        missing level, where there is one, is a group of its own (the last). Categories are never
+        merged (their order means nothing).
+        """
+        col = self.columns[j]
+        if col.mode == "category" or col.n_values <= k:
+            return None
+        groups = (np.arange(col.n_values, dtype=np.int64) * k) // col.n_values
+        if col.has_missing:
+            groups = np.append(groups, k)
+        return groups
+
     # -- encoded rows -> codes ---------------------------------------------------------------------
     def codes(self, block: np.ndarray) -> np.ndarray:
         """Level code of every column of every encoded row: an ``(m, columns)`` int64 array.
