@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from tabpriv._device import resolve_threads, torch_threads
 from tabpriv.backends._params import Constraint, Interval, Options
 from tabpriv.backends.base import Backend, FitContext, PlannedSpend, PrivacyDetails, PrivacyPlan
 from tabpriv.backends.slicing.training import DIVERGENCES, ESTIMATORS
@@ -75,6 +76,8 @@ class SlicingBackend(Backend):
             ``round(gamma * n)`` rows drawn without replacement, and account for it with the
             without-replacement amplification theorem under replace-one adjacency (Balle, Barthe &
             Gaboardi 2018, Theorem 9). ``None`` (default): every row is projected.
+        threads: torch CPU threads for fit and sample (``None``: ``$TABPRIV_THREADS``, else 1; see
+            ``docs/threads.md``). Set around each call and restored afterwards; no effect on the output.
 
     """
 
@@ -114,6 +117,7 @@ class SlicingBackend(Backend):
         "reg": [Interval(float, 0, None, closed="neither"), None],
         "chunk_rows": _POSITIVE_INT,
         "subsample": [Interval(float, 0, 1, closed="right"), None],
+        "threads": [*_POSITIVE_INT, None],
     }
 
     def __init__(
@@ -136,6 +140,7 @@ class SlicingBackend(Backend):
         reg: float | None = None,
         chunk_rows: int = 8192,
         subsample: float | None = None,
+        threads: int | None = None,
     ) -> None:
         self.n_slices = n_slices
         self.k = k
@@ -154,6 +159,7 @@ class SlicingBackend(Backend):
         self.reg = reg
         self.chunk_rows = chunk_rows
         self.subsample = subsample
+        self.threads = threads
 
     # -- helpers ---------------------------------------------------------------------------------
     def _k(self) -> int:
@@ -261,9 +267,14 @@ class SlicingBackend(Backend):
 
     def fit(self, table: EncodedTable, plan: PrivacyPlan, context: FitContext) -> Backend:
         """Release the planned noisy projections (the plan is paid for), then train on them."""
+        self.check_plan(plan, table)
+        with torch_threads(resolve_threads(self.threads)):
+            self._fit(table, plan, context)
+        return self
+
+    def _fit(self, table: EncodedTable, plan: PrivacyPlan, context: FitContext) -> None:
         from tabpriv.backends.slicing.mechanism import privatise
 
-        self.check_plan(plan, table)
         noise: SlicingNoise = plan.noise
         cfg = self._train_config()
         k = noise.k
@@ -285,20 +296,20 @@ class SlicingBackend(Backend):
             secret_rng=context.secret_rng("slicing-noise"),
         )
         self._train(release, cfg, context.device, derive_seed(context.seed, "slicing-train"), context)
-        return self
 
     def _train(
         self, release: Any, cfg: Any, device: str, seed: int, context: FitContext | None = None
     ) -> None:
         from tabpriv.backends.slicing.training import train_generator
 
-        weights, history = train_generator(
-            release,
-            cfg,
-            device=device,
-            seed=seed,
-            progress=context.progress if context is not None else None,
-        )
+        with torch_threads(resolve_threads(self.threads)):
+            weights, history = train_generator(
+                release,
+                cfg,
+                device=device,
+                seed=seed,
+                progress=context.progress if context is not None else None,
+            )
         self.release_ = release
         self.weights_ = weights
         self.loss_history_ = history
@@ -310,7 +321,8 @@ class SlicingBackend(Backend):
         from tabpriv.backends.slicing.training import sample_rows
 
         self.check_fitted()
-        return sample_rows(self.spans_, self._train_config(), self.weights_, int(n), seed, self.device_)
+        with torch_threads(resolve_threads(self.threads)):
+            return sample_rows(self.spans_, self._train_config(), self.weights_, int(n), seed, self.device_)
 
     # -- reporting -------------------------------------------------------------------------------
     def privacy_details(self) -> PrivacyDetails:
@@ -437,6 +449,7 @@ class SlicingWassersteinBackend(SlicingBackend):
         reg: float | None = None,
         chunk_rows: int = 8192,
         subsample: float | None = None,
+        threads: int | None = None,
     ) -> None:
         super().__init__(
             n_slices=n_slices,
@@ -456,6 +469,7 @@ class SlicingWassersteinBackend(SlicingBackend):
             reg=reg,
             chunk_rows=chunk_rows,
             subsample=subsample,
+            threads=threads,
         )
 
     def _k(self) -> int:

@@ -7,9 +7,14 @@ softmax for a categorical block, a head per number (below) and a sigmoid for a m
 reconstruction loss matches the heads: cross-entropy, the number head's loss and binary cross-entropy.
 
 Numbers (``numeric_bins > 0``, the default of the VAE backends): each number gets a softmax over
-bins of its encoded range ``[-1, 1]``. An integer column with at most ``numeric_bins`` values has one
-bin per value (sampled exactly); any other number has ``bins`` equal-width bins (the schema's
-histogram hint, else ``numeric_bins``) and is sampled uniformly within the drawn bin. The loss is the
+bins of its encoded range ``[-1, 1]``. An integer column with at most
+:data:`~tabpriv.transformers.levels.DEFAULT_MAX_LEVELS` (100) values, or at most ``numeric_bins`` if
+that is larger, has one bin per value and is sampled exactly on a value (the rule of the marginal
+backends, :mod:`tabpriv.transformers.levels`); any other number has ``bins`` equal-width bins (the
+schema's histogram hint, else ``numeric_bins``) and is sampled uniformly within the drawn bin (a
+binned integer is then rounded by its transformer, so it stays a whole number within its bounds).
+Files saved before this rule (exact bins only up to ``numeric_bins`` values) load with the old rule
+(``integer_levels = 0``). The loss is the
 cross-entropy of the true bin, left out where the value is missing. This is a discretised likelihood:
 it can represent spikes and several modes (Adult's ``capital-gain`` is 0 for 92% of rows,
 ``hours-per-week`` 40 for 47%). ``numeric_bins = 0`` keeps the regression head of the first version
@@ -34,6 +39,7 @@ import torch
 from torch import nn
 
 from tabpriv.transformers.encoded import ColumnSpan, EncodedTable
+from tabpriv.transformers.levels import DEFAULT_MAX_LEVELS, keeps_values
 
 __all__ = [
     "MLP",
@@ -121,7 +127,11 @@ class SpanLayout:
 
     @classmethod
     def from_spans(
-        cls, spans: tuple[ColumnSpan, ...], condition_on: str | None = None, numeric_bins: int = 0
+        cls,
+        spans: tuple[ColumnSpan, ...],
+        condition_on: str | None = None,
+        numeric_bins: int = 0,
+        integer_levels: int = DEFAULT_MAX_LEVELS,
     ) -> SpanLayout:
         """Build the layout of ``spans``.
 
@@ -130,6 +140,8 @@ class SpanLayout:
             condition_on: Name of the conditioning column, or ``None``.
             numeric_bins: Bins of a number's head (``0``: the regression head); see the module
                 docstring.
+            integer_levels: Integer columns with at most ``max(integer_levels, numeric_bins)``
+                values get one bin per value (``0``: the rule of files saved before it existed).
 
         """
         softmax: list[tuple[int, int]] = []
@@ -155,7 +167,7 @@ class SpanLayout:
                 if not num:
                     continue
                 miss = next((b.start for b in s.blocks if b.activation == "sigmoid"), None)
-                exact = s.kind == "integer" and s.n_levels is not None and s.n_levels <= numeric_bins
+                exact = keeps_values(s, max(integer_levels, numeric_bins))
                 k = (s.n_levels or 1) if exact else (s.bins or numeric_bins)
                 heads.append(NumericHead(num[0].start, offset, int(k), exact, miss))
                 offset += int(k)

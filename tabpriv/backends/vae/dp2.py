@@ -38,6 +38,7 @@ from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
+from tabpriv._device import resolve_threads, torch_threads
 from tabpriv.accounting import dp2vae as _acc
 from tabpriv.accounting.dp2vae import DP2VAECalibration
 from tabpriv.backends._params import Constraint, Interval, Options, Satisfies, check_value
@@ -45,6 +46,7 @@ from tabpriv.backends.base import Backend, FitContext, PlannedSpend, PrivacyDeta
 from tabpriv.budget import PrivacyBudget
 from tabpriv.errors import DataValidationError
 from tabpriv.transformers.encoded import ColumnSpan, EncodedTable
+from tabpriv.transformers.levels import DEFAULT_MAX_LEVELS
 
 __all__ = [
     "DP2VAEBackend",
@@ -156,6 +158,7 @@ class ReleasedDecoder(Protocol):
     numeric_bins: int
     hidden: int
     latent_dim: int
+    integer_levels_: int
     decoder_state_: dict[str, np.ndarray]
     condition_probs_: np.ndarray | None
 
@@ -168,7 +171,12 @@ def sample_released_decoder(backend: ReleasedDecoder, n: int, seed: int) -> np.n
     from tabpriv.backends.vae.dp2_torch import DecoderConfig, sample_decoder
 
     config = DecoderConfig(
-        backend.spans_, backend.condition_on, backend.numeric_bins, backend.hidden, backend.latent_dim
+        backend.spans_,
+        backend.condition_on,
+        backend.numeric_bins,
+        backend.hidden,
+        backend.latent_dim,
+        backend.integer_levels_,
     )
     return sample_decoder(config, backend.decoder_state_, backend.condition_probs_, n, seed)
 
@@ -209,9 +217,12 @@ class DP2VAEBackend(Backend):
         condition_fraction: Share of epsilon (as a standalone Gaussian) spent on the condition's
             histogram when ``condition_on`` is set.
         numeric_bins: Bins of each number's decoder head (a discretised likelihood; integers with at
-            most this many values get one bin per value, other numbers the schema's ``bins`` hint or
-            this many equal-width bins, sampled uniformly within). ``0`` keeps the regression head
+            most 100 values (:data:`~tabpriv.transformers.levels.DEFAULT_MAX_LEVELS`, or this many if
+            larger) get one bin per value, other numbers the schema's ``bins`` hint or this many
+            equal-width bins, sampled uniformly within). ``0`` keeps the regression head
             (squared error, sampled as the decoder mean), which collapses numbers toward their mean.
+        threads: torch CPU threads for fit and sample (``None``: ``$TABPRIV_THREADS``, else 1; see
+            ``docs/threads.md``). Set around each call and restored afterwards; no effect on the output.
 
     """
 
@@ -243,6 +254,7 @@ class DP2VAEBackend(Backend):
         condition_on: str | None = None,
         condition_fraction: float = 0.1,
         numeric_bins: int = 20,
+        threads: int | None = None,
     ) -> None:
         self.n_subsets = n_subsets
         self.steps = steps
@@ -255,6 +267,7 @@ class DP2VAEBackend(Backend):
         self.condition_on = condition_on
         self.condition_fraction = condition_fraction
         self.numeric_bins = numeric_bins
+        self.threads = threads
 
     _parameter_constraints: ClassVar[dict[str, list[Constraint | None]]] = {
         "n_subsets": [*POSITIVE_INT, None],
@@ -268,6 +281,7 @@ class DP2VAEBackend(Backend):
         "condition_on": COLUMN_NAME,
         "condition_fraction": OPEN_FRACTION,
         "numeric_bins": NUMERIC_BINS,
+        "threads": [*POSITIVE_INT, None],
     }
 
     def n_subsets_for(self, n_rows: int) -> int:
@@ -338,14 +352,16 @@ class DP2VAEBackend(Backend):
             pretrain_steps=self.pretrain_steps,
             condition_on=self.condition_on,
             numeric_bins=self.numeric_bins,
+            integer_levels=DEFAULT_MAX_LEVELS,
         )
 
         def curve(steps: list[int]) -> list[float]:
             return dp2vae_epsilon_curve(cal.noise, k_sub, steps, delta, cal.hist_multiplier)
 
-        result = train_dp2vae(
-            config, table, cal, context, eps_total=cal.epsilon, delta=delta, epsilon_curve=curve
-        )
+        with torch_threads(resolve_threads(self.threads)):
+            result = train_dp2vae(
+                config, table, cal, context, eps_total=cal.epsilon, delta=delta, epsilon_curve=curve
+            )
         self.decoder_state_ = result.decoder_state
         self.condition_probs_ = result.condition_probs
         self.sigma_ = cal.noise
@@ -356,12 +372,14 @@ class DP2VAEBackend(Backend):
         self.losses_ = result.losses
         self.timings_ = result.timings
         self.spans_ = table.spans
+        self.integer_levels_ = DEFAULT_MAX_LEVELS
         return self
 
     def sample(self, n: int, seed: int) -> np.ndarray:
         """Decode ``n`` draws z ~ N(0, I) (post-processing of the released decoder)."""
         self.check_fitted()
-        return sample_released_decoder(self, n, seed)
+        with torch_threads(resolve_threads(self.threads)):
+            return sample_released_decoder(self, n, seed)
 
     def privacy_details(self) -> PrivacyDetails:
         """State the mechanism, accountant and noise."""
@@ -421,6 +439,7 @@ class DP2VAEBackend(Backend):
             "accountant": self.accountant_,
             "n_subsets": self.n_subsets_,
             "spans": [s.to_dict() for s in self.spans_],
+            "integer_levels": self.integer_levels_,
         }
         return arrays, meta
 
@@ -434,6 +453,8 @@ class DP2VAEBackend(Backend):
         self.delta_ = float(meta["delta"])
         self.accountant_ = str(meta["accountant"])
         self.n_subsets_ = int(meta["n_subsets"])
+        # Files saved before the shared integer rule decode with the old one (0: exact up to numeric_bins).
+        self.integer_levels_ = int(meta.get("integer_levels", 0))
         self.losses_ = []
         if "spans" in meta:
             self.spans_ = tuple(ColumnSpan.from_dict(d) for d in meta["spans"])

@@ -27,6 +27,7 @@ from tabpriv.backends.vae.common import (
     sample_condition,
 )
 from tabpriv.transformers.encoded import EncodedTable
+from tabpriv.transformers.levels import DEFAULT_MAX_LEVELS
 
 if TYPE_CHECKING:
     from tabpriv.accounting.dp2vae import DP2VAECalibration
@@ -46,6 +47,8 @@ class DecoderConfig:
         numeric_bins: Bins of each number's head (0: regression head).
         hidden: Width of the hidden layers.
         latent_dim: Latent size.
+        integer_levels: Widest integer column with one bin per value (see
+            :meth:`SpanLayout.from_spans`; 0 for files saved before the shared rule).
 
     """
 
@@ -54,6 +57,7 @@ class DecoderConfig:
     numeric_bins: int
     hidden: int
     latent_dim: int
+    integer_levels: int = DEFAULT_MAX_LEVELS
 
 
 @dataclass(frozen=True)
@@ -71,6 +75,7 @@ class DP2VAETrainConfig:
         pretrain_steps: Stage-1 steps.
         condition_on: Optional categorical column to condition on.
         numeric_bins: Bins of each number's head.
+        integer_levels: Widest integer column with one bin per value.
 
     """
 
@@ -84,6 +89,7 @@ class DP2VAETrainConfig:
     pretrain_steps: int
     condition_on: str | None
     numeric_bins: int
+    integer_levels: int = DEFAULT_MAX_LEVELS
 
 
 @dataclass
@@ -152,7 +158,9 @@ def train_dp2vae(
     messages state the total).
     """
     dev = torch.device(context.device)
-    layout = SpanLayout.from_spans(table.spans, config.condition_on, config.numeric_bins)
+    layout = SpanLayout.from_spans(
+        table.spans, config.condition_on, config.numeric_bins, config.integer_levels
+    )
     k_sub, latent, hidden = config.n_subsets, config.latent_dim, config.hidden
     # Public randomness (context.seed): initialisation, stage 1, the partition, the rows of a batch and
     # the reparameterisation draws. Secret randomness (ChaCha20, context.secret_rng): the gradient and
@@ -299,7 +307,9 @@ def train_dp2vae(
 def _decoder_from_state(
     config: DecoderConfig, decoder_state: dict[str, np.ndarray]
 ) -> tuple[MLP, SpanLayout]:
-    layout = SpanLayout.from_spans(config.spans, config.condition_on, config.numeric_bins)
+    layout = SpanLayout.from_spans(
+        config.spans, config.condition_on, config.numeric_bins, config.integer_levels
+    )
     dec = MLP(decoder_sizes(layout.out_width, config.hidden, config.latent_dim, layout.cond_width))
     dec.load_state_dict({k: torch.as_tensor(v) for k, v in decoder_state.items()})
     dec.eval()

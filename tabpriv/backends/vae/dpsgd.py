@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
+from tabpriv._device import resolve_threads, torch_threads
 from tabpriv.accounting import calibrate_gaussian, dpsgd_epsilon
 from tabpriv.accounting.dpsgd import opacus_epsilon, replace_one_from_add_remove
 from tabpriv.backends._params import Constraint
@@ -47,6 +48,7 @@ from tabpriv.backends.vae.dp2 import (
 from tabpriv.budget import PrivacyBudget
 from tabpriv.errors import BudgetExceededError, PrivacyParameterError, TabprivError
 from tabpriv.transformers.encoded import ColumnSpan, EncodedTable
+from tabpriv.transformers.levels import DEFAULT_MAX_LEVELS
 
 if TYPE_CHECKING:
     from tabpriv.backends.vae.dpsgd_loop import DPSGDSchedule
@@ -103,9 +105,12 @@ class DPSGDVAEBackend(Backend):
         condition_on: Optional categorical column to condition the decoder on.
         condition_fraction: Share of epsilon and delta spent on the condition's noisy histogram.
         numeric_bins: Bins of each number's decoder head (a discretised likelihood; integers with at
-            most this many values get one bin per value, other numbers the schema's ``bins`` hint or
+            most 100 values (:data:`~tabpriv.transformers.levels.DEFAULT_MAX_LEVELS`, or this many if
+            larger) get one bin per value, other numbers the schema's ``bins`` hint or
             this many equal-width bins, sampled uniformly within). ``0`` keeps the regression head
             (squared error, sampled as the decoder mean), which collapses numbers toward their mean.
+        threads: torch CPU threads for fit and sample (``None``: ``$TABPRIV_THREADS``, else 1; see
+            ``docs/threads.md``). Set around each call and restored afterwards; no effect on the output.
 
     """
 
@@ -133,6 +138,7 @@ class DPSGDVAEBackend(Backend):
         condition_on: str | None = None,
         condition_fraction: float = 0.1,
         numeric_bins: int = 20,
+        threads: int | None = None,
     ) -> None:
         self.epochs = epochs
         self.batch_size = batch_size
@@ -143,6 +149,7 @@ class DPSGDVAEBackend(Backend):
         self.condition_on = condition_on
         self.condition_fraction = condition_fraction
         self.numeric_bins = numeric_bins
+        self.threads = threads
 
     _parameter_constraints: ClassVar[dict[str, list[Constraint | None]]] = {
         "epochs": POSITIVE_INT,
@@ -154,6 +161,7 @@ class DPSGDVAEBackend(Backend):
         "condition_on": COLUMN_NAME,
         "condition_fraction": OPEN_FRACTION,
         "numeric_bins": NUMERIC_BINS,
+        "threads": [*POSITIVE_INT, None],
     }
 
     def plan(
@@ -241,8 +249,10 @@ class DPSGDVAEBackend(Backend):
             latent_dim=self.latent_dim,
             lr=self.lr,
             clip=float(self.clip),
+            integer_levels=DEFAULT_MAX_LEVELS,
         )
-        res = train_dpsgd_vae(config, table, z, schedule, hist_sigma, context, on_epoch)
+        with torch_threads(resolve_threads(self.threads)):
+            res = train_dpsgd_vae(config, table, z, schedule, hist_sigma, context, on_epoch)
         if res.steps_executed != steps:  # pragma: no cover - run_dpsgd runs exactly schedule.steps
             raise TabprivError(f"DP-SGD ran {res.steps_executed} steps but {steps} were accounted.")
         self.decoder_state_ = res.decoder_state
@@ -260,12 +270,14 @@ class DPSGDVAEBackend(Backend):
         ) + eps_hist  # fmt: skip
         self.accountant_ = accountant
         self.spans_ = table.spans
+        self.integer_levels_ = DEFAULT_MAX_LEVELS
         return self
 
     def sample(self, n: int, seed: int) -> np.ndarray:
         """Decode ``n`` draws z ~ N(0, I) (post-processing of the released decoder)."""
         self.check_fitted()
-        return sample_released_decoder(self, n, seed)
+        with torch_threads(resolve_threads(self.threads)):
+            return sample_released_decoder(self, n, seed)
 
     def privacy_details(self) -> PrivacyDetails:
         """State the mechanism, accountant and noise."""
@@ -321,6 +333,7 @@ class DPSGDVAEBackend(Backend):
             "steps_executed": self.steps_executed_,
             "accountant": self.accountant_,
             "spans": [s.to_dict() for s in self.spans_],
+            "integer_levels": self.integer_levels_,
         }
         return arrays, meta
 
@@ -337,5 +350,7 @@ class DPSGDVAEBackend(Backend):
         self.delta_ = float(meta["delta"])
         self.epsilon_add_remove_ = float(meta["epsilon_add_remove"])
         self.accountant_ = str(meta["accountant"])
+        # Files saved before the shared integer rule decode with the old one (0: exact up to numeric_bins).
+        self.integer_levels_ = int(meta.get("integer_levels", 0))
         if "spans" in meta:
             self.spans_ = tuple(ColumnSpan.from_dict(d) for d in meta["spans"])

@@ -24,6 +24,7 @@ from tabpriv.backends.vae.common import (
     recon_loss,
 )
 from tabpriv.transformers.encoded import EncodedTable
+from tabpriv.transformers.levels import DEFAULT_MAX_LEVELS
 
 if TYPE_CHECKING:
     from tabpriv.backends.vae.dpsgd_loop import DPSGDSchedule
@@ -73,6 +74,7 @@ class DPSGDVAETrainConfig:
         latent_dim: Latent size.
         lr: Adam learning rate.
         clip: Per-example clipping norm.
+        integer_levels: Widest integer column with one bin per value (see :meth:`SpanLayout.from_spans`).
 
     """
 
@@ -82,6 +84,7 @@ class DPSGDVAETrainConfig:
     latent_dim: int
     lr: float
     clip: float
+    integer_levels: int = DEFAULT_MAX_LEVELS
 
 
 def noisy_condition_histogram(counts: np.ndarray, sigma: float, rng: np.random.Generator) -> np.ndarray:
@@ -113,7 +116,9 @@ def train_dpsgd_vae(
     from tabpriv.backends.vae import dpsgd_loop
 
     dev = torch.device(context.device)
-    layout = SpanLayout.from_spans(table.spans, config.condition_on, config.numeric_bins)
+    layout = SpanLayout.from_spans(
+        table.spans, config.condition_on, config.numeric_bins, config.integer_levels
+    )
     gen_cpu = torch_generator(derive_seed(context.seed, "dpsgd-vae-init"), "cpu")
     gen_dev = torch_generator(derive_seed(context.seed, "dpsgd-vae-eps"), str(dev))  # public: reparam.
 

@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
+from tabpriv._device import resolve_threads, torch_threads
 from tabpriv._random import block_seed, derive_seed
 from tabpriv.accounting.gdp import calibrate_gdp_noise, gdp_delta, gdp_epsilon, gdp_mu
 from tabpriv.backends._params import Boolean, Constraint, Interval, Options
@@ -52,6 +53,7 @@ from tabpriv.backends.vae.dpsgd_loop import SAMPLER_TEXT
 from tabpriv.budget import GuaranteeType, PrivacyBudget
 from tabpriv.errors import PrivacyParameterError, TabprivError
 from tabpriv.transformers.encoded import ColumnSpan, EncodedTable
+from tabpriv.transformers.levels import DEFAULT_MAX_LEVELS
 
 if TYPE_CHECKING:
     from tabpriv.backends.vae.lipschitz_torch import LipschitzVAE
@@ -120,10 +122,13 @@ class LipschitzVAEBackend(Backend):
         epochs, batch_size, lr: Training (``batch_size`` is the expected Poisson batch in dp mode).
         max_grad_norm: DP-SGD per-sample clipping norm.
         numeric_bins: Bins of each number's decoder head (a discretised likelihood, as in the other
-            VAE backends: integers with at most this many values get one bin per value, other numbers
+            VAE backends: integers with at most 100 values, or this many if larger, get one bin per
+            value, other numbers
             the schema's ``bins`` hint or this many equal-width bins, sampled uniformly within). ``0``
             keeps the regression head (tanh mean, no observation noise). The decoder is
             post-processing of the released codes, so this choice does not change the guarantee.
+        threads: torch CPU threads for fit and sample (``None``: ``$TABPRIV_THREADS``, else 1; see
+            ``docs/threads.md``). Set around each call and restored afterwards; no effect on the output.
 
     """
 
@@ -157,6 +162,7 @@ class LipschitzVAEBackend(Backend):
         "lr": POSITIVE_NUMBER,
         "max_grad_norm": POSITIVE_NUMBER,
         "numeric_bins": NUMERIC_BINS,
+        "threads": [*POSITIVE_INT, None],
     }
 
     def __init__(
@@ -180,6 +186,7 @@ class LipschitzVAEBackend(Backend):
         lr: float = 1e-3,
         max_grad_norm: float = 1.0,
         numeric_bins: int = 20,
+        threads: int | None = None,
     ) -> None:
         self.mode = mode
         self.allow_paper_mode = allow_paper_mode
@@ -199,6 +206,7 @@ class LipschitzVAEBackend(Backend):
         self.lr = lr
         self.max_grad_norm = max_grad_norm
         self.numeric_bins = numeric_bins
+        self.threads = threads
 
     # -- guarantee -------------------------------------------------------------------------------
     @property
@@ -342,6 +350,11 @@ class LipschitzVAEBackend(Backend):
     def fit(self, table: EncodedTable, plan: PrivacyPlan, context: FitContext) -> Backend:
         """Train and (optionally) encode rows with the planned (already paid) noise."""
         self.check_plan(plan, table)
+        with torch_threads(resolve_threads(self.threads)):
+            self._fit(table, plan, context)
+        return self
+
+    def _fit(self, table: EncodedTable, plan: PrivacyPlan, context: FitContext) -> None:
         noise: LipschitzNoise = plan.noise
         figures = noise.as_dict()
         k = self.n_samples_per_record
@@ -351,7 +364,7 @@ class LipschitzVAEBackend(Backend):
         # Every row read (minibatch or release pass) is clipped to row_norm_bound, hence diameter <= D:
         # the rows of table.clipped_rows(), read on demand instead of materialised (streaming).
         data = lt.ClippedRows(table, table.row_norm_bound)
-        heads = lt.Heads(table.spans, self.numeric_bins)
+        heads = lt.Heads(table.spans, self.numeric_bins, DEFAULT_MAX_LEVELS)
         arch = lt.Arch(table.width, self.hidden, self.latent_dim, self.encoder_layers, heads.out_width)
         model = lt.build_model(arch, derive_seed(context.seed, "init"))
         s = float(figures["encoder_noise"])
@@ -409,11 +422,11 @@ class LipschitzVAEBackend(Backend):
             )
         self.seeded_ = context.seeded
         self.spans_ = table.spans
+        self.integer_levels_ = DEFAULT_MAX_LEVELS
         logger.info(
             "lipschitz-vae fitted: %d steps, certified L=%.4g, noise multiplier %s",
             info["steps"], product, figures.get("noise_multiplier"),
         )  # fmt: skip
-        return self
 
     # -- sampling ----------------------------------------------------------------------------------
     def sample(self, n: int, seed: int) -> np.ndarray:
@@ -458,7 +471,8 @@ class LipschitzVAEBackend(Backend):
     def _decode(self, z: np.ndarray, seed: int) -> np.ndarray:
         from tabpriv.backends.vae import lipschitz_torch as lt
 
-        return lt.decode(self.model_, self.heads_, z, self.device_, seed)
+        with torch_threads(resolve_threads(self.threads)):
+            return lt.decode(self.model_, self.heads_, z, self.device_, seed)
 
     def encoder_mean(self, x: np.ndarray) -> np.ndarray:
         """The encoder mean on rows ``x`` (float64, CPU) — for checks of the Lipschitz bound."""
@@ -577,6 +591,7 @@ class LipschitzVAEBackend(Backend):
             "layer_norms": self.layer_norms_,
             "train_info": self.train_info_,
             "seeded": self.seeded_,
+            "integer_levels": self.integer_levels_,
         }
         return arrays, meta
 
@@ -585,7 +600,9 @@ class LipschitzVAEBackend(Backend):
         from tabpriv.backends.vae import lipschitz_torch as lt
 
         spans = tuple(ColumnSpan.from_dict(d) for d in meta["spans"])
-        heads = lt.Heads(spans, self.numeric_bins)
+        # Files saved before the shared integer rule decode with the old one (0: exact up to numeric_bins).
+        integer_levels = int(meta.get("integer_levels", 0))
+        heads = lt.Heads(spans, self.numeric_bins, integer_levels)
         arch = lt.Arch(int(meta["width"]), self.hidden, self.latent_dim, self.encoder_layers, heads.out_width)
         model: LipschitzVAE = lt.build_model(arch, 0)
         lt.load_arrays(model, arrays)
@@ -600,3 +617,4 @@ class LipschitzVAEBackend(Backend):
         self.seeded_ = bool(meta["seeded"])
         self.latents_ = np.asarray(arrays["latents"], dtype=np.float32) if "latents" in arrays else None
         self.spans_ = spans
+        self.integer_levels_ = integer_levels

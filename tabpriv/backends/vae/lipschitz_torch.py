@@ -124,13 +124,18 @@ class Heads:
 
     Numbers get the binned heads of :class:`tabpriv.backends.vae.common.SpanLayout` when ``numeric_bins > 0``
     (cross-entropy of the true bin, not counted where the value is missing; decoded by drawing a bin),
-    else the regression head (squared error of tanh; decoded as the tanh mean).
+    else the regression head (squared error of tanh; decoded as the tanh mean). ``integer_levels``:
+    see :meth:`SpanLayout.from_spans` (``None``: the shared default of :mod:`tabpriv.transformers.levels`).
     """
 
-    def __init__(self, spans: tuple[ColumnSpan, ...], numeric_bins: int = 0) -> None:
+    def __init__(
+        self, spans: tuple[ColumnSpan, ...], numeric_bins: int = 0, integer_levels: int | None = None
+    ) -> None:
         from tabpriv.backends.vae.common import SpanLayout
+        from tabpriv.transformers.levels import DEFAULT_MAX_LEVELS
 
-        layout = SpanLayout.from_spans(spans, None, numeric_bins)
+        levels = DEFAULT_MAX_LEVELS if integer_levels is None else integer_levels
+        layout = SpanLayout.from_spans(spans, None, numeric_bins, levels)
         self.width = layout.width
         self.out_width = layout.out_width
         self.numeric = layout.numeric
