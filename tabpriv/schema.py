@@ -574,7 +574,8 @@ class Schema:
                 parts.append(f"in the data but not in the schema: {', '.join(map(repr, extra_cols))}")
             raise DataValidationError(
                 "The table's columns do not match the schema (" + "; ".join(parts) + "). Fix the "
-                "schema, or select the schema's columns from the table."
+                "schema, or select the schema's columns from the table (--columns or --drop on the command "
+                "line; columns= or drop= of Synthesizer)."
             )
         out: dict[str, Any] = {}
         clipped: dict[str, int] = {}

@@ -49,7 +49,14 @@ if TYPE_CHECKING:
 
     from tabpriv.engine.dask_engine import DaskSession
 
-__all__ = ["SAVE_FORMAT", "Synthesizer", "check_sample_memory", "sample_nbytes", "synthesize"]
+__all__ = [
+    "SAVE_FORMAT",
+    "Synthesizer",
+    "check_sample_memory",
+    "sample_nbytes",
+    "select_columns",
+    "synthesize",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -121,6 +128,11 @@ class Synthesizer:
             See docs/engine.md.
         scheduler: With ``engine="dask"``: the address of a running scheduler
             (``"tcp://host:8786"``), or ``None`` for a LocalCluster on 127.0.0.1 started for the fit.
+        columns: Optional names of the columns to synthesise (the rest of the table and of the schema
+            is left out); see :func:`select_columns`. A public choice: the report lists the columns
+            left out (``extra["columns_dropped"]``).
+        drop: Optional names of columns to leave out (the complement of ``columns``; give one of the
+            two).
 
     Attributes:
         schema_: The schema used.
@@ -128,6 +140,7 @@ class Synthesizer:
         backend_name_: Its registry name (what ``"auto"`` chose).
         backend_choice_: Why that backend was used, in one sentence (also in the report).
         ledger_: Every privacy spend on the data through this object (kept across refits).
+        columns_dropped_: The columns ``columns``/``drop`` left out (also in the report's ``extra``).
         privacy_report: The :class:`PrivacyReport` of the latest release.
 
     """
@@ -152,7 +165,11 @@ class Synthesizer:
         target: str | None = None,
         engine: str = "default",
         scheduler: str | None = None,
+        columns: Sequence[str] | None = None,
+        drop: Sequence[str] | None = None,
     ) -> None:
+        self.columns = columns
+        self.drop = drop
         self.engine = engine
         self.scheduler = scheduler
         self.target = target
@@ -216,13 +233,29 @@ class Synthesizer:
             raise DataValidationError(f"fit() expects a pandas DataFrame; got {type(df).__name__}.")
         if session is not None:
             _check_engine_input(df, self.schema, self.backend)
+            if self.columns is not None or self.drop is not None:
+                raise EngineError(
+                    "columns=/drop= are not supported with engine='dask' yet; list the columns in the "
+                    "schema and the files, or use engine='default'."
+                )
+        dropped: list[str] = []
+        declared = self.schema if not (isinstance(self.schema, str) and self.schema == "infer") else None
+        if session is None and (self.columns is not None or self.drop is not None):
+            # A public choice of columns, checked before anything is inferred, validated or spent.
+            full = _resolve_schema(declared, df) if declared is not None else None
+            kept, dropped = select_columns(
+                full.names if full is not None else None, list(df.columns), self.columns, self.drop
+            )
+            df = df[kept]
+            if full is not None:
+                declared = full.select([n for n in full.names if n in set(kept)])
         budget = PrivacyBudget(self.epsilon, self.delta)
         weak = weak_epsilon_warning(budget.epsilon)
         if weak is not None:
             warnings.warn(weak[0].upper() + weak[1:] + ".", PrivacyWarning, stacklevel=3)
         backend = self._make_backend()
         device = resolve_device(self.device, backend.devices)
-        schema = _resolve_schema(self.schema, df)
+        schema = _resolve_schema(self.schema if declared is None else declared, df)
         if schema.is_inferred:
             warnings.warn(
                 "The schema was inferred from the private data: this release is not end-to-end "
@@ -282,6 +315,7 @@ class Synthesizer:
         self.backend_choice_ = choice
         self.random_source_ = source
         self.columns_ = columns
+        self.columns_dropped_ = dropped
         self.n_rows_in_ = table.n_rows
         self.clipped_input_ = bool(self.clip)
         self.device_ = device
@@ -492,7 +526,12 @@ class Synthesizer:
             warnings=warns,
             library_version=__version__,
             timestamp=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-            extra={"backend_choice": self.backend_choice_, **details.extra, **self._data_totals()},
+            extra={
+                "backend_choice": self.backend_choice_,
+                **details.extra,
+                **self._data_totals(),
+                **({"columns_dropped": list(self.columns_dropped_)} if self.columns_dropped_ else {}),
+            },
         )
 
     def _data_totals(self) -> dict[str, Any]:
@@ -532,6 +571,7 @@ class Synthesizer:
             "schema": self.schema_.to_dict(),
             "spans": [s.to_dict() for s in self.transformer_.spans_],
             "columns": self.columns_,
+            "columns_dropped": self.columns_dropped_,
             "rows_in": self.n_rows_in_,
             "clip": self.clipped_input_,
             "budget": {"epsilon": self.ledger_.budget.epsilon, "delta": self.ledger_.budget.delta},
@@ -647,6 +687,7 @@ class Synthesizer:
             fresh.seed, seeded=bool(meta["seeded"]), secret_key=fresh.secret_key
         )
         self.columns_ = [str(c) for c in meta["columns"]]
+        self.columns_dropped_ = [str(c) for c in meta.get("columns_dropped", [])]
         if sorted(self.columns_) != sorted(schema.names):
             raise SaveFileError("The saved column order does not match the saved schema.")
         self.n_rows_in_ = int(meta["rows_in"])
@@ -656,6 +697,59 @@ class Synthesizer:
         self._n_samples = 0
         self.privacy_report = self._build_report()
         return self
+
+
+def _names(value: Any, label: str) -> list[str]:
+    if isinstance(value, str):
+        value = [value]
+    try:
+        names = [str(v) for v in value]
+    except TypeError:
+        raise DataValidationError(f"{label} takes a list of column names; got {value!r}.") from None
+    return list(dict.fromkeys(n.strip() for n in names if n.strip()))
+
+
+def select_columns(
+    schema_names: Sequence[str] | None,
+    data_names: Sequence[Any] | None,
+    columns: Sequence[str] | str | None = None,
+    drop: Sequence[str] | str | None = None,
+) -> tuple[list[str], list[str]]:
+    """The columns kept and dropped by ``columns=`` (keep these) or ``drop=`` (leave these out).
+
+    A name is known when it is a column of the schema or of the table; the kept columns come in the
+    table's order (the schema's where no table is given), the dropped ones are every other known
+    column. Names only, public (the user's choice): nothing is read off the rows.
+
+    Returns:
+        ``(kept, dropped)``; with neither ``columns`` nor ``drop``, every known column and ``[]``.
+
+    Raises:
+        DataValidationError: Both given, an unknown name (all of them named), or no column left.
+
+    """
+    order = [str(c) for c in data_names] if data_names is not None else []
+    order += [n for n in schema_names or () if n not in set(order)]
+    if columns is not None and drop is not None:
+        raise DataValidationError(
+            "Give either columns= (--columns, the columns to keep) or drop= (--drop, those to leave "
+            "out), not both."
+        )
+    if columns is None and drop is None:
+        return order, []
+    label = "columns= (--columns)" if columns is not None else "drop= (--drop)"
+    names = _names(columns if columns is not None else drop, label)
+    unknown = [n for n in names if n not in set(order)]
+    if unknown:
+        raise DataValidationError(
+            f"Unknown column(s) in {label}: {', '.join(map(repr, unknown))}; the columns are "
+            f"{', '.join(order)}."
+        )
+    chosen = set(names)
+    kept = [n for n in order if (n in chosen) == (columns is not None)]
+    if not kept:
+        raise DataValidationError(f"{label} leaves no column to synthesise; keep at least one.")
+    return kept, [n for n in order if n not in set(kept)]
 
 
 def sample_nbytes(schema: Schema, n_rows: int) -> int:

@@ -17,8 +17,35 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
+from typer.core import TyperCommand, TyperGroup
 
 from tabpriv.cli._errors import _stderr, cli_errors
+
+
+def _hide_flag_types(params: list[Any]) -> list[Any]:
+    """Show no value type beside a flag: typer's rich help would print ``<bool>`` by ``--clip``.
+
+    (Typer ships its own copy of click, so the options are recognised by their ``is_flag``.)
+    """
+    for param in params:
+        if getattr(param, "param_type_name", None) == "option" and getattr(param, "is_flag", False):
+            param.metavar = ""
+    return params
+
+
+class _Command(TyperCommand):
+    """A command whose help shows flags as flags (no ``<bool>``)."""
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        return _hide_flag_types(super().get_params(ctx))
+
+
+class _Group(TyperGroup):
+    """A command group whose help shows flags as flags (no ``<bool>``)."""
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        return _hide_flag_types(super().get_params(ctx))
+
 
 app = typer.Typer(
     name="tabpriv",
@@ -26,8 +53,9 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    cls=_Group,
 )
-schema_app = typer.Typer(help="Work with table schemas (*.schema.json).", no_args_is_help=True)
+schema_app = typer.Typer(help="Work with table schemas (*.schema.json).", no_args_is_help=True, cls=_Group)
 app.add_typer(schema_app, name="schema")
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -48,13 +76,24 @@ def _parse_params(items: list[str] | None) -> dict[str, Any]:
     return out
 
 
+def evaluation_json_path(html_path: Path) -> Path:
+    """The JSON beside an HTML evaluation report: ``x.evaluation.html`` -> ``x.evaluation.json``.
+
+    A report not named ``*.html``/``*.htm`` gets ``.json`` appended. (Earlier versions wrote
+    ``x.evaluation.html.json``.)
+    """
+    if html_path.suffix.lower() in (".html", ".htm"):
+        return html_path.with_suffix(".json")
+    return Path(str(html_path) + ".json")
+
+
 def _default_output(input_path: Path) -> Path:
     stem = input_path.name.split(".")[0]
     suffix = ".parquet" if input_path.suffix.lower() in (".parquet", ".pq") else ".csv"
     return Path.cwd() / f"{stem}.synthetic{suffix}"
 
 
-@app.command("synthesize")
+@app.command("synthesize", cls=_Command)
 def synthesize_command(
     input: Annotated[
         Path | None,
@@ -164,13 +203,41 @@ def synthesize_command(
             show_default=False,
         ),
     ] = None,
+    columns: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--columns",
+            metavar="NAMES",
+            help="Synthesise only these columns (comma-separated or repeated); the rest of the table and "
+            "of the schema is left out, and the report lists what was left out.",
+            show_default=False,
+        ),
+    ] = None,
+    drop: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--drop",
+            metavar="NAMES",
+            help="Leave these columns out (comma-separated or repeated), e.g. one that does not fit "
+            "the schema; the report lists them.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Fit a DP synthesizer to INPUT and write a synthetic table plus its privacy report."""
     with cli_errors():
         _synthesize(
             input, eps, delta, backend, schema, infer_schema, rows, output, report, device, seed,
             clip, param, paper_mode, save, evaluate, holdout, target, evaluation_report, engine, scheduler,
+            _split_names(columns), _split_names(drop),
         )  # fmt: skip
+
+
+def _split_names(items: list[str] | None) -> list[str] | None:
+    """``--columns a,b --columns c`` -> ``["a", "b", "c"]`` (``None`` when the flag is not given)."""
+    if items is None:
+        return None
+    return [name.strip() for item in items for name in item.split(",") if name.strip()]
 
 
 def _parse_rows(raw: str | None) -> int | None:
@@ -217,6 +284,8 @@ def _synthesize(
     evaluation_report: Path | None,
     engine: str = "default",
     scheduler: str | None = None,
+    columns: list[str] | None = None,
+    drop: list[str] | None = None,
 ) -> None:
     from rich.console import Console
 
@@ -233,8 +302,12 @@ def _synthesize(
         write_table_chunks,
     )
     from tabpriv.schema import Schema
+    from tabpriv.synthesizer import select_columns
 
     console = Console(stderr=True)
+    selecting = columns is not None or drop is not None
+    if columns is not None and drop is not None:
+        select_columns(None, None, columns, drop)  # raises: one sentence
     if schema_path is not None and infer_schema:
         raise SchemaError("Give either --schema FILE or --infer-schema, not both.")
     if input is None:
@@ -257,6 +330,11 @@ def _synthesize(
             raise PrivacyParameterError("--evaluate needs the table in memory; run it with --engine default.")
         if output is None and input is not None and any(ch in str(input) for ch in "*?["):
             raise PrivacyParameterError("--engine dask with a glob as INPUT needs --output FILE.")
+        if selecting:
+            raise PrivacyParameterError(
+                "--columns/--drop are not supported with --engine dask yet; list the columns in the schema "
+                "and the files, or use --engine default."
+            )
     elif scheduler is not None:
         raise PrivacyParameterError("--scheduler applies to --engine dask only.")
     PrivacyBudget(eps, delta)  # fail fast on a bad epsilon or delta
@@ -288,13 +366,13 @@ def _synthesize(
     eval_html = eval_json = None
     if evaluate:  # the rule of _run_evaluation
         eval_html = evaluation_report or Path(str(out_path) + ".evaluation.html")
-        eval_json = Path(str(eval_html) + ".json")
+        eval_json = evaluation_json_path(eval_html)
     outputs = {
         "the synthetic table (--output)": out_path,
         "the privacy report (--report)": rep_path,
         "the saved synthesizer (--save)": save,
         "the evaluation report (--evaluation-report)": eval_html,
-        "the evaluation JSON (evaluation report + .json)": eval_json,
+        "the evaluation JSON (the evaluation report's name, .json)": eval_json,
     }
     check_output_paths(
         {
@@ -327,52 +405,87 @@ def _synthesize(
     if engine == "dask":
         assert schema_obj is not None
         synth.schema = schema_obj
-        with _progress(console) as progress:
+        with _phase(console, "fitting") as progress:
             synth.progress = progress
             synth.fit(str(input))  # validated on the cluster before anything is spent
-        check_disk_space(out_path, rows or synth.n_rows_in_, schema_obj, "the synthetic table")
-        write_table_chunks(synth.sample_chunks(rows), out_path, schema=synth.schema_)
+        n_out = rows or synth.n_rows_in_
+        check_disk_space(out_path, n_out, schema_obj, "the synthetic table")
+        with _phase(console, "sampling and writing", total=n_out) as progress:
+            write_table_chunks(_counted(synth.sample_chunks(rows), progress, n_out), out_path,
+                               schema=synth.schema_)  # fmt: skip
         rep = synth.privacy_report
         rep.to_json(rep_path)
         if save is not None:
-            synth.save(save)
+            with _phase(console, "saving the synthesizer"):
+                synth.save(save)
         _summary(console, rep, input, out_path, rep_path, save, None, clip)
         return
-    df = read_table(input, schema_obj)
+    with _phase(console, f"reading {input.name}"):
+        df = read_table(input, schema_obj)
+    fit_df, fit_schema = df, schema_obj  # what the synthesizer gets: it records the dropped columns
+    keep: list[str] | None = None
+    if selecting:  # names only (public): checked before anything is inferred, fitted or written
+        keep, _ = select_columns(schema_obj.names if schema_obj is not None else None, list(df.columns),
+                                 columns, drop)  # fmt: skip
+        synth.columns, synth.drop = keep, None
+        df = df[keep]
+        if schema_obj is not None:
+            schema_obj = schema_obj.select([n for n in schema_obj.names if n in set(keep)])
     if schema_obj is None:  # --infer-schema: what fit() would infer (the release says so)
-        schema_obj = Schema.infer(df, warn=False)
-    synth.schema = schema_obj
+        schema_obj = fit_schema = Schema.infer(df, warn=False)
+    synth.schema = fit_schema
     n_out = rows if rows is not None else len(df)
     check_disk_space(out_path, n_out, schema_obj, "the synthetic table")
     clean = None
     if evaluate:
         # The table as the synthesizer sees it (raises on data outside the schema, unless --clip).
-        clean = schema_obj.validate(df, clip=clip)[0]
-        _check_evaluation_inputs(schema_obj, clean, holdout, target)
+        with _phase(console, "validating the input and the hold-out"):
+            clean = schema_obj.validate(df, clip=clip)[0]
+            _check_evaluation_inputs(schema_obj, clean, holdout, target, keep)
         check_sample_memory(schema_obj, n_out)  # the evaluation needs the synthetic table in memory
 
-    with _progress(console) as progress:
+    with _phase(console, "fitting") as progress:
+        progress(0, None, "validating and encoding the rows")
         synth.progress = progress
-        synth.fit(df)
+        synth.fit(fit_df)
     if evaluate:
-        synthetic = synth.sample(rows)
-        write_table_chunks([synthetic], out_path, schema=synth.schema_)
+        with _phase(console, "sampling and writing"):
+            synthetic = synth.sample(rows)
+            write_table_chunks([synthetic], out_path, schema=synth.schema_)
     else:
         synthetic = None
-        write_table_chunks(synth.sample_chunks(rows), out_path, schema=synth.schema_)
+        with _phase(console, "sampling and writing", total=n_out) as progress:
+            write_table_chunks(_counted(synth.sample_chunks(rows), progress, n_out), out_path,
+                               schema=synth.schema_)  # fmt: skip
     rep = synth.privacy_report
     rep.to_json(rep_path)
     if save is not None:
-        synth.save(save)
+        with _phase(console, "saving the synthesizer"):
+            synth.save(save)
     eval_path = None
+    headline: dict[str, float] = {}
     if evaluate:
-        eval_path = _run_evaluation(clean, synthetic, synth, holdout, target, evaluation_report, out_path)
-    _summary(console, rep, input, out_path, rep_path, save, eval_path, clip)
+        with _phase(console, "evaluating (marginals, utility, membership inference)"):
+            eval_path, results = _run_evaluation(
+                clean, synthetic, synth, holdout, target, evaluation_report, out_path, keep
+            )
+        headline = _headline_figures(results)
+    _summary(console, rep, input, out_path, rep_path, save, eval_path, clip, headline)
     if paper_mode and eval_path is not None:
-        _print_attack_figures(rep.epsilon, Path(str(eval_path) + ".json"))
+        _print_attack_figures(rep.epsilon, evaluation_json_path(eval_path))
 
 
-def _check_evaluation_inputs(schema: Any, clean: Any, holdout: Path | None, target: str | None) -> None:
+def _only(df: Any, keep: list[str] | None) -> Any:
+    """``df`` reduced to the ``--columns``/``--drop`` selection (a kept column it lacks stays missing)."""
+    if keep is None:
+        return df
+    kept = set(keep)
+    return df[[c for c in df.columns if str(c) in kept]]
+
+
+def _check_evaluation_inputs(
+    schema: Any, clean: Any, holdout: Path | None, target: str | None, keep: list[str] | None = None
+) -> None:
     """Check --holdout and --target as the evaluation will use them, before anything is fitted."""
     from tabpriv.errors import DataValidationError
     from tabpriv.evaluation.membership import attack_sizes
@@ -384,7 +497,7 @@ def _check_evaluation_inputs(schema: Any, clean: Any, holdout: Path | None, targ
         raise DataValidationError(
             f"--target {target!r} is not a column of the schema; pick one of {', '.join(schema.names)}."
         )
-    hold = read_table(holdout, schema)
+    hold = _only(read_table(holdout, schema), keep)
     try:
         hold = schema.validate(hold)[0]
     except DataValidationError as e:
@@ -407,13 +520,13 @@ def _check_evaluation_inputs(schema: Any, clean: Any, holdout: Path | None, targ
 
 def _run_evaluation(
     df: Any, synthetic: Any, synth: Any, holdout: Path | None, target: str | None,
-    evaluation_report: Path | None, out_path: Path,
-) -> Path:  # fmt: skip
+    evaluation_report: Path | None, out_path: Path, keep: list[str] | None = None,
+) -> tuple[Path, dict[str, Any]]:  # fmt: skip
     from tabpriv.evaluation import EVALUATION_NOTICE, evaluate
     from tabpriv.io import read_table
 
     assert holdout is not None
-    hold = read_table(holdout, synth.schema_)
+    hold = _only(read_table(holdout, synth.schema_), keep)
     ev = evaluate(
         df, synthetic, synth.schema_, holdout=hold, target=target,
         privacy_report=synth.privacy_report.to_dict(),
@@ -422,8 +535,26 @@ def _run_evaluation(
     # The evaluation's first line: it is computed from the private data (not DP, data owner only).
     _stderr(EVALUATION_NOTICE, style="bold yellow")
     ev.to_html(path)
-    ev.to_json(Path(str(path) + ".json"))
-    return path
+    ev.to_json(evaluation_json_path(path))
+    return path, ev.results
+
+
+def _headline_figures(results: dict[str, Any]) -> dict[str, float]:
+    """The final panel's evaluation figures: mean 2-way TVD, LR AUC (synthetic, real), best MIA AUC."""
+    out: dict[str, float] = {}
+    two = results.get("marginals", {}).get("two_way", {}).get("mean")
+    if isinstance(two, int | float):
+        out["tvd2"] = float(two)
+    lr = results.get("utility", {}).get("models", {}).get("logistic_regression") or {}
+    for who in ("synthetic", "real"):
+        auc = (lr.get(who) or {}).get("roc_auc")
+        if isinstance(auc, int | float):
+            out[f"lr_auc_{who}"] = float(auc)
+    attacks = results.get("membership", {}).get("attacks") or {}
+    aucs = [float(a["auc"]) for a in attacks.values() if isinstance(a.get("auc"), int | float)]
+    if aucs:
+        out["mia_auc"] = max(aucs)
+    return out
 
 
 def _print_attack_figures(nominal_epsilon: float, eval_json: Path) -> None:
@@ -444,31 +575,79 @@ def _print_attack_figures(nominal_epsilon: float, eval_json: Path) -> None:
     )
 
 
+def _phase_columns() -> list[Any]:
+    """Columns of a phase's bar: a count and an ETA only when the total is known (never ``0/None``)."""
+    from rich.progress import (
+        BarColumn,
+        ProgressColumn,
+        SpinnerColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+    from rich.text import Text
+
+    class Count(ProgressColumn):
+        def render(self, task: Any) -> Text:
+            if task.total is None:
+                return Text("")
+            return Text(f"{int(task.completed):,}/{int(task.total):,}")
+
+    class Remaining(TimeRemainingColumn):
+        def render(self, task: Any) -> Text:
+            if task.total is None:
+                return Text("")
+            return Text("ETA ") + super().render(task)
+
+    return [
+        SpinnerColumn(),
+        TextColumn("[bold]{task.fields[label]}[/bold] {task.description}"),
+        BarColumn(),  # pulses while the total is unknown
+        Count(),
+        Remaining(),
+        TimeElapsedColumn(),
+    ]
+
+
 @contextmanager
-def _progress(console: Any) -> Iterator[Callable[[int, int | None, str], None]]:
-    from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+def _phase(
+    console: Any, label: str, total: int | None = None
+) -> Iterator[Callable[[int, int | None, str], None]]:
+    """A labelled progress bar for one phase of the run, cleared when the phase ends.
+
+    Yields ``update(done, total, message)`` (the backends' :class:`~tabpriv.backends.base.FitContext`
+    progress callback): a known total gives a bar with a count and an ETA, an unknown one a spinner.
+    Shown only on a terminal.
+    """
+    from rich.markup import escape
+    from rich.progress import Progress
 
     with Progress(
-        SpinnerColumn(),
-        TextColumn("[bold]fitting[/bold] {task.description}"),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total}"),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-        disable=not console.is_terminal,
+        *_phase_columns(), console=console, transient=True, disable=not console.is_terminal
     ) as prog:
-        task = prog.add_task("", total=None)
+        task = prog.add_task("", total=total, label=escape(label))
 
-        def update(step: int, total: int | None, message: str) -> None:
-            prog.update(task, completed=step, total=total, description=message[:60])
+        def update(step: int, total: int | None = None, message: str = "") -> None:
+            prog.update(task, completed=step, total=total, description=escape(message[:50]))
 
         yield update
 
 
+def _counted(
+    chunks: Iterator[Any], update: Callable[[int, int | None, str], None], total: int
+) -> Iterator[Any]:
+    """Pass the blocks on, reporting the rows written so far to ``update``."""
+    done = 0
+    update(0, total, "rows")
+    for chunk in chunks:
+        yield chunk
+        done += len(chunk)
+        update(done, total, "rows")
+
+
 def _summary(
     console: Any, rep: Any, input: Path, out: Path, rep_path: Path, save: Path | None,
-    eval_path: Path | None, clip: bool = False,
+    eval_path: Path | None, clip: bool = False, headline: dict[str, float] | None = None,
 ) -> None:  # fmt: skip
     from rich.panel import Panel
     from rich.table import Table
@@ -493,24 +672,43 @@ def _summary(
     t.add_row("Rows", f"{rep.rows_in:,} in -> {rep.rows_out:,} out")
     if clip:  # the fact that clipping was asked for; the count is private and never shown
         t.add_row("Clipping", "on: numbers outside the declared bounds were clipped (count not released)")
-    t.add_row("Input", str(input))
-    t.add_row("Output", str(out))
-    t.add_row("Privacy report", str(rep_path))
-    if save is not None:
-        t.add_row("Saved model", str(save))
-    if eval_path is not None:
-        t.add_row(
-            "[bold yellow]Evaluation",
-            f"[bold yellow]{eval_path} (PRIVATE: not differentially private, for the data owner only)",
-        )
+    dropped = (rep.extra or {}).get("columns_dropped")
+    if dropped:
+        t.add_row("Columns dropped", ", ".join(map(str, dropped)) + " (--columns/--drop; not synthesised)")
+    if headline:
+        figs = []
+        if "tvd2" in headline:
+            figs.append(f"2-way TVD {headline['tvd2']:.3f}")
+        if "lr_auc_synthetic" in headline:
+            real = headline.get("lr_auc_real")
+            vs = f" (real {real:.3f})" if real is not None else ""
+            figs.append(f"LR AUC {headline['lr_auc_synthetic']:.3f}{vs}")
+        if "mia_auc" in headline:
+            figs.append(f"MIA AUC {headline['mia_auc']:.3f} (0.5 = guessing)")
+        figures = "; ".join(figs)
+        t.add_row("[bold yellow]Evaluation", f"[bold yellow]PRIVATE (not DP):[/bold yellow] {figures}")
     for w in rep.warnings:
         t.add_row("[yellow]Warning", f"[yellow]{w}")
     from rich.console import Console
+    from rich.markup import escape
 
-    Console().print(Panel(t, title="tabpriv release", expand=False))
+    out_console = Console()
+    out_console.print(Panel(t, title="tabpriv release", expand=False))
+    # Paths on their own lines, outside the panel: a long path is never cut or broken by a border.
+    files = [("Input", input), ("Output", out), ("Privacy report", rep_path), ("Saved model", save)]
+    for label, path in files:
+        if path is not None:
+            out_console.print(f"[bold]{label}:[/bold] {escape(str(path))}", soft_wrap=True, highlight=False)
+    if eval_path is not None:
+        out_console.print(
+            f"[bold yellow]Evaluation (PRIVATE: not differentially private, for the data owner only):"
+            f"[/bold yellow] {escape(str(eval_path))}",
+            soft_wrap=True,
+            highlight=False,
+        )
 
 
-@schema_app.command("infer")
+@schema_app.command("infer", cls=_Command)
 def schema_infer_command(
     input: Annotated[Path, typer.Argument(help="CSV or Parquet table.")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Schema file to write.")],
@@ -533,32 +731,43 @@ def schema_infer_command(
         )
 
 
-@app.command("backends")
+@app.command("backends", cls=_Command)
 def backends_command() -> None:
-    """List the registered backends: name, guarantee type and devices."""
+    """List the registered backends: name, guarantee type and devices; mark what the default picks."""
     with cli_errors():
         from rich.console import Console
         from rich.table import Table
 
         from tabpriv.backends import available_backends, get_backend_class
-        from tabpriv.budget import GUARANTEE_TEXT
+        from tabpriv.backends.auto import AIM_MAX_COLUMNS
 
+        names = available_backends()
+        picks = {
+            "aim": f"auto's pick on <= {AIM_MAX_COLUMNS} columns",
+            "mst": f"auto's pick on > {AIM_MAX_COLUMNS} columns",
+            "independent": "auto's pick when a column alone exceeds the model-size limit",
+        }
         t = Table(title="tabpriv backends")
-        t.add_column("name", style="bold")
-        t.add_column("guarantee")
-        t.add_column("devices")
-        t.add_column("summary")
-        for name in available_backends():
-            cls = get_backend_class(name)
-            g = cls.guarantee
-            label = "(ε, δ)-DP" if g == "dp" else "conditional / mode-dependent"
-            t.add_row(name, label, ", ".join(cls.devices), cls.summary)
-        Console().print(t)
-        Console().print(
-            "Default (--backend auto): aim on tables of <= 20 columns, mst on wider ones, independent "
-            "when a column alone exceeds the model-size limit."
+        # Names are never cut or wrapped; the summary wraps (and folds a long word) instead.
+        t.add_column("name", style="bold", no_wrap=True, min_width=max(len(n) for n in [*names, "auto"]))
+        t.add_column("guarantee", overflow="fold")
+        t.add_column("devices", overflow="fold")
+        t.add_column("summary", overflow="fold", ratio=1)
+        t.add_row(
+            "auto",
+            "(ε, δ)-DP",
+            "as chosen",
+            f"[bold]The default (--backend auto).[/bold] Picks aim on tables of <= {AIM_MAX_COLUMNS} "
+            "columns, mst on wider ones, independent when a column alone exceeds the model-size "
+            "limit; the report says which and why.",
+            end_section=True,
         )
-        del GUARANTEE_TEXT
+        for name in names:
+            cls = get_backend_class(name)
+            label = "(ε, δ)-DP" if cls.guarantee == "dp" else "conditional / mode-dependent"
+            pick = f" [italic]({picks[name]})[/italic]" if name in picks else ""
+            t.add_row(name, label, ", ".join(cls.devices), cls.summary + pick)
+        Console().print(t)
 
 
 def _register_optional_commands() -> None:
@@ -567,7 +776,7 @@ def _register_optional_commands() -> None:
         from tabpriv.cli.evaluate import evaluate_command
     except ImportError:
         return
-    app.command("evaluate")(evaluate_command)
+    app.command("evaluate", cls=_Command)(evaluate_command)
 
 
 _register_optional_commands()

@@ -94,7 +94,7 @@ def test_synthesize_evaluate_labels_its_evaluation(tmp_path: Path, small_schema:
     assert EVALUATION_NOTICE in res.stderr
     assert res.output.index(EVALUATION_NOTICE) < res.output.index("tabpriv release")
     ev = Path(str(out) + ".evaluation.html")
-    d = json.loads(Path(str(ev) + ".json").read_text())
+    d = json.loads(Path(str(out) + ".evaluation.json").read_text())
     assert next(iter(d)) == "notice" and d["private"] is True
     release = json.loads(Path(str(out) + ".privacy.json").read_text())
     assert d["release_guarantee"]["headline"] == release["headline"]
