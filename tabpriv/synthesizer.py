@@ -70,6 +70,11 @@ SEEDED_WARNING = (
     "seeded run: the noise can be regenerated from the seed; keep the seed secret or the release is "
     "not private"
 )
+#: What the report says when ``columns=`` left out table columns the schema does not declare.
+DROPPED_UNLISTED = (
+    "columns of the table that the schema does not declare were left out too (not named: their names "
+    "come from the data)"
+)
 #: What the report says about ``clip=True`` (the fact is public: the user asked for it; no count).
 CLIP_COVERED = (
     "numbers outside the declared bounds were clipped to them (a per-record transformation before "
@@ -140,7 +145,10 @@ class Synthesizer:
         backend_name_: Its registry name (what ``"auto"`` chose).
         backend_choice_: Why that backend was used, in one sentence (also in the report).
         ledger_: Every privacy spend on the data through this object (kept across refits).
-        columns_dropped_: The columns ``columns``/``drop`` left out (also in the report's ``extra``).
+        columns_dropped_: The columns ``columns``/``drop`` left out whose names are public (declared
+            in the schema or named in ``drop``), also in the report's ``extra["columns_dropped"]``.
+        columns_dropped_unlisted_: Whether other columns of the table were left out too (their names
+            come from the data and are not released; the report says so in words).
         privacy_report: The :class:`PrivacyReport` of the latest release.
 
     """
@@ -239,6 +247,7 @@ class Synthesizer:
                     "schema and the files, or use engine='default'."
                 )
         dropped: list[str] = []
+        unlisted = False
         declared = self.schema if not (isinstance(self.schema, str) and self.schema == "infer") else None
         if session is None and (self.columns is not None or self.drop is not None):
             # A public choice of columns, checked before anything is inferred, validated or spent.
@@ -249,6 +258,13 @@ class Synthesizer:
             df = df[kept]
             if full is not None:
                 declared = full.select([n for n in full.names if n in set(kept)])
+            # The report names a dropped column only when its name is public: declared in the schema
+            # or named by the user in drop=; other columns of the table are left out unnamed.
+            public = set(full.names if full is not None else ())
+            if self.drop is not None:
+                public |= set(_names(self.drop, "drop="))
+            unlisted = any(n not in public for n in dropped)
+            dropped = [n for n in dropped if n in public]
         budget = PrivacyBudget(self.epsilon, self.delta)
         weak = weak_epsilon_warning(budget.epsilon)
         if weak is not None:
@@ -316,6 +332,7 @@ class Synthesizer:
         self.random_source_ = source
         self.columns_ = columns
         self.columns_dropped_ = dropped
+        self.columns_dropped_unlisted_ = unlisted
         self.n_rows_in_ = table.n_rows
         self.clipped_input_ = bool(self.clip)
         self.device_ = device
@@ -531,6 +548,7 @@ class Synthesizer:
                 **details.extra,
                 **self._data_totals(),
                 **({"columns_dropped": list(self.columns_dropped_)} if self.columns_dropped_ else {}),
+                **({"columns_dropped_unlisted": DROPPED_UNLISTED} if self.columns_dropped_unlisted_ else {}),
             },
         )
 
@@ -572,6 +590,7 @@ class Synthesizer:
             "spans": [s.to_dict() for s in self.transformer_.spans_],
             "columns": self.columns_,
             "columns_dropped": self.columns_dropped_,
+            "columns_dropped_unlisted": self.columns_dropped_unlisted_,
             "rows_in": self.n_rows_in_,
             "clip": self.clipped_input_,
             "budget": {"epsilon": self.ledger_.budget.epsilon, "delta": self.ledger_.budget.delta},
@@ -688,6 +707,7 @@ class Synthesizer:
         )
         self.columns_ = [str(c) for c in meta["columns"]]
         self.columns_dropped_ = [str(c) for c in meta.get("columns_dropped", [])]
+        self.columns_dropped_unlisted_ = bool(meta.get("columns_dropped_unlisted", False))
         if sorted(self.columns_) != sorted(schema.names):
             raise SaveFileError("The saved column order does not match the saved schema.")
         self.n_rows_in_ = int(meta["rows_in"])
@@ -860,10 +880,13 @@ def synthesize(
     backend_params: Mapping[str, Any] | None = None,
     clip: bool = False,
     target: str | None = None,
+    columns: Sequence[str] | None = None,
+    drop: Sequence[str] | None = None,
 ) -> pd.DataFrame:
     """Fit a :class:`Synthesizer` and return a synthetic table in one call.
 
-    The privacy report is attached as ``result.attrs["privacy_report"]`` (a dict).
+    The privacy report is attached as ``result.attrs["privacy_report"]`` (a dict). ``columns`` /
+    ``drop`` select the columns to synthesise (see :class:`Synthesizer`).
     """
     synth = Synthesizer(
         backend=backend,
@@ -875,6 +898,8 @@ def synthesize(
         backend_params=backend_params,
         clip=clip,
         target=target,
+        columns=columns,
+        drop=drop,
     ).fit(df)
     out = synth.sample(n_rows)
     out.attrs["privacy_report"] = synth.privacy_report.to_dict()

@@ -427,7 +427,7 @@ def _synthesize(
     if selecting:  # names only (public): checked before anything is inferred, fitted or written
         keep, _ = select_columns(schema_obj.names if schema_obj is not None else None, list(df.columns),
                                  columns, drop)  # fmt: skip
-        synth.columns, synth.drop = keep, None
+        synth.columns, synth.drop = columns, drop  # the synthesizer records what the report names
         df = df[keep]
         if schema_obj is not None:
             schema_obj = schema_obj.select([n for n in schema_obj.names if n in set(keep)])
@@ -672,9 +672,11 @@ def _summary(
     t.add_row("Rows", f"{rep.rows_in:,} in -> {rep.rows_out:,} out")
     if clip:  # the fact that clipping was asked for; the count is private and never shown
         t.add_row("Clipping", "on: numbers outside the declared bounds were clipped (count not released)")
-    dropped = (rep.extra or {}).get("columns_dropped")
+    dropped = [str(c) for c in (rep.extra or {}).get("columns_dropped", [])]
+    if (rep.extra or {}).get("columns_dropped_unlisted"):
+        dropped.append("the table's columns outside the schema")
     if dropped:
-        t.add_row("Columns dropped", ", ".join(map(str, dropped)) + " (--columns/--drop; not synthesised)")
+        t.add_row("Columns dropped", ", ".join(dropped) + " (--columns/--drop; not synthesised)")
     if headline:
         figs = []
         if "tvd2" in headline:

@@ -82,20 +82,27 @@ def _evaluate(
     for label, out in outputs.items():
         if out is not None:
             check_output_writable(out, label)
+    from rich.console import Console
+
+    from tabpriv.cli.app import _phase  # imported here: app registers this command
+
+    console = Console(stderr=True)
     schema = Schema.load(schema_path)
-    real_df = _read(real, schema)
-    syn_df = _read(synthetic, schema)
-    hold_df = _read(holdout, schema) if holdout is not None else None
+    with _phase(console, "reading the tables"):
+        real_df = _read(real, schema)
+        syn_df = _read(synthetic, schema)
+        hold_df = _read(holdout, schema) if holdout is not None else None
     priv: dict[str, Any] | None = None
     if privacy_report is not None:
         try:
             priv = json.loads(Path(privacy_report).read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
             raise InputFileError(f"Cannot read the privacy report {str(privacy_report)!r}: {e}.") from e
-    report = evaluate(
-        real_df, syn_df, schema, holdout=hold_df, target=target, bins=bins, random_state=seed,
-        privacy_report=priv, sdmetrics=not no_sdmetrics,
-    )  # fmt: skip
+    with _phase(console, "evaluating (marginals, utility, membership inference)"):
+        report = evaluate(
+            real_df, syn_df, schema, holdout=hold_df, target=target, bins=bins, random_state=seed,
+            privacy_report=priv, sdmetrics=not no_sdmetrics,
+        )  # fmt: skip
     typer.echo(EVALUATION_NOTICE, err=True)
     try:
         report.to_html(output)

@@ -93,7 +93,9 @@ def test_drop_leaves_a_column_out_and_says_so(files: dict[str, Path], tmp_path: 
                 "--report", str(rep), "--drop", "note", "--eps", "2"])  # fmt: skip
     assert res.exit_code == 0, res.output
     assert list(pd.read_csv(out).columns) == make_small_schema().names
-    assert json.loads(rep.read_text())["extra"]["columns_dropped"] == ["note"]
+    extra = json.loads(rep.read_text())["extra"]
+    assert extra["columns_dropped"] == ["note"]  # named by the user: public
+    assert "columns_dropped_unlisted" not in extra
     assert "Columns dropped" in res.stdout and "note" in res.stdout
 
 
@@ -103,7 +105,12 @@ def test_columns_select_and_reduce_the_schema(files: dict[str, Path], tmp_path: 
                 "--report", str(rep), "--columns", "age,color", "--columns", "flag"])  # fmt: skip
     assert res.exit_code == 0, res.output
     assert list(pd.read_csv(out).columns) == ["color", "age", "flag"]  # the table's order
-    assert json.loads(rep.read_text())["extra"]["columns_dropped"] == ["code", "score", "note"]
+    extra = json.loads(rep.read_text())["extra"]
+    # 'note' is neither declared nor named by the user: its name (from the data) is not released.
+    assert extra["columns_dropped"] == ["code", "score"]
+    assert "not named" in extra["columns_dropped_unlisted"]
+    assert "note" not in rep.read_text() and "note" not in res.stdout
+    assert "the table's columns outside the schema" in " ".join(res.stdout.replace("│", " ").split())
 
 
 @pytest.mark.parametrize(
@@ -148,7 +155,7 @@ def test_api_drop_round_trips_through_save(tmp_path: Path) -> None:
     assert synth.privacy_report.to_dict()["extra"]["columns_dropped"] == ["score"]
     synth.save(tmp_path / "m.tabpriv")
     back = Synthesizer.load(tmp_path / "m.tabpriv")
-    assert back.columns_dropped_ == ["score"]
+    assert back.columns_dropped_ == ["score"] and back.columns_dropped_unlisted_ is False
     assert back.privacy_report.to_dict()["extra"]["columns_dropped"] == ["score"]
     # Without a selection the report holds no such key.
     plain = Synthesizer(backend="independent", epsilon=2.0, schema=make_small_schema()).fit(df)
@@ -238,3 +245,25 @@ def test_fit_progress_reaches_the_bar() -> None:
             backend="independent", epsilon=2.0, schema=make_small_schema(), progress=update, random_state=0
         ).fit(make_small_df(200))
     assert "None" not in console.file.getvalue()  # type: ignore[attr-defined]
+
+
+def test_drop_with_an_inferred_schema_infers_the_kept_columns_only(
+    files: dict[str, Path], tmp_path: Path
+) -> None:
+    out, rep = tmp_path / "o.csv", tmp_path / "o.json"
+    res = _run(["synthesize", str(files["data"]), "--infer-schema", "-o", str(out), "--report", str(rep),
+                "--drop", "note,score"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert list(pd.read_csv(out).columns) == ["color", "code", "age", "flag"]
+    report = json.loads(rep.read_text())
+    assert report["extra"]["columns_dropped"] == ["score", "note"]
+    assert report["end_to_end_dp"] is False
+
+
+def test_one_call_synthesize_takes_columns() -> None:
+    from tabpriv.synthesizer import synthesize
+
+    out = synthesize(make_small_df(200), epsilon=2.0, schema=make_small_schema(), backend="independent",
+                     columns=["age", "flag"], n_rows=10)  # fmt: skip
+    assert list(out.columns) == ["age", "flag"]
+    assert out.attrs["privacy_report"]["extra"]["columns_dropped"] == ["color", "code", "score"]
