@@ -117,7 +117,8 @@ class Synthesizer:
         clip: Clip numbers outside their declared bounds instead of raising. The report says that
             clipping was applied; how many values were clipped is exact, private information and is
             never released (not in the report, the save file or the logs).
-        progress: Optional callback ``progress(step, total, message)``.
+        progress: Optional callback ``progress(step, total, message)``: the backend's steps during
+            :meth:`fit`, and the rows drawn so far (``total`` = rows asked for) while sampling.
         target: Optional public name of a column the release should serve as a classification target:
             backends that take a ``target`` parameter (``aim``, ``mst``) weight the marginals that touch
             it (stated in the report's mechanism); others ignore it. ``backend_params["target"]`` wins.
@@ -449,9 +450,12 @@ class Synthesizer:
         width = self.transformer_.width_
         chunk_rows = self.sample_chunk_rows()
         backend, transformer, schema = self.backend_, self.transformer_, self.schema_
+        progress = self.progress
 
         def blocks() -> Iterator[dict[str, pd.Series]]:
             got = 0
+            if progress is not None:
+                progress(0, n_rows, "rows")
             for i, encoded in enumerate(backend.sample_chunks(n_rows, seed, chunk_rows)):
                 m = min(chunk_rows, n_rows - got)
                 if encoded.shape != (m, width):
@@ -465,6 +469,8 @@ class Synthesizer:
                 # Assurance: decoded rows always lie inside the schema (checked block by block).
                 schema.validate(_frame_from_columns(part))
                 got += m
+                if progress is not None:  # synthetic row counts only: public
+                    progress(got, n_rows, "rows")
                 yield part
             if got != n_rows:
                 raise TabprivError(

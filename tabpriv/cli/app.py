@@ -411,8 +411,9 @@ def _synthesize(
         n_out = rows or synth.n_rows_in_
         check_disk_space(out_path, n_out, schema_obj, "the synthetic table")
         with _phase(console, "sampling and writing", total=n_out) as progress:
-            write_table_chunks(_counted(synth.sample_chunks(rows), progress, n_out), out_path,
-                               schema=synth.schema_)  # fmt: skip
+            synth.progress = progress
+            write_table_chunks(synth.sample_chunks(rows), out_path, schema=synth.schema_)
+        synth.progress = None
         rep = synth.privacy_report
         rep.to_json(rep_path)
         if save is not None:
@@ -449,14 +450,17 @@ def _synthesize(
         synth.progress = progress
         synth.fit(fit_df)
     if evaluate:
-        with _phase(console, "sampling and writing"):
+        with _phase(console, "sampling", total=n_out) as progress:
+            synth.progress = progress
             synthetic = synth.sample(rows)
+        with _phase(console, f"writing {out_path.name}"):
             write_table_chunks([synthetic], out_path, schema=synth.schema_)
     else:
         synthetic = None
         with _phase(console, "sampling and writing", total=n_out) as progress:
-            write_table_chunks(_counted(synth.sample_chunks(rows), progress, n_out), out_path,
-                               schema=synth.schema_)  # fmt: skip
+            synth.progress = progress  # the rows drawn so far (written block by block)
+            write_table_chunks(synth.sample_chunks(rows), out_path, schema=synth.schema_)
+    synth.progress = None
     rep = synth.privacy_report
     rep.to_json(rep_path)
     if save is not None:
@@ -631,18 +635,6 @@ def _phase(
             prog.update(task, completed=step, total=total, description=escape(message[:50]))
 
         yield update
-
-
-def _counted(
-    chunks: Iterator[Any], update: Callable[[int, int | None, str], None], total: int
-) -> Iterator[Any]:
-    """Pass the blocks on, reporting the rows written so far to ``update``."""
-    done = 0
-    update(0, total, "rows")
-    for chunk in chunks:
-        yield chunk
-        done += len(chunk)
-        update(done, total, "rows")
 
 
 def _summary(

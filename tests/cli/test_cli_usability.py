@@ -267,3 +267,15 @@ def test_one_call_synthesize_takes_columns() -> None:
                      columns=["age", "flag"], n_rows=10)  # fmt: skip
     assert list(out.columns) == ["age", "flag"]
     assert out.attrs["privacy_report"]["extra"]["columns_dropped"] == ["color", "code", "score"]
+
+
+def test_sampling_reports_rows_drawn() -> None:
+    seen: list[tuple[int, int | None, str]] = []
+    synth = Synthesizer(backend="independent", epsilon=2.0, schema=make_small_schema(), random_state=0)
+    synth.fit(make_small_df(200))
+    synth.progress = lambda done, total, message: seen.append((done, total, message))
+    synth.sample_chunk_max_rows = 40
+    for _ in synth.sample_chunks(100):
+        pass
+    assert seen[0] == (0, 100, "rows") and seen[-1] == (100, 100, "rows")
+    assert [d for d, _, _ in seen] == sorted(d for d, _, _ in seen)
