@@ -595,8 +595,6 @@ class Synthesizer:
             "schema": self.schema_.to_dict(),
             "spans": [s.to_dict() for s in self.transformer_.spans_],
             "columns": self.columns_,
-            "columns_dropped": self.columns_dropped_,
-            "columns_dropped_unlisted": self.columns_dropped_unlisted_,
             "rows_in": self.n_rows_in_,
             "clip": self.clipped_input_,
             "budget": {"epsilon": self.ledger_.budget.epsilon, "delta": self.ledger_.budget.delta},
@@ -604,6 +602,10 @@ class Synthesizer:
             "seeded": self.random_source_.seeded,
             "device": self.device_,
         }
+        if self.columns_dropped_:  # only when columns=/drop= left columns out (public names only)
+            meta["columns_dropped"] = self.columns_dropped_
+        if self.columns_dropped_unlisted_:
+            meta["columns_dropped_unlisted"] = True
         meta_text = json.dumps(meta, sort_keys=True, default=_json_default)
         digest = _digest(arrays, meta_text)
         blob = save(arrays, metadata={_META_KEY: meta_text, "sha256": digest})
