@@ -4,6 +4,7 @@ Usage::
 
     nice .venv/bin/python benchmarks/bench_threads.py                      # the published set
     nice .venv/bin/python benchmarks/bench_threads.py --backends lipschitz-vae --threads 1 2
+    OMP_WAIT_POLICY=PASSIVE nice .venv/bin/python benchmarks/bench_threads.py --compare slicing
 
 Each configuration (backend, threads, ``OMP_WAIT_POLICY``) runs in its own subprocess, so that
 ``OMP_WAIT_POLICY`` is in the environment before torch (and its OpenMP runtime) loads. The child fits
@@ -81,11 +82,74 @@ def child(backend: str, threads: int, params: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def compare(backend: str, params: dict[str, Any]) -> dict[str, Any]:
+    """Fit + sample twice in this process (1, then 2 threads; same seed) and quantify the differences."""
+    import numpy as np
+
+    from tabpriv.datasets import adult_schema, load_adult
+    from tabpriv.synthesizer import Synthesizer
+
+    train, schema = load_adult("train"), adult_schema()
+    fits = []
+    for threads in (1, 2):
+        syn = Synthesizer(backend, epsilon=5.1, delta=1e-5, schema=schema, random_state=0, device="cpu",
+                          backend_params={**params, "threads": threads})  # fmt: skip
+        syn.fit(train)
+        fits.append((syn, syn.sample(len(train))))
+    (s1, t1), (s2, t2) = fits
+    out: dict[str, Any] = {
+        "backend": backend,
+        "params": params,
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+    }
+    rel1, rel2 = getattr(s1.backend_, "release_", None), getattr(s2.backend_, "release_", None)
+    if rel1 is not None and rel2 is not None:
+        d = np.abs(rel1.noisy.astype(np.float64) - rel2.noisy.astype(np.float64))
+        out["release_max_abs_diff"] = float(d.max())
+        out["release_max_abs"] = float(np.abs(rel1.noisy).max())
+        out["release_identical"] = bool(d.max() == 0.0)
+    a1, _ = s1.backend_.get_state()
+    a2, _ = s2.backend_.get_state()
+    out["weights_max_abs_diff"] = max(
+        float(np.abs(np.asarray(a1[k], np.float64) - np.asarray(a2[k], np.float64)).max())
+        for k in a1
+        if k in a2
+    )
+    cells = [float((t1[c].astype(str).to_numpy() != t2[c].astype(str).to_numpy()).mean()) for c in t1.columns]
+    out["share_of_cells_differing"] = round(float(np.mean(cells)), 4)
+    tvd = []
+    for col in schema:
+        if col.kind == "categorical":
+            p = t1[col.name].astype(str).value_counts(normalize=True)
+            q = t2[col.name].astype(str).value_counts(normalize=True)
+        else:
+            edges = np.linspace(float(col.lower), float(col.upper), 21)
+            p = pd_hist(t1[col.name], edges)
+            q = pd_hist(t2[col.name], edges)
+        tvd.append(0.5 * float(p.sub(q, fill_value=0.0).abs().sum()))
+    out["mean_1way_tvd_between_tables"] = round(float(np.mean(tvd)), 4)
+    out["max_1way_tvd_between_tables"] = round(float(np.max(tvd)), 4)
+    return out
+
+
+def pd_hist(s: Any, edges: Any) -> Any:
+    """Share of values per bin of ``edges`` (missing as its own bin), as a pandas Series."""
+    import numpy as np
+    import pandas as pd
+
+    x = pd.to_numeric(s, errors="coerce").to_numpy(dtype=np.float64)
+    codes = np.where(np.isnan(x), -1, np.clip(np.searchsorted(edges, x, side="right") - 1, 0, len(edges) - 2))
+    return pd.Series(codes).value_counts(normalize=True)
+
+
 def write(records: list[dict[str, Any]]) -> None:
     """Write ``threads.json`` and ``threads.md``."""
     RESULTS.mkdir(parents=True, exist_ok=True)
     meta = {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()}
-    (RESULTS / "threads.json").write_text(json.dumps({"machine": meta, "runs": records}, indent=2) + "\n")
+    path = RESULTS / "threads.json"
+    comparisons = json.loads(path.read_text()).get("comparisons", []) if path.exists() else []
+    doc = {"machine": meta, "runs": records, "comparisons": comparisons}
+    path.write_text(json.dumps(doc, indent=2) + "\n")
     lines = [
         "# Torch threads: CPU-seconds and wall on Adult (fit + sample, ε = 5.1, seed 0)",
         "",
@@ -107,6 +171,27 @@ def write(records: list[dict[str, Any]]) -> None:
             f"{r['fit_wall_s']} | {r['fit_cpu_s']} | {r['sample_wall_s']} | {r['sample_cpu_s']} | "
             f"{r['total_cpu_s']} | {r['load1_before']}/{r['load1_after']} | {same} |"
         )
+    if comparisons:
+        lines += [
+            "",
+            "## Same seed, 1 vs 2 threads, one process (`--compare`)",
+            "",
+            "| backend | OMP_WAIT_POLICY | release identical | release max abs diff (max abs) | "
+            "weights max abs diff | share of cells differing | 1-way TVD between tables (mean / max) |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for c in comparisons:
+            rel = "-" if "release_identical" not in c else ("yes" if c["release_identical"] else "no")
+            rd = (
+                "-"
+                if "release_max_abs_diff" not in c
+                else f"{c['release_max_abs_diff']:.3g} ({c['release_max_abs']:.3g})"
+            )
+            lines.append(
+                f"| {c['backend']} | {c['omp_wait_policy'] or '-'} | {rel} | {rd} | "
+                f"{c['weights_max_abs_diff']:.3g} | {c['share_of_cells_differing']} | "
+                f"{c['mean_1way_tvd_between_tables']} / {c['max_1way_tvd_between_tables']} |"
+            )
     (RESULTS / "threads.md").write_text("\n".join(lines) + "\n")
 
 
@@ -118,12 +203,29 @@ def main() -> None:
     ap.add_argument("--passive", action=argparse.BooleanOptionalAction, default=True,
                     help="also run the largest thread count with OMP_WAIT_POLICY=PASSIVE")  # fmt: skip
     ap.add_argument("--child", help=argparse.SUPPRESS)
+    ap.add_argument(
+        "--compare",
+        metavar="BACKEND",
+        help="fit BACKEND at 1 then 2 threads in one process and quantify the differences "
+        "(appended to threads.json as 'comparisons'); run with OMP_WAIT_POLICY=PASSIVE",
+    )
     args = ap.parse_args()
+    if args.compare:
+        res = compare(args.compare, PARAMS.get(args.compare, {}))
+        path = RESULTS / "threads.json"
+        doc = json.loads(path.read_text()) if path.exists() else {"runs": []}
+        doc["comparisons"] = [c for c in doc.get("comparisons", []) if c["backend"] != args.compare] + [res]
+        path.write_text(json.dumps(doc, indent=2) + "\n")
+        write(doc["runs"])
+        print(json.dumps(res))
+        return
     if args.child:
         spec = json.loads(args.child)
         print(json.dumps(child(spec["backend"], spec["threads"], spec["params"])))
         return
-    records: list[dict[str, Any]] = []
+    # Keep earlier runs of other configurations (a configuration's new run replaces its old one).
+    old = RESULTS / "threads.json"
+    records: list[dict[str, Any]] = json.loads(old.read_text())["runs"] if old.exists() else []
     for backend in args.backends:
         configs = [(t, None) for t in args.threads]
         if args.passive:
@@ -141,6 +243,8 @@ def main() -> None:
                 check=True,
             )
             rec = json.loads(proc.stdout.strip().splitlines()[-1])
+            key = (backend, threads, policy)
+            records = [r for r in records if (r["backend"], r["threads"], r["omp_wait_policy"]) != key]
             records.append(rec)
             write(records)
             print(json.dumps({k: rec[k] for k in ("backend", "threads", "omp_wait_policy", "total_cpu_s",
