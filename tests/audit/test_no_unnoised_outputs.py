@@ -96,7 +96,8 @@ ALLOWED: dict[str, dict[str, set[str]]] = {
         "extra": {"effective_guarantee", "enforcement", "mode", "release", "train_steps"},
     },
 }  # fmt: skip
-# mst / aim: noisy measurements (clique, sigma), the sampler's tables built from them (post-processing),
+# mst / aim: noisy measurements (clique, sigma; aim's "coarse": the public group count of a coarsened
+# measurement), the sampler's tables built from them (post-processing),
 # the public schedule (noise scales, rounds, shares), the zCDP figures, the schema-only discretisation
 # and which marginals were selected (outputs of the DP selections). n_rows is public (replace-one).
 _MARGINAL_STATE = {
@@ -107,6 +108,7 @@ _MARGINAL_STATE = {
     "measurements",
     "measurements[].clique",
     "measurements[].sigma",
+    "measurements[].coarse",
     "n_rows",
     "rho",
     "rho_spent",
@@ -150,6 +152,7 @@ _AIM_SCHEDULE = {
     "target",
     "target_weight",
     "max_model_cells",
+    "coarse_levels",
     "score_sensitivity",
 }
 for _name, _sched in (("mst", _MST_SCHEDULE), ("aim", _AIM_SCHEDULE)):
