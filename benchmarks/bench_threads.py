@@ -123,6 +123,7 @@ def compare(backend: str, params: dict[str, Any]) -> dict[str, Any]:
             p = t1[col.name].astype(str).value_counts(normalize=True)
             q = t2[col.name].astype(str).value_counts(normalize=True)
         else:
+            assert col.lower is not None and col.upper is not None
             edges = np.linspace(float(col.lower), float(col.upper), 21)
             p = pd_hist(t1[col.name], edges)
             q = pd_hist(t2[col.name], edges)
@@ -227,7 +228,7 @@ def main() -> None:
     old = RESULTS / "threads.json"
     records: list[dict[str, Any]] = json.loads(old.read_text())["runs"] if old.exists() else []
     for backend in args.backends:
-        configs = [(t, None) for t in args.threads]
+        configs: list[tuple[int, str | None]] = [(t, None) for t in args.threads]
         if args.passive:
             configs.append((max(args.threads), "PASSIVE"))
         for threads, policy in configs:
