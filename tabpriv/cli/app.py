@@ -11,8 +11,7 @@ not by memory.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -20,6 +19,7 @@ import typer
 from typer.core import TyperCommand, TyperGroup
 
 from tabpriv.cli._errors import _stderr, cli_errors
+from tabpriv.cli._progress import _phase
 
 
 def _hide_flag_types(params: list[Any]) -> list[Any]:
@@ -577,64 +577,6 @@ def _print_attack_figures(nominal_epsilon: float, eval_json: Path) -> None:
         f"only): TPR at 1% FPR = {parts} (best {best:.3f}); a genuine epsilon={nominal_epsilon:.3g} "
         f"guarantee would cap it at {bound:.3f}."
     )
-
-
-def _phase_columns() -> list[Any]:
-    """Columns of a phase's bar: a count and an ETA only when the total is known (never ``0/None``)."""
-    from rich.progress import (
-        BarColumn,
-        ProgressColumn,
-        SpinnerColumn,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-    from rich.text import Text
-
-    class Count(ProgressColumn):
-        def render(self, task: Any) -> Text:
-            if task.total is None:
-                return Text("")
-            return Text(f"{int(task.completed):,}/{int(task.total):,}")
-
-    class Remaining(TimeRemainingColumn):
-        def render(self, task: Any) -> Text:
-            if task.total is None:
-                return Text("")
-            return Text("ETA ") + super().render(task)
-
-    return [
-        SpinnerColumn(),
-        TextColumn("[bold]{task.fields[label]}[/bold] {task.description}"),
-        BarColumn(),  # pulses while the total is unknown
-        Count(),
-        Remaining(),
-        TimeElapsedColumn(),
-    ]
-
-
-@contextmanager
-def _phase(
-    console: Any, label: str, total: int | None = None
-) -> Iterator[Callable[[int, int | None, str], None]]:
-    """A labelled progress bar for one phase of the run, cleared when the phase ends.
-
-    Yields ``update(done, total, message)`` (the backends' :class:`~tabpriv.backends.base.FitContext`
-    progress callback): a known total gives a bar with a count and an ETA, an unknown one a spinner.
-    Shown only on a terminal.
-    """
-    from rich.markup import escape
-    from rich.progress import Progress
-
-    with Progress(
-        *_phase_columns(), console=console, transient=True, disable=not console.is_terminal
-    ) as prog:
-        task = prog.add_task("", total=total, label=escape(label))
-
-        def update(step: int, total: int | None = None, message: str = "") -> None:
-            prog.update(task, completed=step, total=total, description=escape(message[:50]))
-
-        yield update
 
 
 def _summary(

@@ -84,7 +84,7 @@ def _evaluate(
             check_output_writable(out, label)
     from rich.console import Console
 
-    from tabpriv.cli.app import _phase  # imported here: app registers this command
+    from tabpriv.cli._progress import _phase
 
     console = Console(stderr=True)
     schema = Schema.load(schema_path)

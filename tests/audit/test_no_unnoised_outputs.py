@@ -64,7 +64,9 @@ ALLOWED: dict[str, dict[str, set[str]]] = {
         "extra": {"hardened_against_floating_point_attacks"},
     },
     "dp2-vae": {
-        "state": {"accountant", "delta", "epsilon", "hist_multiplier", "n_subsets", "sigma"},
+        # integer_levels: the public one-bin-per-value width of integer heads (a constructor default)
+        "state": {"accountant", "delta", "epsilon", "hist_multiplier", "integer_levels", "n_subsets",
+                  "sigma"},
         "parameters": {"clip_norm", "l2_sensitivity_per_step", "n_subsets", "noise_std",
                        "sampling_probability", "sigma", "steps"},
         "noise": {"clip_norm", "l2_sensitivity_per_step", "n_subsets", "noise_multiplier_unit_sensitivity",
@@ -74,7 +76,7 @@ ALLOWED: dict[str, dict[str, set[str]]] = {
     "dpsgd-vae": {
         # steps_executed: the loop's step count, equal to the accounted T (public)
         "state": {"accountant", "delta", "epsilon", "epsilon_add_remove", "hist_sigma", "noise_multiplier",
-                  "sample_rate", "steps", "steps_executed"},
+                  "sample_rate", "steps", "steps_executed", "integer_levels"},
         "parameters": {"clip_norm", "noise_multiplier", "pld_value_discretization_interval", "sampler",
                        "sampling_probability", "steps"},
         "noise": {"clip_norm", "noise_multiplier", "noise_source", "sampler", "sampling_probability",
@@ -87,7 +89,8 @@ ALLOWED: dict[str, dict[str, set[str]]] = {
         "state": {"layer_norms", "lipschitz_bound", "plan", "plan.delta_training", "plan.diameter",
                   "plan.encoder_noise", "plan.eps_training", "plan.expected_batch", "plan.noise_multiplier",
                   "plan.pld_value_discretization_interval", "plan.sample_rate", "plan.steps",
-                  "plan.training_accountant", "seeded", "train_info", "train_info.steps", "width"},
+                  "plan.training_accountant", "seeded", "train_info", "train_info.steps", "width",
+                  "integer_levels"},
         "parameters": {"max_grad_norm", "noise_multiplier", "pld_value_discretization_interval",
                        "sample_rate", "sampler", "steps"},
         "noise": {"diameter_D", "encoder_noise_s", "layer_spectral_norms", "lipschitz_bound",
