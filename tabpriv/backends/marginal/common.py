@@ -296,33 +296,29 @@ class MarginalBackend(Backend):
         )
 
     # -- persistence ------------------------------------------------------------------------------
-    def get_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        """Noisy measurements and the sampler's tables (arrays); figures and cliques (metadata)."""
-        self.check_fitted()
+    def release_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """The noisy measurements (arrays) and the privacy figures (metadata) every marginal backend saves."""
         arrays = {f"measurement_{k}": m.noisy for k, m in enumerate(self.measurements_)}
-        s_arrays, s_meta = self.sampler_.state()
-        arrays.update({f"sampler_{k}": v for k, v in s_arrays.items()})
-        meta = {
+        meta: dict[str, Any] = {
             "measurements": [
                 {"clique": list(m.clique), "sigma": m.sigma, **({"coarse": m.coarse} if m.coarse else {})}
                 for m in self.measurements_
             ],
-            "sampler": s_meta,
             "rho": self.rho_,
             "rho_spent": self.rho_spent_,
             "epsilon": self.epsilon_,
             "delta": self.delta_,
             "accountant": self.accountant_,
             "sampler_text": self.sampler_text_,
-            "selection_text": self.selection_text_,
+            **({"selection_text": self.selection_text_} if self.selects else {}),
             "schedule": self.schedule_,
             "hardened": self.hardened_,
             "n_rows": self.n_rows_,
         }
         return arrays, meta
 
-    def set_state(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
-        """Restore from :meth:`get_state` output (the spans are set by the loader first)."""
+    def restore_release(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
+        """Restore what :meth:`release_state` saved (the spans are set by the loader first)."""
         self.domain_ = MarginalDomain(self.spans_, max_levels=self.max_levels, bins=self.bins)
         self.measurements_ = [
             Measurement(
@@ -333,17 +329,31 @@ class MarginalBackend(Backend):
             )
             for k, m in enumerate(meta["measurements"])
         ]
-        prefix = "sampler_"
-        self.sampler_ = ChainSampler.from_state(
-            {k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)}, meta["sampler"]
-        )
         self.rho_ = float(meta["rho"])
         self.rho_spent_ = float(meta["rho_spent"])
         self.epsilon_ = float(meta["epsilon"])
         self.delta_ = float(meta["delta"])
         self.accountant_ = str(meta["accountant"])
         self.sampler_text_ = str(meta["sampler_text"])
-        self.selection_text_ = str(meta["selection_text"])
+        if self.selects:
+            self.selection_text_ = str(meta["selection_text"])
         self.schedule_ = dict(meta["schedule"])
         self.hardened_ = bool(meta["hardened"])
         self.n_rows_ = int(meta["n_rows"])
+
+    def get_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """Noisy measurements and the sampler's tables (arrays); figures and cliques (metadata)."""
+        self.check_fitted()
+        arrays, meta = self.release_state()
+        s_arrays, s_meta = self.sampler_.state()
+        arrays.update({f"sampler_{k}": v for k, v in s_arrays.items()})
+        # the saved order of earlier versions: measurements, sampler, then the figures
+        return arrays, {"measurements": meta.pop("measurements"), "sampler": s_meta, **meta}
+
+    def set_state(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
+        """Restore from :meth:`get_state` output (the spans are set by the loader first)."""
+        self.restore_release(arrays, meta)
+        prefix = "sampler_"
+        self.sampler_ = ChainSampler.from_state(
+            {k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)}, meta["sampler"]
+        )

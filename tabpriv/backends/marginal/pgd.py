@@ -413,39 +413,12 @@ class PGDBackend(MarginalBackend):
     def get_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         """Noisy measurements and particles (arrays); figures and cliques (metadata)."""
         self.check_fitted()
-        arrays = {f"measurement_{k}": m.noisy for k, m in enumerate(self.measurements_)}
+        arrays, meta = self.release_state()
         arrays["particles"] = np.ascontiguousarray(self.particles_, dtype=np.float32)
-        meta = {
-            "measurements": [{"clique": list(m.clique), "sigma": m.sigma} for m in self.measurements_],
-            "rho": self.rho_,
-            "rho_spent": self.rho_spent_,
-            "epsilon": self.epsilon_,
-            "delta": self.delta_,
-            "accountant": self.accountant_,
-            "sampler_text": self.sampler_text_,
-            "schedule": self.schedule_,
-            "hardened": self.hardened_,
-            "n_rows": self.n_rows_,
-        }
         return arrays, meta
 
     def set_state(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
         """Restore from :meth:`get_state` output (the spans are set by the loader first)."""
-        self.domain_ = MarginalDomain(self.spans_, max_levels=self.max_levels, bins=self.bins)
-        self.measurements_ = [
-            Measurement(
-                tuple(int(i) for i in m["clique"]), np.asarray(arrays[f"measurement_{k}"]), float(m["sigma"])
-            )
-            for k, m in enumerate(meta["measurements"])
-        ]
+        self.restore_release(arrays, meta)
         self.particles_ = np.asarray(arrays["particles"], dtype=np.float32)
-        self.rho_ = float(meta["rho"])
-        self.rho_spent_ = float(meta["rho_spent"])
-        self.epsilon_ = float(meta["epsilon"])
-        self.delta_ = float(meta["delta"])
-        self.accountant_ = str(meta["accountant"])
-        self.sampler_text_ = str(meta["sampler_text"])
-        self.schedule_ = dict(meta["schedule"])
-        self.hardened_ = bool(meta["hardened"])
-        self.n_rows_ = int(meta["n_rows"])
         self.device_ = "cpu"
