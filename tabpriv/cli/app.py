@@ -60,6 +60,15 @@ app.add_typer(schema_app, name="schema")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+#: ``--sep``: the CSV delimiter of the input (and hold-out) files; detected when not given.
+SEP_OPTION = typer.Option(
+    "--sep",
+    metavar="CHAR",
+    help="CSV delimiter of the input (and --holdout): one character, or comma, semicolon, tab, pipe. "
+    "Default: detected (comma, semicolon, tab or |) and named when it is not a comma.",
+    show_default=False,
+)
+
 
 def _parse_params(items: list[str] | None) -> dict[str, Any]:
     from tabpriv.errors import PrivacyParameterError
@@ -223,14 +232,31 @@ def synthesize_command(
             show_default=False,
         ),
     ] = None,
+    sep: Annotated[str | None, SEP_OPTION] = None,
 ) -> None:
     """Fit a DP synthesizer to INPUT and write a synthetic table plus its privacy report."""
     with cli_errors():
         _synthesize(
             input, eps, delta, backend, schema, infer_schema, rows, output, report, device, seed,
             clip, param, paper_mode, save, evaluate, holdout, target, evaluation_report, engine, scheduler,
-            _split_names(columns), _split_names(drop),
+            _split_names(columns), _split_names(drop), parse_sep(sep),
         )  # fmt: skip
+
+
+def parse_sep(raw: str | None) -> str | None:
+    """``--sep``: one character, or a name (``comma``, ``semicolon``, ``tab``, ``pipe``) or a backslash-t."""
+    from tabpriv.errors import DataValidationError
+
+    if raw is None:
+        return None
+    named = {"comma": ",", "semicolon": ";", "tab": "\t", "\\t": "\t", "pipe": "|"}
+    value = named.get(raw.strip().lower(), raw)
+    if len(value) != 1 or value in '"\r\n':
+        raise DataValidationError(
+            f"--sep must be one character (e.g. ';' or '|') or one of comma, semicolon, tab, pipe; got "
+            f"{raw!r}."
+        )
+    return value
 
 
 def _split_names(items: list[str] | None) -> list[str] | None:
@@ -286,6 +312,7 @@ def _synthesize(
     scheduler: str | None = None,
     columns: list[str] | None = None,
     drop: list[str] | None = None,
+    sep: str | None = None,
 ) -> None:
     from rich.console import Console
 
@@ -334,6 +361,11 @@ def _synthesize(
             raise PrivacyParameterError(
                 "--columns/--drop are not supported with --engine dask yet; list the columns in the schema "
                 "and the files, or use --engine default."
+            )
+        if sep not in (None, ","):
+            raise PrivacyParameterError(
+                f"--sep {sep!r} is not supported with --engine dask yet (its CSV reader takes commas); "
+                "convert the files to Parquet or comma-separated CSV, or use --engine default."
             )
     elif scheduler is not None:
         raise PrivacyParameterError("--scheduler applies to --engine dask only.")
@@ -422,7 +454,7 @@ def _synthesize(
         _summary(console, rep, input, out_path, rep_path, save, None, clip)
         return
     with _phase(console, f"reading {input.name}"):
-        df = read_table(input, schema_obj)
+        df = read_table(input, schema_obj, sep=sep)
     fit_df, fit_schema = df, schema_obj  # what the synthesizer gets: it records the dropped columns
     keep: list[str] | None = None
     if selecting:  # names only (public): checked before anything is inferred, fitted or written
@@ -442,7 +474,7 @@ def _synthesize(
         # The table as the synthesizer sees it (raises on data outside the schema, unless --clip).
         with _phase(console, "validating the input and the hold-out"):
             clean = schema_obj.validate(df, clip=clip)[0]
-            _check_evaluation_inputs(schema_obj, clean, holdout, target, keep)
+            _check_evaluation_inputs(schema_obj, clean, holdout, target, keep, sep)
         check_sample_memory(schema_obj, n_out)  # the evaluation needs the synthetic table in memory
 
     with _phase(console, "fitting") as progress:
@@ -471,7 +503,7 @@ def _synthesize(
     if evaluate:
         with _phase(console, "evaluating (marginals, utility, membership inference)"):
             eval_path, results = _run_evaluation(
-                clean, synthetic, synth, holdout, target, evaluation_report, out_path, keep
+                clean, synthetic, synth, holdout, target, evaluation_report, out_path, keep, sep
             )
         headline = _headline_figures(results)
     _summary(console, rep, input, out_path, rep_path, save, eval_path, clip, headline)
@@ -488,7 +520,12 @@ def _only(df: Any, keep: list[str] | None) -> Any:
 
 
 def _check_evaluation_inputs(
-    schema: Any, clean: Any, holdout: Path | None, target: str | None, keep: list[str] | None = None
+    schema: Any,
+    clean: Any,
+    holdout: Path | None,
+    target: str | None,
+    keep: list[str] | None = None,
+    sep: str | None = None,
 ) -> None:
     """Check --holdout and --target as the evaluation will use them, before anything is fitted."""
     from tabpriv.errors import DataValidationError
@@ -501,7 +538,7 @@ def _check_evaluation_inputs(
         raise DataValidationError(
             f"--target {target!r} is not a column of the schema; pick one of {', '.join(schema.names)}."
         )
-    hold = _only(read_table(holdout, schema), keep)
+    hold = _only(read_table(holdout, schema, sep=sep), keep)
     try:
         hold = schema.validate(hold)[0]
     except DataValidationError as e:
@@ -525,12 +562,13 @@ def _check_evaluation_inputs(
 def _run_evaluation(
     df: Any, synthetic: Any, synth: Any, holdout: Path | None, target: str | None,
     evaluation_report: Path | None, out_path: Path, keep: list[str] | None = None,
+    sep: str | None = None,
 ) -> tuple[Path, dict[str, Any]]:  # fmt: skip
     from tabpriv.evaluation import EVALUATION_NOTICE, evaluate
     from tabpriv.io import read_table
 
     assert holdout is not None
-    hold = _only(read_table(holdout, synth.schema_), keep)
+    hold = _only(read_table(holdout, synth.schema_, sep=sep), keep)
     ev = evaluate(
         df, synthetic, synth.schema_, holdout=hold, target=target,
         privacy_report=synth.privacy_report.to_dict(),
@@ -649,15 +687,17 @@ def schema_infer_command(
     input: Annotated[Path, typer.Argument(help="CSV or Parquet table.")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Schema file to write.")],
     max_categories: Annotated[int, typer.Option(help="Most categories per text column.")] = 1000,
+    sep: Annotated[str | None, SEP_OPTION] = None,
 ) -> None:
     """Write a DRAFT schema read off INPUT (not private: edit it into public bounds before use)."""
     with cli_errors():
+        delim = parse_sep(sep)
         from tabpriv.io import check_output_paths, check_output_writable, read_table
         from tabpriv.schema import Schema
 
         check_output_paths({"the input table": input}, {"the schema (--output)": output})
         check_output_writable(output, "the schema (--output)")
-        df = read_table(input)
+        df = read_table(input, sep=delim)
         s = Schema.infer(df, max_categories=max_categories, warn=False)
         s.to_json(output)
         typer.echo(

@@ -279,3 +279,46 @@ def test_sampling_reports_rows_drawn() -> None:
         pass
     assert seen[0] == (0, 100, "rows") and seen[-1] == (100, 100, "rows")
     assert [d for d, _, _ in seen] == sorted(d for d, _, _ in seen)
+
+
+def test_sep_is_used_instead_of_the_sniffer(tmp_path: Path) -> None:
+    # A comma file read with --sep ';' is one column of whole lines: refused (nothing written); the
+    # sniffer alone reads it right. So the flag reaches the reader.
+    src = tmp_path / "t.csv"
+    src.write_text("a,b,c\n" + "".join(f"{i},x{i % 3},{i / 2}\n" for i in range(30)))
+    sniffed, chosen = tmp_path / "s.schema.json", tmp_path / "c.schema.json"
+    res = _run(["schema", "infer", str(src), "-o", str(chosen), "--sep", "semicolon"])
+    assert res.exit_code == 1 and "wrong delimiter" in res.output and not chosen.exists()
+    res = _run(["schema", "infer", str(src), "-o", str(sniffed)])
+    assert res.exit_code == 0, res.output
+    assert [c["name"] for c in json.loads(sniffed.read_text())["columns"]] == ["a", "b", "c"]
+
+
+@pytest.mark.parametrize("bad", [";;", "", '"'])
+def test_bad_sep_is_one_sentence_and_writes_nothing(files: dict[str, Path], tmp_path: Path, bad: str) -> None:
+    out = tmp_path / "o.csv"
+    res = _run(["synthesize", str(files["data"]), "--schema", str(files["schema"]), "-o", str(out),
+                "--drop", "note", "--sep", bad])  # fmt: skip
+    assert res.exit_code == 1
+    assert "--sep must be one character" in res.output and "Traceback" not in res.output
+    assert not out.exists()
+
+
+def test_sep_reads_input_and_holdout(tmp_path: Path) -> None:
+    data, hold = tmp_path / "d.csv", tmp_path / "h.csv"
+    make_small_df(300, seed=1).to_csv(data, index=False, sep="\t")
+    make_small_df(300, seed=2).to_csv(hold, index=False, sep="\t")
+    schema = tmp_path / "s.schema.json"
+    make_small_schema().to_json(schema)
+    out = tmp_path / "o.csv"
+    res = _run(["synthesize", str(data), "--schema", str(schema), "-o", str(out), "--sep", "tab",
+                "--eps", "2", "--evaluate", "--holdout", str(hold), "--seed", "0"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert "as delimiter" not in res.output  # given, not detected: nothing to announce
+    assert list(pd.read_csv(out).columns) == make_small_schema().names
+
+
+def test_sep_with_dask_engine_refused_before_anything_runs(files: dict[str, Path], tmp_path: Path) -> None:
+    res = _run(["synthesize", str(files["data"]), "--schema", str(files["schema"]), "-o",
+                str(tmp_path / "o.csv"), "--engine", "dask", "--sep", ";"])  # fmt: skip
+    assert res.exit_code == 1 and "not supported with --engine dask" in res.output
