@@ -5,65 +5,100 @@ their own virtual environment: this module needs only numpy and pandas (never ta
 schema JSON directly.
 
 Public bounds, no budget on preprocessing: every column is turned into integer codes from the
-*declared* schema only: categories in their declared order, integers with at most ``b`` values kept
-exact, other numbers cut into ``b`` equal-width bins on the declared ``[lower, upper]`` (``b`` = the
-column's ``bins`` or ``--bins``, as in tabpriv's evaluation), a missing value as one extra code.
-Synthetic codes are decoded back: categories by index, binned numbers uniformly at random within their
-bin (integers: uniformly over the whole numbers of the bin). The number of codes of every column (the
+*declared* schema only, with the levels of tabpriv's evaluation (``tabpriv.evaluation.discretize``):
+categories in their declared order, integers with at most ``max(100, b)`` values kept exact (the rule
+of ``tabpriv.transformers.levels``), other numbers cut into at most ``b`` bins on the declared
+``[lower, upper]`` with round inner edges (``b`` = the column's ``bins`` or ``--bins``; whole-number
+edges for integers), a missing value as one extra code. Synthetic codes are decoded back: categories
+by index, binned numbers uniformly at random within their bin (integers: uniformly over the whole
+numbers of the bin). The number of codes of every column (the
 domain) is a function of the schema alone, so a peer that is handed it never looks at the data for it.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import pandas as pd
+
+#: ``tabpriv.transformers.levels.DEFAULT_MAX_LEVELS``: integers with at most this many values stay exact.
+MAX_LEVELS = 100
+#: ``tabpriv.evaluation.discretize._NICE_MANTISSAS``.
+_NICE_MANTISSAS = (10, 15, 20, 25, 30, 40, 50, 60, 80)
+
+
+def _steps(raw: float, integer: bool) -> Iterator[tuple[int, int]]:
+    """A copy of ``tabpriv.evaluation.discretize._steps`` (this module cannot import tabpriv)."""
+    e = math.floor(math.log10(raw)) - 2 if raw > 0 else 0
+    while True:
+        for m in _NICE_MANTISSAS:
+            if integer and e < 0 and not (e == -1 and m % 10 == 0):  # not a whole width
+                continue
+            w = m * 10.0**e if e >= 0 else m / 10.0**-e
+            if w >= raw:
+                yield m, e
+        e += 1
+
+
+def _bin_edges(lower: float, upper: float, bins: int, integer: bool) -> list[float]:
+    """A copy of ``tabpriv.evaluation.discretize.bin_edges`` (same floats, so the same bins)."""
+    lo, hi = float(lower), float(upper)
+    top = hi + 1.0 if integer else hi
+    raw = (hi - lo) / bins
+    for m, e in _steps(raw, integer):
+        w = m * 10.0**e if e >= 0 else m / 10.0**-e
+        first, last = math.floor(lo / w), math.ceil(top / w)
+        if last - first > 4 * bins + 4:
+            continue
+        ks = range(first, last + 1)
+        inner = [k * m * 10.0**e if e >= 0 else k * m / 10.0**-e for k in ks]
+        edges = [lo, *(v for v in inner if lo < v < top), top]
+        if len(edges) > 2 and edges[1] - edges[0] < w / 2:
+            del edges[1]
+        if len(edges) > 2 and edges[-1] - edges[-2] < w / 2:
+            del edges[-2]
+        if len(edges) - 1 <= bins:
+            return edges
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def _levels(col: dict[str, Any], bins: int) -> dict[str, Any]:
     """Public coding of one column: kind, number of codes and how to decode them.
 
     The same levels as tabpriv's evaluation (``tabpriv.evaluation.discretize``): an integer column
-    with at most ``b`` values (``b`` = the column's ``bins`` or ``bins``) keeps one code per value;
-    other numbers get ``b`` equal-width bins over the declared ``[lower, upper]``.
+    with at most ``max(100, b)`` values (``b`` = the column's ``bins`` or ``bins``) keeps one code per
+    value; other numbers get at most ``b`` bins with round inner edges over the declared
+    ``[lower, upper]`` (``edges``; an integer column's are whole numbers ending at ``upper + 1``).
     """
     kind = col["kind"]
     if kind == "categorical":
         return {"mode": "cat", "k": len(col["categories"]), "cats": col["categories"]}
     lo, hi = float(col["lower"]), float(col["upper"])
     b = int(col.get("bins") or bins)
-    if kind == "integer" and hi - lo + 1 <= b:
+    if kind == "integer" and hi - lo + 1 <= max(MAX_LEVELS, b):
         return {"mode": "exact", "k": int(hi - lo + 1), "lo": lo, "hi": hi}
-    return {"mode": "bin", "k": b, "lo": lo, "hi": hi, "int": kind == "integer"}
+    edges = _bin_edges(lo, hi, b, kind == "integer")
+    return {"mode": "bin", "k": len(edges) - 1, "lo": lo, "hi": hi, "int": kind == "integer", "edges": edges}
 
 
 def _bin_code(x: np.ndarray, info: dict[str, Any]) -> np.ndarray:
     """Bin of each number, with the very formula of ``tabpriv.evaluation.discretize``.
 
-    ``floor((x - lower) / (upper - lower) * b)`` clipped to ``[0, b)``; computing it any other way
-    (e.g. dividing by the bin width) puts some values that lie on a bin edge into the other bin.
+    ``searchsorted(edges, x, side="right") - 1`` clipped to ``[0, k)`` (bin ``i`` is
+    ``[edges[i], edges[i + 1])``; the last bin also holds ``upper``).
     """
-    lo, hi, k = info["lo"], info["hi"], info["k"]
-    return np.clip(np.floor((x - lo) / (hi - lo) * k), 0, k - 1).astype(np.int64)
+    edges = np.asarray(info["edges"], dtype=float)
+    return np.clip(np.searchsorted(edges, x, side="right") - 1, 0, info["k"] - 1).astype(np.int64)
 
 
 def _first_integer(c: np.ndarray, info: dict[str, Any]) -> np.ndarray:
-    """Smallest whole number ``v`` in ``[lower, upper]`` whose bin is ``c`` or later.
-
-    Starts from the exact-arithmetic answer and corrects it by whole steps so that it agrees with
-    :func:`_bin_code` despite rounding (values for ``c >= b`` are ``upper + 1``).
-    """
-    lo, hi, k = info["lo"], info["hi"], info["k"]
-    v = np.clip(np.ceil(lo + c * ((hi - lo) / k)), lo, hi + 1)
-    for _ in range(3):
-        down = (v - 1 >= lo) & (_bin_code(v - 1, info) >= c)
-        up = (v <= hi) & (_bin_code(v, info) < c)
-        if not (down.any() or up.any()):
-            break
-        v = v - down + up
-    return v
+    """Smallest whole number of bin ``c`` of an integer column (``upper + 1`` for ``c >= k``)."""
+    edges = np.asarray(info["edges"], dtype=float)
+    return edges[np.clip(c, 0, info["k"])]
 
 
 def _cat_key(v: Any) -> Any:
@@ -128,18 +163,17 @@ def decode(codes: pd.DataFrame, infos: list[dict[str, Any]], rng: np.random.Gene
         elif info["mode"] == "exact":
             vals = (info["lo"] + c).astype(float)
         else:
-            width = (info["hi"] - info["lo"]) / info["k"]
+            edges = np.asarray(info["edges"], dtype=float)
             if info["int"]:
-                # Uniform over the integers whose bin is c (first(c) .. first(c + 1) - 1; the last
-                # bin also holds the upper bound itself), bin edges exactly as _bin_code draws them.
+                # Uniform over the integers of bin c: edges[c] .. edges[c + 1] - 1 (whole numbers).
                 first = _first_integer(c, info)
-                last = np.where(c == info["k"] - 1, info["hi"], _first_integer(c + 1, info) - 1)
-                last = np.maximum(last, first)
+                last = np.maximum(_first_integer(c + 1, info) - 1, first)
                 x = first + np.floor(rng.random(len(c)) * (last - first + 1))
             else:
-                x = np.clip(info["lo"] + (c + rng.random(len(c))) * width, info["lo"], info["hi"])
+                a, b = edges[c], edges[c + 1]
+                x = np.clip(a + rng.random(len(c)) * (b - a), info["lo"], info["hi"])
                 # Rounding can put a draw next to an edge into the neighbouring bin: use the middle.
-                x = np.where(_bin_code(x, info) == c, x, info["lo"] + (c + 0.5) * width)
+                x = np.where(_bin_code(x, info) == c, x, 0.5 * (a + b))
             vals = np.clip(x, info["lo"], info["hi"])
         series = pd.Series(vals, dtype=object if info["mode"] == "cat" else float)
         series[isna] = np.nan

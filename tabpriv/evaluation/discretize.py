@@ -3,8 +3,13 @@
 Each column becomes integer codes that depend on the schema only, never on the data:
 
 * categorical: one code per declared category, in the schema's order;
-* integer / continuous: ``bins`` equal-width bins over ``[lower, upper]`` (an integer column whose
-  range has at most ``bins`` values gets one code per value); the column's own ``bins`` wins;
+* integer with at most :data:`~tabpriv.transformers.levels.DEFAULT_MAX_LEVELS` (100) values between
+  its bounds (or at most ``bins``, if larger): one code per value, the rule every backend shares
+  (:func:`tabpriv.transformers.levels.keeps_values`);
+* any other number: at most ``bins`` bins over ``[lower, upper]`` (the column's own ``bins`` wins)
+  whose inner edges are round numbers (multiples of a step 1, 1.5, 2, 2.5, 3, 4, 5, 6 or 8 times a
+  power of ten, see :func:`bin_edges`); an integer column's edges are whole numbers, so each bin is a
+  range of integers;
 * a *missing* level for missing values;
 * an *out of schema* level for values the schema does not allow (unknown category, number outside
   the bounds, text in a numeric column, fraction in an integer column, missing where not allowed).
@@ -15,17 +20,38 @@ silently dropped.
 
 from __future__ import annotations
 
+import itertools
+import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from tabpriv.schema import Column, Schema, _category_key
+from tabpriv.transformers.encoded import ColumnSpan
+from tabpriv.transformers.levels import DEFAULT_MAX_LEVELS, keeps_values
 
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["Codes", "ColumnLevels", "discretize", "encode_features", "level_labels", "row_hashes"]
+__all__ = [
+    "Codes",
+    "ColumnLevels",
+    "bin_edges",
+    "discretize",
+    "encode_features",
+    "format_number",
+    "level_labels",
+    "range_labels",
+    "row_hashes",
+]
+
+#: Mantissas (times ten) of the round bin widths: 1, 1.5, 2, 2.5, 3, 4, 5, 6, 8 times a power of ten.
+_NICE_MANTISSAS = (10, 15, 20, 25, 30, 40, 50, 60, 80)
+#: Labels of the two extra levels of every column.
+MISSING_LABEL = "(missing)"
+OUT_OF_SCHEMA_LABEL = "(out of schema)"
 
 
 @dataclass(frozen=True)
@@ -35,8 +61,10 @@ class ColumnLevels:
     Attributes:
         name: Column name.
         kind: Schema kind.
-        n_values: Number of in-schema levels (categories or bins).
-        edges: Bin edges for binned numeric columns (``None`` otherwise).
+        n_values: Number of in-schema levels (categories, integer values or bins).
+        edges: Bin edges for binned numeric columns (``None`` otherwise): ``n_values + 1`` increasing
+            numbers, bin ``i`` is ``[edges[i], edges[i + 1])`` (a continuous column's last bin also
+            holds ``upper``); an integer column's edges are whole numbers ending at ``upper + 1``.
         missing_code: Code of the missing level.
         out_code: Code of the out-of-schema level.
 
@@ -71,17 +99,76 @@ class Codes:
     out_of_schema: dict[str, int] = field(default_factory=dict)
 
 
+def _steps(raw: float, integer: bool) -> Iterator[tuple[int, int]]:
+    """Round bin widths ``m * 10**e`` (``m`` in :data:`_NICE_MANTISSAS` / 10) from the first >= ``raw``.
+
+    Yields ``(mantissa, exponent)`` with width ``mantissa * 10**exponent``; for integers only whole
+    widths.
+    """
+    e = math.floor(math.log10(raw)) - 2 if raw > 0 else 0
+    while True:
+        for m in _NICE_MANTISSAS:
+            if integer and e < 0 and not (e == -1 and m % 10 == 0):  # not a whole width
+                continue
+            w = m * 10.0**e if e >= 0 else m / 10.0**-e
+            if w >= raw:
+                yield m, e
+        e += 1
+
+
+def bin_edges(lower: float, upper: float, bins: int, integer: bool) -> np.ndarray:
+    """Edges of at most ``bins`` bins over ``[lower, upper]`` with round inner edges (schema only).
+
+    The bin width is the smallest round number ``w`` (1, 1.5, 2, 2.5, 3, 4, 5, 6 or 8 times a power of
+    ten; whole for integers) of at least ``(upper - lower) / bins`` such that there are at most
+    ``bins`` bins: the inner edges are the multiples of ``w`` strictly inside the range, the outer
+    edges are the bounds (an integer column's last edge is ``upper + 1``), and an end bin narrower
+    than ``w / 2`` is merged into its neighbour.
+
+    Args:
+        lower: Declared lower bound.
+        upper: Declared upper bound (``> lower``).
+        bins: Largest number of bins (``>= 1``).
+        integer: Whole-number edges (bin ``i`` holds the integers ``edges[i] .. edges[i + 1] - 1``).
+
+    Returns:
+        The increasing edges, ``len <= bins + 1``.
+
+    """
+    lo, hi = float(lower), float(upper)
+    top = hi + 1.0 if integer else hi
+    raw = (hi - lo) / bins
+    for m, e in _steps(raw, integer):
+        w = m * 10.0**e if e >= 0 else m / 10.0**-e
+        first, last = math.floor(lo / w), math.ceil(top / w)
+        if last - first > 4 * bins + 4:
+            continue
+        ks = range(first, last + 1)
+        inner = [k * m * 10.0**e if e >= 0 else k * m / 10.0**-e for k in ks]
+        edges = [lo, *(v for v in inner if lo < v < top), top]
+        if len(edges) > 2 and edges[1] - edges[0] < w / 2:
+            del edges[1]
+        if len(edges) > 2 and edges[-1] - edges[-2] < w / 2:
+            del edges[-2]
+        if len(edges) - 1 <= bins:
+            return np.array(edges, dtype=float)
+    raise AssertionError("unreachable: a wide enough step always fits")  # pragma: no cover
+
+
 def _levels(col: Column, bins: int) -> ColumnLevels:
     if col.kind == "categorical":
         n = len(col.categories or ())
         return ColumnLevels(col.name, col.kind, n, None, n, n + 1)
     assert col.lower is not None and col.upper is not None
     b = col.bins if col.bins is not None else bins
-    if col.kind == "integer" and col.n_levels is not None and col.n_levels <= b:
+    span = ColumnSpan(col.name, col.kind, 0, 1, (), col.n_levels, col.bins)
+    if keeps_values(span, max(DEFAULT_MAX_LEVELS, b)):
+        assert col.n_levels is not None
         n = col.n_levels
         return ColumnLevels(col.name, col.kind, n, None, n, n + 1)
-    edges = np.linspace(float(col.lower), float(col.upper), b + 1)
-    return ColumnLevels(col.name, col.kind, b, edges, b, b + 1)
+    edges = bin_edges(col.lower, col.upper, b, col.kind == "integer")
+    n = len(edges) - 1
+    return ColumnLevels(col.name, col.kind, n, edges, n, n + 1)
 
 
 def _numeric_values(s: pd.Series) -> tuple[np.ndarray, np.ndarray]:
@@ -131,7 +218,7 @@ def _column_codes(col: Column, lv: ColumnLevels, s: pd.Series) -> tuple[np.ndarr
         if lv.edges is None:
             c = np.rint(safe - lo).astype(np.int64)
         else:
-            c = np.floor((safe - lo) / (hi - lo) * lv.n_values).astype(np.int64)
+            c = np.searchsorted(lv.edges, safe, side="right").astype(np.int64) - 1
         c = np.clip(c, 0, lv.n_values - 1)
         codes = np.where(present, c, lv.missing_code)
         codes = np.where(out, lv.out_code, codes)
@@ -147,7 +234,8 @@ def discretize(df: pd.DataFrame, schema: Schema, bins: int = 20) -> Codes:
     Args:
         df: The table; it must hold every schema column (extra columns are ignored).
         schema: The schema the levels come from.
-        bins: Default number of equal-width bins for numeric columns.
+        bins: Largest number of bins of a binned numeric column (a column's own ``bins`` wins); integer
+            columns with at most ``max(100, bins)`` values keep one level per value.
 
     Returns:
         The codes, the level descriptions and the out-of-schema counts.
@@ -163,19 +251,92 @@ def discretize(df: pd.DataFrame, schema: Schema, bins: int = 20) -> Codes:
     return Codes(out, levels, counts)
 
 
+def _positional(v: float) -> str:
+    """Shortest decimal form of ``v`` that reads back as ``v`` (never scientific notation)."""
+    text: str = np.format_float_positional(v, trim="-")
+    return "0" if text in ("-0", "0") else text
+
+
+def _decimals(text: str) -> int:
+    return len(text.split(".")[1]) if "." in text else 0
+
+
+def _grouped(text: str) -> str:
+    """``text`` (a positional number) with thousands separators in its whole part."""
+    sign = "-" if text.startswith("-") else ""
+    whole, _, frac = text.lstrip("-").partition(".")
+    return sign + f"{int(whole):,}" + (f".{frac}" if frac else "")
+
+
+def format_number(v: float, separators: bool = True) -> str:
+    """A readable, exact form of ``v``: ``40``, ``0.25``, ``75k``, ``1.5M``, ``12,285``.
+
+    Never scientific notation. From 10,000 up, a value that is a whole number of thousands with at
+    most one decimal (millions: two) gets a ``k`` (``M``) suffix, any other gets thousands separators
+    (``separators=False``: none, for integer columns whose values stay below 10,000, such as years).
+    """
+    a = abs(v)
+    if a >= 1e6:
+        t = _positional(v / 1e6)
+        if _decimals(t) <= 2:
+            return t + "M"
+    if 1e4 <= a < 1e6:
+        t = _positional(v / 1e3)
+        if _decimals(t) <= 1:
+            return t + "k"
+    text = _positional(v)
+    return _grouped(text) if separators and a >= 1e4 else text
+
+
+def _join(a: str, b: str) -> str:
+    return f"{a} to {b}" if a.startswith("-") or b.startswith("-") else f"{a}–{b}"
+
+
+def range_labels(edges: np.ndarray, integer: bool) -> list[str]:
+    """Labels of the bins ``[edges[i], edges[i + 1])``: integer ranges or readable number ranges.
+
+    Integer bins (whole-number edges) are inclusive ranges of whole numbers, ``30–34`` (``40`` for a
+    bin of one value, ``-5 to -1`` when negative), with thousands separators when the column reaches
+    10,000. Continuous bins are ``lower–upper`` of the bin (lower edge included) in
+    :func:`format_number`'s form.
+    """
+    e = [float(x) for x in edges]
+    if integer:
+        sep = max(abs(e[0]), abs(e[-1] - 1)) >= 1e4
+
+        def num(x: float) -> str:
+            return f"{int(x):,}" if sep else str(int(x))
+
+        return [num(a) if b - a == 1 else _join(num(a), num(b - 1)) for a, b in itertools.pairwise(e)]
+    return [_join(format_number(a), format_number(b)) for a, b in itertools.pairwise(e)]
+
+
+def _category_labels(cats: tuple[Any, ...]) -> list[str]:
+    labels = [str(c) for c in cats]
+    taken = [*labels, MISSING_LABEL, OUT_OF_SCHEMA_LABEL]
+    for i, lab in enumerate(labels):
+        if taken.count(lab) > 1:  # e.g. categories 1 and "1", or a category named "(missing)"
+            labels[i] = f"{cats[i]!r} ({type(cats[i]).__name__})"
+    return labels
+
+
 def level_labels(col: Column, lv: ColumnLevels) -> list[str]:
-    """Human-readable labels of a column's levels (for plots and JSON)."""
+    """Labels of a column's levels, one per code, unique (for plots and JSON).
+
+    Categories as declared (a name that would clash with another label gets its repr and type);
+    per-value integers as their value (``40``); bins as :func:`range_labels`; then ``(missing)`` and
+    ``(out of schema)``.
+    """
     if col.kind == "categorical":
-        labels = [str(c) for c in col.categories or ()]
+        labels = _category_labels(tuple(col.categories or ()))
     elif lv.edges is None:
         assert col.lower is not None
-        labels = [str(int(col.lower) + i) for i in range(lv.n_values)]
+        lo = int(col.lower)
+        ints = np.arange(lo, lo + lv.n_values + 1, dtype=float)
+        labels = range_labels(ints, integer=True)
     else:
-        e = lv.edges
-        labels = [
-            f"[{e[i]:.4g}, {e[i + 1]:.4g}{']' if i == lv.n_values - 1 else ')'}" for i in range(lv.n_values)
-        ]
-    return [*labels, "(missing)", "(out of schema)"]
+        labels = range_labels(lv.edges, integer=col.kind == "integer")
+    return [*labels, MISSING_LABEL, OUT_OF_SCHEMA_LABEL]
 
 
 def encode_features(df: pd.DataFrame, schema: Schema, codes: Codes) -> np.ndarray:
