@@ -8,12 +8,105 @@ line of output, the page and the JSON all open with
 from __future__ import annotations
 
 import json
+import logging
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-__all__ = ["evaluate_command"]
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from tabpriv.schema import Schema
+
+__all__ = ["DEFAULT_FLOOR_EPSILON", "EVALUATION_PHASE_LABELS", "evaluate_command", "independent_floor"]
+
+logger = logging.getLogger(__name__)
+
+#: The floor's ε when no privacy report is given: tabpriv's default ε (``Synthesizer(epsilon=5.1)``).
+DEFAULT_FLOOR_EPSILON = 5.1
+
+#: What the evaluation bar says during each phase of :func:`tabpriv.evaluation.evaluate`.
+EVALUATION_PHASE_LABELS = {
+    "discretize": "discretising the tables",
+    "marginals": "marginals (1-, 2-, 3-way TVD)",
+    "utility": "utility models (TSTR)",
+    "membership": "membership-inference attacks",
+    "sdmetrics": "SDMetrics",
+    "floor": "independent floor: same figures",
+    "done": "done",
+}
+
+
+def independent_floor(
+    real: pd.DataFrame,
+    schema: Schema,
+    n_rows: int,
+    *,
+    privacy_report: Any = None,
+    seed: int = 0,
+    progress: Callable[[int, int | None, str], None] | None = None,
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The independent floor: tabpriv's ``independent`` backend fitted to ``real`` at the release's ε.
+
+    An evaluation artefact for the data owner, not a release: its budget is not part of the release's
+    (it has its own ledger) and it is never written anywhere but into the (private) evaluation. Pass
+    the result to :func:`tabpriv.evaluation.evaluate` as ``floor=table, floor_info=info``.
+
+    Args:
+        real: The real training table (the one the release was fitted to).
+        schema: Its schema.
+        n_rows: Rows to sample (the synthetic table's row count).
+        privacy_report: The release's :class:`~tabpriv.budget.PrivacyReport` or its dict: ε and δ are
+            taken from it (``epsilon``, ``delta``: what the release spent; nominal for a conditional
+            guarantee). Without one: ε = :data:`DEFAULT_FLOOR_EPSILON`, δ =
+            :data:`tabpriv.budget.DEFAULT_DELTA`.
+        seed: Seed of the floor's noise and sampling (the evaluation's ``random_state``).
+        progress: The synthesizer's ``progress(step, total, message)`` callback.
+
+    Returns:
+        ``(table, info)``: the sampled floor and ``{"backend", "epsilon", "delta", "epsilon_source",
+        "seed", "n_rows"}``.
+
+    """
+    import warnings
+
+    from tabpriv.budget import DEFAULT_DELTA
+    from tabpriv.errors import PrivacyWarning
+    from tabpriv.synthesizer import Synthesizer
+
+    p: Mapping[str, Any] | None
+    if privacy_report is None or isinstance(privacy_report, Mapping):
+        p = privacy_report
+    else:
+        p = privacy_report.to_dict()
+    eps = p.get("epsilon") if p else None
+    delta = p.get("delta") if p else None
+    given = isinstance(eps, int | float) and not isinstance(eps, bool) and eps > 0
+    epsilon = float(eps) if given else DEFAULT_FLOOR_EPSILON  # type: ignore[arg-type]
+    ok_delta = isinstance(delta, int | float) and not isinstance(delta, bool) and 0 < delta < 1
+    d = float(delta) if ok_delta else DEFAULT_DELTA  # type: ignore[arg-type]
+    synth = Synthesizer(
+        backend="independent", epsilon=epsilon, delta=d, schema=schema, random_state=seed, progress=progress
+    )
+    with warnings.catch_warnings():
+        # The floor is never released: the seeded-run and weak-epsilon warnings are about releases.
+        warnings.simplefilter("ignore", PrivacyWarning)
+        synth.fit(real)
+        table = synth.sample(n_rows)
+    logger.info("independent floor: epsilon=%.4g delta=%.3g, %d rows (evaluation only)", epsilon, d, n_rows)
+    info = {
+        "backend": "independent",
+        "epsilon": epsilon,
+        "delta": d,
+        "epsilon_source": "the release's privacy report"
+        if given
+        else f"no privacy report given: tabpriv's default ε = {DEFAULT_FLOOR_EPSILON:g}",
+        "seed": seed,
+        "n_rows": n_rows,
+    }
+    return table, info
 
 
 def evaluate_command(
@@ -40,6 +133,14 @@ def evaluate_command(
     bins: Annotated[int, typer.Option(help="Equal-width bins per numeric column.")] = 20,
     seed: Annotated[int, typer.Option(help="Seed of subsamples and models.")] = 0,
     no_sdmetrics: Annotated[bool, typer.Option("--no-sdmetrics", help="Skip the SDMetrics figures.")] = False,
+    no_floor: Annotated[
+        bool,
+        typer.Option(
+            "--no-floor",
+            help="Skip the independent floor (tabpriv's independent backend at the release's ε, "
+            "evaluated beside the release; evaluation only, never released).",
+        ),
+    ] = False,
 ) -> None:
     """Evaluate a synthetic table: marginals, utility, membership inference, SDMetrics.
 
@@ -49,7 +150,7 @@ def evaluate_command(
 
     with cli_errors():
         _evaluate(real, synthetic, schema, output, holdout, target, json_path, privacy_report,
-                  bins, seed, no_sdmetrics)  # fmt: skip
+                  bins, seed, no_sdmetrics, no_floor)  # fmt: skip
 
 
 def _read(path: Path, schema: Any) -> Any:
@@ -61,7 +162,7 @@ def _read(path: Path, schema: Any) -> Any:
 def _evaluate(
     real: Path, synthetic: Path, schema_path: Path, output: Path, holdout: Path | None,
     target: str | None, json_path: Path | None, privacy_report: Path | None, bins: int,
-    seed: int, no_sdmetrics: bool,
+    seed: int, no_sdmetrics: bool, no_floor: bool = False,
 ) -> None:  # fmt: skip
     from tabpriv.errors import InputFileError
     from tabpriv.evaluation import EVALUATION_NOTICE, evaluate
@@ -98,10 +199,21 @@ def _evaluate(
             priv = json.loads(Path(privacy_report).read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
             raise InputFileError(f"Cannot read the privacy report {str(privacy_report)!r}: {e}.") from e
-    with _phase(console, "evaluating (marginals, utility, membership inference)"):
+    floor_df, floor_info = None, None
+    if not no_floor:
+        with _phase(console, "independent floor (evaluation only)") as update:
+            floor_df, floor_info = independent_floor(
+                real_df, schema, len(syn_df), privacy_report=priv, seed=seed, progress=update
+            )
+    with _phase(console, "evaluating") as update:
+
+        def progress(phase: str, done: int, total: int) -> None:
+            update(done, total, EVALUATION_PHASE_LABELS.get(phase, phase))
+
         report = evaluate(
             real_df, syn_df, schema, holdout=hold_df, target=target, bins=bins, random_state=seed,
-            privacy_report=priv, sdmetrics=not no_sdmetrics,
+            privacy_report=priv, sdmetrics=not no_sdmetrics, floor=floor_df, floor_info=floor_info,
+            progress=progress,
         )  # fmt: skip
     typer.echo(EVALUATION_NOTICE, err=True)
     try:

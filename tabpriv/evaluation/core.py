@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -19,13 +19,21 @@ from tabpriv.evaluation.discretize import (
 )
 from tabpriv.evaluation.marginals import marginal_tvds
 from tabpriv.evaluation.membership import attack_sizes, exact_match_rates, run_attacks
-from tabpriv.evaluation.report import EvaluationReport
+from tabpriv.evaluation.report import FLOOR_NOTE, EvaluationReport
+from tabpriv.evaluation.verdict import verdict
 from tabpriv.schema import Schema
 
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["evaluate"]
+__all__ = ["EVALUATION_PHASES", "ProgressFn", "evaluate"]
+
+#: ``progress(phase, done, total)``: called when each phase of :func:`evaluate` starts (``done`` phases
+#: of ``total`` finished) and once at the end with ``("done", total, total)``.
+ProgressFn = Callable[[str, int, int], None]
+
+#: The phases of :func:`evaluate`, in order (those that do not run are left out of ``total``).
+EVALUATION_PHASES = ("discretize", "marginals", "utility", "membership", "sdmetrics", "floor")
 
 logger = logging.getLogger(__name__)
 
@@ -117,6 +125,51 @@ def _privacy_dict(privacy_report: Any) -> dict[str, Any] | None:
     )
 
 
+def _floor_results(
+    floor: pd.DataFrame,
+    floor_info: Mapping[str, Any] | None,
+    schema: Schema,
+    bins: int,
+    max_triples: int,
+    random_state: int,
+    real: pd.DataFrame,
+    real_codes: Codes,
+    hold: pd.DataFrame | None,
+    target: str | None,
+    hgb: bool,
+    attack: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """The figures of the floor table, computed exactly as the release's (marginals, utility, attacks)."""
+    codes = discretize(floor, schema, bins)
+    _check_kinds(floor, schema, codes, "floor")
+    mg = marginal_tvds(real_codes, codes, max_triples=max_triples, random_state=random_state)
+    out: dict[str, Any] = {
+        "note": FLOOR_NOTE,
+        **{k: v for k, v in (floor_info or {}).items() if k != "note"},
+        "n_rows": len(floor),
+        "marginals": {
+            k: {"mean": mg[k]["mean"], "max": mg[k]["max"]} for k in ("one_way", "two_way", "three_way")
+        },
+    }
+    if target is not None and hold is not None:
+        from tabpriv.evaluation.utility import utility_scores
+
+        u = utility_scores(real, floor, hold, schema, target, hgb=hgb, random_state=random_state)
+        out["utility"] = {name: m["synthetic"] for name, m in u["models"].items()}
+        if u["notes"]:
+            out["utility_notes"] = [n for n in u["notes"] if "synthetic" in n]
+    if attack is not None:
+        f_floor = encode_features(floor, schema, codes)
+        res = run_attacks(
+            attack["members"], attack["non_members"], attack["reference"], f_floor, random_state=random_state
+        )
+        out["membership"] = {
+            k: {f: a[f] for f in ("auc", "tpr_at_fpr_1pct", "tpr_at_fpr_0.1pct")} for k, a in res.items()
+        }
+    out["sdmetrics"] = "not computed for the floor (it would double the SDMetrics time)"
+    return out
+
+
 def evaluate(
     real_train: pd.DataFrame,
     synthetic: pd.DataFrame,
@@ -131,6 +184,9 @@ def evaluate(
     sdmetrics: bool = True,
     n_attack: int | None = None,
     hgb: bool = False,
+    floor: pd.DataFrame | None = None,
+    floor_info: Mapping[str, Any] | None = None,
+    progress: ProgressFn | None = None,
 ) -> EvaluationReport:
     """Evaluate a synthetic table against the real data it imitates.
 
@@ -153,6 +209,16 @@ def evaluate(
         sdmetrics: Also compute the SDMetrics figures (failures there are reported, never raised).
         n_attack: Members (and non-members) attacked; default ``min(2000, n_train, n_holdout // 2)``.
         hgb: Also score a HistGradientBoosting model in the utility section.
+        floor: A comparison table already sampled by a simple synthesizer at the release's ε (the
+            CLI passes tabpriv's ``independent`` backend: see
+            :func:`tabpriv.cli.evaluate.independent_floor`); its marginals, utility and attacks are
+            computed like the release's and shown beside it (``results["floor"]``). It is an
+            evaluation artefact for the data owner, not a release. The evaluation layer never fits
+            it itself (it sits below the backends), hence the table is passed in.
+        floor_info: What the floor is (e.g. ``backend``, ``epsilon``, ``delta``, ``epsilon_source``,
+            ``seed``), copied into ``results["floor"]``.
+        progress: ``progress(phase, done, total)``, called as each phase starts (phases from
+            :data:`EVALUATION_PHASES`) and with ``("done", total, total)`` at the end.
 
     Returns:
         The :class:`EvaluationReport`.
@@ -173,6 +239,11 @@ def evaluate(
     if holdout is not None:
         _check_frame(holdout, "hold-out")
     _check_columns(synthetic, schema, "synthetic")
+    if floor is not None:
+        _check_frame(floor, "floor")
+        _check_columns(floor, schema, "floor")
+        if len(floor) == 0:
+            raise DataValidationError("The floor table has no rows; pass floor=None to leave it out.")
     if len(synthetic) == 0:
         raise DataValidationError(
             "The synthetic table has no rows; sample at least one row before evaluating it."
@@ -190,7 +261,21 @@ def evaluate(
         )
     sizes = attack_sizes(len(real), len(hold), n_attack) if hold is not None else None
     timings: dict[str, float] = {}
+    phases = [
+        p
+        for p, runs in zip(
+            EVALUATION_PHASES,
+            (True, True, target is not None and hold is not None, True, sdmetrics, floor is not None),
+            strict=True,
+        )
+        if runs
+    ]
 
+    def phase(name: str) -> None:
+        if progress is not None:
+            progress(name, phases.index(name), len(phases))
+
+    phase("discretize")
     t = time.perf_counter()
     real_codes = discretize(real, schema, bins)
     syn_codes = discretize(synthetic, schema, bins)
@@ -220,6 +305,7 @@ def evaluate(
         },
     }
 
+    phase("marginals")
     t = time.perf_counter()
     results["marginals"] = marginal_tvds(
         real_codes, syn_codes, max_triples=max_triples, random_state=random_state
@@ -235,6 +321,7 @@ def evaluate(
     if target is not None and hold is not None:
         from tabpriv.evaluation.utility import utility_scores
 
+        phase("utility")
         t = time.perf_counter()
         results["utility"] = utility_scores(
             real, synthetic, hold, schema, target, hgb=hgb, random_state=random_state
@@ -243,7 +330,9 @@ def evaluate(
     else:
         results["utility"] = {"skipped": "needs a hold-out table and a target column"}
 
+    phase("membership")
     t = time.perf_counter()
+    attack_sets: dict[str, Any] | None = None
     train_h = row_hashes(real, schema, real_codes)
     syn_h = row_hashes(synthetic, schema, syn_codes)
     if hold is not None and hold_codes is not None and sizes is not None:
@@ -257,6 +346,7 @@ def evaluate(
         )
         f_hold = encode_features(hold, schema, hold_codes)
         f_syn = encode_features(synthetic, schema, syn_codes)
+        attack_sets = {"members": f_real, "non_members": f_hold[non_idx], "reference": f_hold[ref_idx]}
         attacks = run_attacks(f_real, f_hold[non_idx], f_hold[ref_idx], f_syn, random_state=random_state)
         hold_h = row_hashes(hold, schema, hold_codes)
         results["membership"] = {
@@ -276,6 +366,7 @@ def evaluate(
     if sdmetrics:
         from tabpriv.evaluation.sdm import sdmetrics_scores
 
+        phase("sdmetrics")
         t = time.perf_counter()
         results["sdmetrics"] = sdmetrics_scores(
             real, synthetic, schema, test=hold, target=target, random_state=random_state
@@ -284,6 +375,19 @@ def evaluate(
     else:
         results["sdmetrics"] = {"skipped": "disabled (sdmetrics=False)"}
 
+    if floor is not None:
+        phase("floor")
+        t = time.perf_counter()
+        results["floor"] = _floor_results(
+            floor, floor_info, schema, bins, max_triples, random_state, real, real_codes, hold,
+            target, hgb, attack_sets,
+        )  # fmt: skip
+        timings["floor"] = time.perf_counter() - t
+
+    privacy = _privacy_dict(privacy_report)
+    results["verdict"] = verdict(results, privacy)
     timings["total"] = time.perf_counter() - t_start
     results["timings_s"] = timings
-    return EvaluationReport(results, privacy=_privacy_dict(privacy_report))
+    if progress is not None:
+        progress("done", len(phases), len(phases))
+    return EvaluationReport(results, privacy=privacy)

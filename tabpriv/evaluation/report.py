@@ -15,8 +15,15 @@ from typing import Any
 import numpy as np
 
 from tabpriv.evaluation.plots import ATTACK_NAMES as _ATTACK_NAMES
+from tabpriv.evaluation.verdict import fmt_delta, fmt_sig
 
-__all__ = ["EVALUATION_NOTICE", "METRIC_DEFINITIONS", "RELEASE_GUARANTEE_NOTE", "EvaluationReport"]
+__all__ = [
+    "EVALUATION_NOTICE",
+    "FLOOR_NOTE",
+    "METRIC_DEFINITIONS",
+    "RELEASE_GUARANTEE_NOTE",
+    "EvaluationReport",
+]
 
 #: The one sentence at the top of every evaluation artefact: the HTML page (a banner before any figure),
 #: the JSON (its first key, ``"notice"``) and the terminal output of ``tabpriv evaluate`` and of
@@ -32,6 +39,15 @@ RELEASE_GUARANTEE_NOTE = (
     "This is the release's guarantee: the privacy report of the released synthetic table, quoted as "
     "it stands (for an (ε, δ)-DP release, its (ε, δ)-DP guarantee); it covers neither this "
     "evaluation nor anything else computed from the real rows."
+)
+
+#: What the floor table is (shown beside its figures and stored as ``results["floor"]["note"]``).
+FLOOR_NOTE = (
+    "The independent floor is a comparison table made for this evaluation only: tabpriv's "
+    "independent backend (a product of noisy 1-way marginals) fitted to the real training table at "
+    "the release's ε and sampled to as many rows as the synthetic table. It is an evaluation "
+    "artefact for the data owner: it is not released, and its budget is not part of the release's. "
+    "A release that is no closer to the real data than the floor gains nothing from its model."
 )
 
 #: The definition of every metric, shown in the HTML report and stored in the JSON.
@@ -51,6 +67,7 @@ METRIC_DEFINITIONS: dict[str, str] = {
         "the real training table and the real hold-out: the sampling noise a perfect synthesizer "
         "would show."
     ),
+    "floor": FLOOR_NOTE,
     "utility": (
         "Train on synthetic, test on real (TSTR): a scikit-learn logistic regression (one-hot "
         "encoding of categorical features, median imputation and standardisation of numeric "
@@ -205,6 +222,7 @@ class EvaluationReport:
         ]
         n = r["n_rows"]
         parts.append("<h1>tabpriv evaluation report (private: for the data owner only)</h1>")
+        parts.append(self._html_verdict())
         parts.append(
             f"<p>Real training rows: {n['real_train']:,}; synthetic rows: {n['synthetic']:,}; "
             f"hold-out rows: {n['holdout'] if n['holdout'] is None else format(n['holdout'], ',')}"
@@ -228,20 +246,7 @@ class EvaluationReport:
         parts.append("<h2>1. Marginals</h2>")
         parts.append(definition("discretisation"))
         parts.append(definition("tvd"))
-        base = r.get("marginals_holdout_baseline", {})
-        rows = ""
-        for key, label in (("one_way", "1-way"), ("two_way", "2-way"), ("three_way", "3-way")):
-            b = base.get(key, {})
-            rows += (
-                f"<tr><td>{label}</td><td>{mg[key]['count']}</td><td>{_fmt(mg[key]['mean'])}</td>"
-                f"<td>{_fmt(mg[key]['max'])}</td><td>{_fmt(b.get('mean'))}</td>"
-                f"<td>{_fmt(b.get('max'))}</td></tr>"
-            )
-        parts.append(
-            "<table><tr><th>marginal</th><th>count</th><th>mean TVD</th><th>worst TVD</th>"
-            "<th>hold-out baseline mean</th><th>hold-out baseline worst</th></tr>"
-            f"{rows}</table>"
-        )
+        parts.append(self._html_marginal_table())
         if mg["three_way"]["sampled"]:
             parts.append(
                 f"<p>3-way: a seeded sample of {mg['three_way']['count']} of "
@@ -274,6 +279,11 @@ class EvaluationReport:
             "left}img{max-width:100%}.private{color:#fff;background:#a40000;font-size:1.1em;padding:"
             ".7em 1em;border-radius:4px}.def{color:#444;font-size:.92em;background:#f8f8f8;padding:"
             ".5em .8em;border-left:3px solid #aaa}.warn{color:#a40000;font-weight:bold}"
+            ".verdict{font-size:1.08em;background:#eef5ff;border-left:4px solid #1f5fbf;padding:"
+            ".6em 1em;margin:1em 0}.verdict .rules{font-size:.85em;color:#444;margin:.2em 0}"
+            ".verdict .rules-head{font-size:.85em;color:#444;margin:.6em 0 .2em}"
+            ".privacy p{margin:.35em 0}details pre{font-size:.8em;background:#f8f8f8;padding:.6em;"
+            "overflow-x:auto}"
             "</style></head><body>\n" + body + "\n</body></html>\n"
         )
         if path is not None:
@@ -281,6 +291,59 @@ class EvaluationReport:
 
             atomic_write_text(Path(path), page)
         return page
+
+    def _floor_label(self) -> str | None:
+        """The floor's row label (``None`` without a floor)."""
+        f = self.results.get("floor")
+        if not f:
+            return None
+        eps = f.get("epsilon")
+        at = f" at ε = {fmt_sig(eps)}" if isinstance(eps, int | float) else ""
+        return f"independent floor{at} (evaluation only, not released)"
+
+    def _html_verdict(self) -> str:
+        v = self.results.get("verdict")
+        if not v:
+            return ""
+        rules = "".join(f"<li>{html.escape(x)}</li>" for x in v["rules"])
+        return (
+            '<div class="verdict" id="verdict"><p><b>Verdict.</b> '
+            f'<span class="verdict-guarantee">{html.escape(v["guarantee"])}</span> '
+            f'<span class="verdict-findings">{html.escape(v["findings"])}</span></p>'
+            '<p class="rules-head">How the verdict is computed (the same rules are stored in the JSON, '
+            'under "verdict"):</p>'
+            f'<ul class="rules">{rules}</ul></div>'
+        )
+
+    def _html_marginal_table(self) -> str:
+        r = self.results
+        mg = r["marginals"]
+        keys = ("one_way", "two_way", "three_way")
+        compared: list[tuple[str, dict[str, Any]]] = [("release (synthetic table)", mg)]
+        base = r.get("marginals_holdout_baseline")
+        if base:
+            compared.append(("hold-out baseline: real hold-out rows (sampling noise)", base))
+        floor_label = self._floor_label()
+        if floor_label:
+            compared.append((floor_label, r["floor"]["marginals"]))
+        two_base = (base or {}).get("two_way", {}).get("mean")
+        rows = ""
+        for label, m in compared:
+            cells = "".join(f"<td>{_fmt(m[k]['mean'])}</td><td>{_fmt(m[k]['max'])}</td>" for k in keys)
+            ratio = "–"
+            if two_base:
+                ratio = f"{m['two_way']['mean'] / two_base:.1f}×"
+            rows += f"<tr><td>{html.escape(label)}</td>{cells}<td>{ratio}</td></tr>"
+        counts = ", ".join(
+            f"{lab} {mg[k]['count']:,}" for k, lab in zip(keys, ("1-way", "2-way", "3-way"), strict=True)
+        )
+        return (
+            f"<p>Each table is compared with the real training table. Marginals compared: {counts}.</p>"
+            '<table class="marginals"><tr><th>compared with the real training rows</th>'
+            "<th>1-way mean TVD</th><th>1-way worst</th><th>2-way mean TVD</th><th>2-way worst</th>"
+            "<th>3-way mean TVD</th><th>3-way worst</th><th>2-way mean ÷ hold-out baseline</th></tr>"
+            f"{rows}</table>" + (f'<p class="def">{html.escape(FLOOR_NOTE)}</p>' if floor_label else "")
+        )
 
     def _html_summary(self) -> str:
         r = self.results
@@ -305,33 +368,106 @@ class EvaluationReport:
 
     def _html_privacy(self) -> str:
         p = self.privacy or {}
-        keys = (
-            "headline",
-            "backend",
-            "guarantee_text",
-            "epsilon",
-            "delta",
-            "mechanism",
-            "accountant",
-            "adjacency",
-            "end_to_end_dp",
-            "seeded",
-            "schema_source",
-            "covered",
-            "not_covered",
-            "warnings",
+        extra: dict[str, Any] = p["extra"] if isinstance(p.get("extra"), dict) else {}
+        sentences: list[str] = []
+        backend = p.get("backend")
+        choice = extra.get("backend_choice")
+        what = "a synthetic table"
+        if isinstance(p.get("rows_out"), int):
+            what += f" of {p['rows_out']:,} rows"
+        if backend:
+            what += f" sampled by the {backend} backend" + (f" ({choice})" if choice else "")
+        if isinstance(p.get("rows_in"), int):
+            what += f" from a model fitted to {p['rows_in']:,} private rows"
+        sentences.append(f"What was released: {what}.")
+        eps, delta = p.get("epsilon"), p.get("delta")
+        figs = (
+            " and ".join(
+                x
+                for x in (
+                    f"ε = {fmt_sig(eps)}" if isinstance(eps, int | float) else "",
+                    f"δ = {fmt_delta(delta)}" if isinstance(delta, int | float) else "",
+                )
+                if x
+            )
+            or "ε and δ not stated"
         )
-        shown = {k: p[k] for k in keys if k in p}
-        choice = (p.get("extra") or {}).get("backend_choice") if isinstance(p.get("extra"), dict) else None
-        if choice and "backend" in shown:
-            shown["backend"] = f"{shown['backend']} ({choice})"
-        rows = "".join(
-            f"<tr><td>{html.escape(k)}</td><td style='text-align:left'>{html.escape(str(v))}</td></tr>"
-            for k, v in shown.items()
-        )
+        adjacency = p.get("adjacency")
+        end_to_end = p.get("end_to_end_dp") is True and p.get("guarantee", "dp") == "dp"
+        if end_to_end:
+            sentences.append(
+                f"Guarantee: end-to-end (ε, δ)-differential privacy with {figs}: it covers training "
+                "and every table sampled from the fitted model."
+            )
+        elif p.get("guarantee") == "conditional":
+            sentences.append(
+                "Guarantee: NOT end-to-end; it does not cover training. It is a per-record guarantee "
+                f"(nominal {figs}) conditional on the trained model, which was fitted to the private "
+                "rows without that guarantee."
+            )
+        elif "end_to_end_dp" not in p:
+            sentences.append(
+                f"Guarantee: nominal {figs}; the privacy report does not say whether it is end-to-end, "
+                "so treat it as NOT end-to-end."
+            )
+        else:
+            why = (
+                " the column domains (bounds, categories) were read off the private data"
+                if p.get("schema_source") == "inferred"
+                else " see the warnings below"
+            )
+            sentences.append(f"Guarantee: NOT end-to-end (nominal {figs}):{why}.")
+        if adjacency == "replace-one":
+            sentences.append(
+                "Adjacency: replace-one (two tables are neighbours when they have the same number of "
+                "rows and differ in one record replaced by another)."
+            )
+        elif adjacency:
+            sentences.append(f"Adjacency: {adjacency}.")
+        b_eps, b_delta = p.get("budget_epsilon"), p.get("budget_delta")
+        if isinstance(b_eps, int | float) and isinstance(eps, int | float):
+            budget = f"Budget: ε = {fmt_sig(eps)} spent of ε = {fmt_sig(b_eps)} asked for"
+            if isinstance(b_delta, int | float) and isinstance(delta, int | float):
+                budget += f"; δ = {fmt_delta(delta)} of δ = {fmt_delta(b_delta)}"
+            sentences.append(budget + ".")
+        if p.get("mechanism"):
+            sentences.append(f"Mechanism: {p['mechanism']}.")
+        if p.get("accountant"):
+            sentences.append(f"Accountant: {p['accountant']}.")
+        source = p.get("schema_source")
+        if source == "declared":
+            sentences.append("Column domains: from the declared public schema (no budget spent).")
+        elif source == "inferred":
+            sentences.append("Column domains: inferred from the private data (not covered by the guarantee).")
+        if p.get("seeded") is True:
+            sentences.append(
+                "Seeded (research only): the noise came from a user seed (--seed); anyone who knows "
+                "the seed can regenerate it, so a seeded release is not private unless the seed stays "
+                "secret."
+            )
+        elif p.get("seeded") is False:
+            sentences.append("Noise: from the operating system's entropy (not seeded).")
+
+        def bullets(title: str, key: str) -> str:
+            items = p.get(key)
+            if not items:
+                return ""
+            if isinstance(items, str):
+                items = [items]
+            lis = "".join(f"<li>{html.escape(str(x))}</li>" for x in items)
+            return f"<p><b>{title}</b></p><ul>{lis}</ul>"
+
+        body = "".join(f"<p>{html.escape(x)}</p>" for x in sentences)
+        body += bullets("Covered by the guarantee:", "covered")
+        body += bullets("Not covered:", "not_covered")
+        body += bullets("Warnings:", "warnings")
+        raw = json.dumps(_jsonable(p), indent=2, ensure_ascii=False, sort_keys=False)
         return (
             "<h2>The release's guarantee</h2>"
-            f'<p class="def">{html.escape(RELEASE_GUARANTEE_NOTE)}</p><table>{rows}</table>'
+            f'<p class="def">{html.escape(RELEASE_GUARANTEE_NOTE)}</p>'
+            f'<div class="privacy" id="privacy">{body}</div>'
+            "<details><summary>The release's privacy report, machine-readable (JSON, as saved beside "
+            f"the release)</summary><pre>{html.escape(raw)}</pre></details>"
         )
 
     def _html_sdmetrics(self) -> str:
@@ -355,6 +491,9 @@ class EvaluationReport:
             rows += f"<tr><td>QualityReport: {html.escape(k)}</td><td>{_fmt(v)}</td></tr>"
         err = "".join(f'<p class="warn">{html.escape(str(v))}</p>' for k, v in sd.items() if "error" in k)
         err += "".join(f"<p>Note: {html.escape(str(v))}.</p>" for k, v in sd.items() if k.endswith("_note"))
+        floor = self.results.get("floor") or {}
+        if isinstance(floor.get("sdmetrics"), str):
+            err += f"<p>Independent floor: {html.escape(floor['sdmetrics'])}.</p>"
         return head + f"<table><tr><th>metric</th><th>score (1 = best)</th></tr>{rows}</table>" + err
 
     def _html_utility(self) -> str:
@@ -365,12 +504,16 @@ class EvaluationReport:
         if "skipped" in u:
             return head + f"<p>Skipped: {html.escape(u['skipped'])}.</p>"
         rows = ""
+        floor_label = self._floor_label()
+        floor_u = (self.results.get("floor") or {}).get("utility", {})
         for model, m in u["models"].items():
-            for who, label in (
-                ("synthetic", "trained on synthetic (TSTR)"),
-                ("real", "trained on real (ceiling)"),
-                ("majority", "majority class (floor)"),
-            ):
+            m = dict(m)
+            whos = [("synthetic", "trained on synthetic (TSTR)")]
+            if floor_label and model in floor_u:
+                m["floor"] = floor_u[model]
+                whos.append(("floor", f"trained on the {floor_label}"))
+            whos += [("real", "trained on real (ceiling)"), ("majority", "majority class (no model)")]
+            for who, label in whos:
                 s = m[who]
                 rows += (
                     f"<tr><td>{html.escape(model)}: {label}</td><td>{_fmt(s['accuracy'])}</td>"
@@ -406,15 +549,29 @@ class EvaluationReport:
         em_html = f"<table><tr><th>exact match</th><th>rate</th></tr>{em_rows}</table>"
         if "skipped" in m:
             return head + f"<p>Attacks skipped: {html.escape(m['skipped'])}.</p>" + em_html
-        rows = "".join(
-            f"<tr><td>{html.escape(_ATTACK_NAMES.get(k, k))}</td><td>{a['auc']:.3f}</td>"
-            f"<td>{a['tpr_at_fpr_1pct']:.4f}</td><td>{a['tpr_at_fpr_0.1pct']:.4f}</td></tr>"
-            for k, a in m["attacks"].items()
-        )
+        floor_label = self._floor_label()
+        floor_m = (self.results.get("floor") or {}).get("membership", {})
+        rows = ""
+        for k, a in m["attacks"].items():
+            against = [("release (synthetic table)", a)]
+            if floor_label and k in floor_m:
+                against.append((floor_label, floor_m[k]))
+            for label, x in against:
+                rows += (
+                    f"<tr><td>{html.escape(_ATTACK_NAMES.get(k, k))}</td>"
+                    f"<td style='text-align:left'>{html.escape(label)}</td><td>{x['auc']:.3f}</td>"
+                    f"<td>{x['tpr_at_fpr_1pct']:.4f}</td><td>{x['tpr_at_fpr_0.1pct']:.4f}</td></tr>"
+                )
         return (
             head + f"<p>{m['n_members']:,} members, {m['n_non_members']:,} non-members, "
-            f"{m['n_reference']:,} reference rows.</p>"
-            + "<table><tr><th>attack</th><th>ROC AUC</th><th>TPR @ FPR 1%</th>"
+            f"{m['n_reference']:,} reference rows"
+            + (
+                "; the floor is attacked with the same members, non-members and reference rows"
+                if floor_label and floor_m
+                else ""
+            )
+            + ".</p>"
+            + "<table><tr><th>attack</th><th>table attacked</th><th>ROC AUC</th><th>TPR @ FPR 1%</th>"
             + f"<th>TPR @ FPR 0.1%</th></tr>{rows}</table>"
             + img("mia_roc", "membership inference ROC curves")
             + em_html
