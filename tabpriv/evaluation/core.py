@@ -316,6 +316,11 @@ def evaluate(
             k: {"mean": base[k]["mean"], "max": base[k]["max"]} for k in ("one_way", "two_way", "three_way")
         }
     results["distributions"] = _distributions(schema, real_codes, syn_codes)
+    from tabpriv.evaluation.pairs import worst_pair_tables
+
+    results["worst_pairs"] = worst_pair_tables(
+        schema, real_codes, syn_codes, results["marginals"]["two_way"]["worst"]
+    )
     timings["marginals"] = time.perf_counter() - t
 
     if target is not None and hold is not None:

@@ -54,10 +54,13 @@ FLOOR_NOTE = (
 METRIC_DEFINITIONS: dict[str, str] = {
     "discretisation": (
         "Every column is cut into levels derived from the schema alone: categorical columns keep "
-        "their declared categories; numeric columns use equal-width bins over the declared "
-        "[lower, upper] bounds (default 20; an integer column with at most that many values keeps "
-        "one level per value). Missing values form their own level, and so do values outside the "
-        "schema (counted under 'out of schema', never dropped)."
+        "their declared categories; an integer column whose bounds allow at most 100 values keeps "
+        "one level per value (the rule every backend shares; until this rule, only up to 20 values, "
+        "so figures for integer columns of 21 to 100 values, such as age or hours per week, are not "
+        "comparable with earlier reports); other numbers use at most 20 bins (or the column's "
+        "'bins') over the declared [lower, upper] bounds, with round inner edges (whole numbers for "
+        "integers; a bin includes its lower edge). Missing values form their own level, and so do "
+        "values outside the schema (counted under 'out of schema', never dropped)."
     ),
     "tvd": (
         "Total variation distance between the real and synthetic distributions of a marginal: "
@@ -190,13 +193,16 @@ class EvaluationReport:
 
     # -- figures ------------------------------------------------------------------------------
     def figures(self) -> dict[str, bytes]:
-        """Render the plots as PNG bytes: ``distributions``, ``tvd_heatmap``, ``mia_roc``."""
+        """Render the plots as PNG bytes: ``distributions``, ``tvd_heatmap``, ``worst_pairs``, ``mia_roc``."""
         from tabpriv.evaluation import plots
 
         figs = {
             "distributions": plots.distributions_figure(self.results),
             "tvd_heatmap": plots.heatmap_figure(self.results),
         }
+        pairs = plots.worst_pairs_figure(self.results)
+        if pairs is not None:
+            figs["worst_pairs"] = pairs
         roc = plots.roc_figure(self.results)
         if roc is not None:
             figs["mia_roc"] = roc
@@ -257,6 +263,7 @@ class EvaluationReport:
             for w in mg["two_way"]["worst"]
         )
         parts.append(f"<h3>Worst column pairs</h3><table><tr><th>pair</th><th>TVD</th></tr>{worst}</table>")
+        parts.append(img("worst_pairs", "worst 2-way marginals, real vs synthetic"))
         parts.append("<h3>Per-column distributions (real vs synthetic)</h3>")
         parts.append(img("distributions", "per-column distributions"))
         parts.append("<h3>2-way TVD heatmap</h3>")

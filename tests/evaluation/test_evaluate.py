@@ -94,12 +94,13 @@ def test_report_outputs(small_schema: Schema, tables, tmp_path: Path) -> None:  
     assert "hist_gradient_boosting" in d["utility"]["models"]
     page = rep.to_html(tmp_path / "r.html")
     assert page == (tmp_path / "r.html").read_text()
-    assert page.count("data:image/png;base64,") == 3
+    assert page.count("data:image/png;base64,") == 4  # distributions, worst pairs, TVD heatmap, ROC
     assert "<h2>The release's guarantee</h2>" in page
     for key in ("tvd", "dcr", "density_ratio", "classifier", "utility", "exact_match"):
         assert METRIC_DEFINITIONS[key][:40].replace("'", "&#x27;") in page
     figs = rep.figures()
     assert all(v[:8] == b"\x89PNG\r\n\x1a\n" for v in figs.values())
+    assert set(figs) == {"distributions", "tvd_heatmap", "worst_pairs", "mia_roc"}
 
 
 # -- labels: every artefact says it is private, and the privacy report is the release's ---------------
