@@ -7,8 +7,10 @@ TVD). So that a table stays readable, an axis with many levels is shown coarser:
 * a categorical axis with more than :data:`MAX_CATEGORIES` categories keeps its most frequent ones
   (real and synthetic rows together), in the schema's order, and merges the rest into ``other (k)``;
 * an ordered axis (integer values or bins) with more than :data:`MAX_ORDERED` levels merges
-  consecutive levels into at most that many groups (integer values into round ranges such as
-  ``20–24``, bins into runs of whole bins);
+  consecutive levels into about that many groups (integer values into round ranges such as
+  ``20–24``, bins into runs of whole bins), except that a level holding at least 5% of the real or
+  the synthetic rows (such as 40 hours a week) stays a group of its own, so merging never hides a
+  spike;
 * the missing and out-of-schema levels are kept only where some row has them.
 
 The TVD given is that of the full table (the report's figure); ``tvd_shown`` is the TVD of the table
@@ -25,21 +27,27 @@ import numpy as np
 from tabpriv.evaluation.discretize import Codes, ColumnLevels, bin_edges, level_labels, range_labels
 from tabpriv.schema import Column, Schema
 
-__all__ = ["MAX_CATEGORIES", "MAX_ORDERED", "worst_pair_tables"]
+__all__ = ["MAX_CATEGORIES", "MAX_ORDERED", "SPIKE_SHARE", "worst_pair_tables"]
 
 #: A categorical axis with more categories than this shows its most frequent ones plus "other".
 MAX_CATEGORIES = 16
-#: An ordered axis with more levels than this is shown in at most this many groups.
+#: An ordered axis with more levels than this is shown in about this many groups.
 MAX_ORDERED = 20
+#: When an ordered axis is merged, a level holding at least this share of the real or the synthetic
+#: rows stays a group of its own (at most :data:`MAX_SPIKES` of them).
+SPIKE_SHARE = 0.05
+MAX_SPIKES = 6
 
 
 def _axis_groups(
-    col: Column, lv: ColumnLevels, share: np.ndarray
+    col: Column, lv: ColumnLevels, share: np.ndarray, peak: np.ndarray
 ) -> tuple[np.ndarray, list[str], str | None]:
     """Map every code of a column to a display group: ``(group of each code or -1, labels, note)``.
 
     ``share`` is the column's share of rows per code (real and synthetic together), used to pick the
-    categories shown and to drop empty missing / out-of-schema levels.
+    categories shown and to drop empty missing / out-of-schema levels; ``peak`` the larger of the
+    real and the synthetic share, whose spikes (at least :data:`SPIKE_SHARE`) an ordered axis keeps
+    as levels of their own so that merging never hides them.
     """
     labels = level_labels(col, lv)
     n = lv.n_values
@@ -56,18 +64,25 @@ def _axis_groups(
         out_labels.append(f"other ({len(rest)})")
         note = f"{col.name}: the {len(keep)} most frequent of {n} categories, the rest as 'other'"
     elif col.kind != "categorical" and n > MAX_ORDERED:
+        order = np.argsort(-peak[:n], kind="stable")[:MAX_SPIKES]
+        spikes = [int(k) for k in order if peak[k] >= SPIKE_SHARE]
         if lv.edges is None:  # one level per integer value: round ranges of values
             assert col.lower is not None and col.upper is not None
             lo = int(col.lower)
-            edges = bin_edges(col.lower, col.upper, MAX_ORDERED, integer=True)
-            group[:n] = np.searchsorted(edges, lo + np.arange(n), side="right") - 1
+            cuts = {int(e) - lo for e in bin_edges(col.lower, col.upper, MAX_ORDERED, integer=True)}
         else:  # bins: runs of whole bins
-            size = -(-n // MAX_ORDERED)
-            starts = np.arange(0, n, size)
-            edges = np.r_[lv.edges[starts], lv.edges[-1]]
-            group[:n] = np.arange(n) // size
+            cuts = set(range(0, n, -(-n // MAX_ORDERED))) | {n}
+        cuts |= {k for sp in spikes for k in (sp, sp + 1)}
+        starts = np.array(sorted(cuts), dtype=np.int64)  # level index where each group starts, then n
+        group[:n] = np.searchsorted(starts, np.arange(n), side="right") - 1
+        if lv.edges is None:
+            edges = (starts + int(col.lower or 0)).astype(float)
+        else:
+            edges = lv.edges[starts]
         out_labels = range_labels(edges, integer=col.kind == "integer")
         note = f"{col.name}: {n} levels shown in {len(out_labels)} groups"
+        if spikes:
+            note += f" ({', '.join(labels[k] for k in sorted(spikes))} kept apart)"
     else:
         group[:n] = np.arange(n)
         out_labels = labels[:n]
@@ -126,8 +141,10 @@ def worst_pair_tables(
         real = _joint(real_codes.codes, i, j, sizes)
         syn = _joint(syn_codes.codes, i, j, sizes)
         both = 0.5 * (real + syn)
-        ga, labels_a, note_a = _axis_groups(schema.columns[i], la, both.sum(axis=1))
-        gb, labels_b, note_b = _axis_groups(schema.columns[j], lb, both.sum(axis=0))
+        peak_a = np.maximum(real.sum(axis=1), syn.sum(axis=1))
+        peak_b = np.maximum(real.sum(axis=0), syn.sum(axis=0))
+        ga, labels_a, note_a = _axis_groups(schema.columns[i], la, both.sum(axis=1), peak_a)
+        gb, labels_b, note_b = _axis_groups(schema.columns[j], lb, both.sum(axis=0), peak_b)
         shape = (len(labels_a), len(labels_b))
         r, s = _regroup(real, ga, gb, shape), _regroup(syn, ga, gb, shape)
         out.append(
