@@ -22,10 +22,12 @@ THREADS_ENV = "TABPRIV_THREADS"
 DEFAULT_THREADS = 1
 
 
-def resolve_device(requested: str, supported: Sequence[str]) -> str:
+def resolve_device(requested: str, supported: Sequence[str], framework: str = "torch") -> str:
     """Turn ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"`` into a concrete device string.
 
     ``"auto"`` picks CUDA when the backend supports it and a GPU is present, else the CPU.
+    ``framework`` is the library the backend computes with, which is asked whether it sees a GPU:
+    ``"torch"`` or ``"jax"`` (so a JAX backend never imports torch: 220 MB of resident memory).
 
     Raises:
         DeviceError: The backend does not run on the requested device, or no GPU is present.
@@ -40,21 +42,30 @@ def resolve_device(requested: str, supported: Sequence[str]) -> str:
     if req == "auto":
         if not gpu_ok:
             return "cpu"
-        return "cuda" if _cuda_available() else "cpu"
+        return "cuda" if _cuda_available(framework) else "cpu"
     if not gpu_ok:
         raise DeviceError(
             f"This backend runs on {', '.join(supported)} only; got device={requested!r}. Use "
             "device='cpu' or 'auto'."
         )
-    if not _cuda_available():
+    if not _cuda_available(framework):
         raise DeviceError(
-            f"device={requested!r} was requested but no CUDA GPU is available to torch; use "
+            f"device={requested!r} was requested but no CUDA GPU is available to {framework}; use "
             "device='cpu' or 'auto'."
         )
     return req
 
 
-def _cuda_available() -> bool:
+def _cuda_available(framework: str = "torch") -> bool:
+    if framework == "jax":
+        try:
+            import jax
+        except ImportError:  # pragma: no cover - jax is a dependency
+            return False
+        try:
+            return any(d.platform == "gpu" for d in jax.devices())
+        except RuntimeError:  # pragma: no cover - no backend could start
+            return False
     try:
         import torch
     except ImportError:  # pragma: no cover - torch is a dependency

@@ -271,7 +271,7 @@ class Synthesizer:
         if weak is not None:
             warnings.warn(weak[0].upper() + weak[1:] + ".", PrivacyWarning, stacklevel=3)
         backend = self._make_backend()
-        device = resolve_device(self.device, backend.devices)
+        device = resolve_device(self.device, backend.devices, backend.framework)
         schema = _resolve_schema(self.schema if declared is None else declared, df)
         if schema.is_inferred:
             warnings.warn(
@@ -296,7 +296,7 @@ class Synthesizer:
         if self.backend == AUTO:  # the rule reads the public spans only
             name, choice = choose_backend(table.spans, self.backend_params)
             backend = self._make_backend(name)
-            device = resolve_device(self.device, backend.devices)
+            device = resolve_device(self.device, backend.devices, backend.framework)
         else:
             name, choice = self.backend, "named by the user"
         previous: PrivacyLedger | None = getattr(self, "ledger_", None)

@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -30,6 +31,23 @@ def test_import_is_lazy() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_jax_backends_never_import_torch() -> None:
+    # aim/mst compute with JAX; asking torch for a GPU would cost 220 MB of resident memory and ~2 s.
+    code = (
+        "import sys, warnings; warnings.simplefilter('ignore')\n"
+        "from tabpriv import Synthesizer\n"
+        "from tests.conftest import make_small_df, make_small_schema\n"
+        "for b, p in (('mst', {'iters': 20}), ('aim', {'iters': 20, 'round_iters': 5, 'rounds': 8})):\n"
+        "    s = Synthesizer(backend=b, epsilon=2.0, schema=make_small_schema(), random_state=0,"
+        " backend_params=p)\n"
+        "    s.fit(make_small_df(200, seed=0)); s.sample(50)\n"
+        "    print(s.device_, 'torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[1])  # fmt: skip
+    assert out.stdout.split() == ["cpu", "False"] * 2
 
 
 def test_adult_end_to_end(adult_df, adult_schema) -> None:

@@ -219,6 +219,8 @@ class Backend(ABC):
     guarantee: ClassVar[GuaranteeType] = "dp"
     #: Devices it runs on, e.g. ``("cpu",)`` or ``("cpu", "cuda")``.
     devices: ClassVar[tuple[str, ...]] = ("cpu",)
+    #: The library that computes on the device (``"torch"`` or ``"jax"``): the one asked for a GPU.
+    framework: ClassVar[str] = "torch"
     #: One-line description shown by ``tabpriv backends``.
     summary: ClassVar[str] = ""
     #: Small hyper-parameters that fit a tiny table in seconds (conformance tests, smoke runs).

@@ -96,6 +96,7 @@ class MarginalBackend(Backend):
 
     guarantee = "dp"
     devices = ("cpu", "cuda")
+    framework = "jax"  # mbi's estimation; pgd's particles are torch (it says so)
     streaming = True
     #: Whether the backend selects marginals privately (``pgd`` measures a fixed workload).
     selects: ClassVar[bool] = True

@@ -147,6 +147,7 @@ class PGDBackend(MarginalBackend):
 
     """
 
+    framework = "torch"  # the particles run in torch
     name = "pgd"
     summary = (
         "PrivPGD (Donhauser et al. 2024): all noisy 2-way marginals (discrete Gaussian, OpenDP), "
