@@ -4,8 +4,8 @@ Each column becomes integer codes that depend on the schema only, never on the d
 
 * categorical: one code per declared category, in the schema's order;
 * integer with at most :data:`~tabpriv.transformers.levels.DEFAULT_MAX_LEVELS` (100) values between
-  its bounds (or at most ``bins``, if larger): one code per value, the rule every backend shares
-  (:func:`tabpriv.transformers.levels.keeps_values`);
+  its bounds (or at most ``bins``, if larger): one code per value, the rule of
+  :func:`tabpriv.transformers.levels.keeps_values` that the marginal and VAE backends use;
 * any other number: at most ``bins`` bins over ``[lower, upper]`` (the column's own ``bins`` wins)
   whose inner edges are round numbers (multiples of a step 1, 1.5, 2, 2.5, 3, 4, 5, 6 or 8 times a
   power of ten, see :func:`bin_edges`); an integer column's edges are whole numbers, so each bin is a

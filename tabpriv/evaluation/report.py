@@ -55,12 +55,13 @@ METRIC_DEFINITIONS: dict[str, str] = {
     "discretisation": (
         "Every column is cut into levels derived from the schema alone: categorical columns keep "
         "their declared categories; an integer column whose bounds allow at most 100 values keeps "
-        "one level per value (the rule every backend shares; until this rule, only up to 20 values, "
-        "so figures for integer columns of 21 to 100 values, such as age or hours per week, are not "
-        "comparable with earlier reports); other numbers use at most 20 bins (or the column's "
-        "'bins') over the declared [lower, upper] bounds, with round inner edges (whole numbers for "
-        "integers; a bin includes its lower edge). Missing values form their own level, and so do "
-        "values outside the schema (counted under 'out of schema', never dropped)."
+        "one level per value (the rule of the marginal and VAE backends; earlier reports did so only "
+        "up to 20 values, so figures for integer columns of 21 to 100 values, such as age or hours "
+        "per week, are not comparable with them); other numbers use at most 'bins' bins (default "
+        "20; the column's own 'bins' wins) over the declared [lower, upper] bounds, with round inner "
+        "edges (whole numbers for integers; a bin includes its lower edge). Missing values form "
+        "their own level, and so do values outside the schema (counted under 'out of schema', "
+        "never dropped)."
     ),
     "tvd": (
         "Total variation distance between the real and synthetic distributions of a marginal: "

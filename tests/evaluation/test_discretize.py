@@ -3,7 +3,7 @@
 Properties (Hypothesis, random numeric columns): one unique label per level; an integer column's bins
 cover its whole numbers without gap or overlap and every value codes to the bin its label names; a
 continuous column's labels read back as its bin edges; the per-value rule is the one of
-``tabpriv.transformers.levels`` (shared with every backend).
+``tabpriv.transformers.levels`` (that of the marginal and VAE backends).
 """
 
 from __future__ import annotations
