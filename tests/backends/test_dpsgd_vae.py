@@ -143,9 +143,10 @@ def test_lazy_table_gives_identical_release(monkeypatch: pytest.MonkeyPatch) -> 
     np.testing.assert_array_equal(rows, ref_rows)
 
 
+@pytest.mark.parametrize("mode", ["ghost", "hooks"])
 @pytest.mark.parametrize(("n", "batch_size"), [(383, 256), (300, 32), (97, 200)])
 def test_accounted_steps_and_rate_are_those_executed(
-    n: int, batch_size: int, monkeypatch: pytest.MonkeyPatch
+    n: int, batch_size: int, mode: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """T and q given to the accountant equal the Poisson draws the loop made.
 
@@ -162,7 +163,7 @@ def test_accounted_steps_and_rate_are_those_executed(
         return real(rng, n_rows, q)
 
     monkeypatch.setattr(dpsgd_loop, "poisson_batch", counting)
-    b = DPSGDVAEBackend(**{**QUICK, "batch_size": batch_size})  # type: ignore[arg-type]
+    b = DPSGDVAEBackend(**{**QUICK, "batch_size": batch_size, "grad_sample_mode": mode})  # type: ignore[arg-type]
     led = PrivacyLedger(PrivacyBudget(4.0, 1e-5))
     spend_and_fit(b, _encoded(n), led, FitContext("cpu", 0, True))
     p = led.spends[0].parameters

@@ -29,8 +29,9 @@ This module imports torch at the top: only the private ``_*_torch`` modules impo
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -43,16 +44,25 @@ from tabpriv.transformers.levels import DEFAULT_MAX_LEVELS, keeps_values
 
 __all__ = [
     "MLP",
+    "RESIDENT_MAX_BYTES",
     "NumericHead",
     "RowTable",
     "SpanLayout",
     "TakeDataset",
     "column_sums",
     "decode_rows",
+    "decode_rows_tensor",
     "init_linear_",
     "kl_divergence",
     "recon_loss",
+    "resident_rows",
+    "row_reader",
 ]
+
+#: Largest encoded table (``n_rows × width × 4`` bytes) the VAE backends encode once and keep whole,
+#: as one float32 tensor on the training device, for the whole fit (1 GiB; Adult is 15 MB). A larger
+#: table is read batch by batch with ``table.take`` (memory ``O(batch × d)``), with the same rows.
+RESIDENT_MAX_BYTES = 1 << 30
 
 
 @dataclass(frozen=True)
@@ -84,12 +94,19 @@ class NumericHead:
 
     def nll(self, logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """Cross-entropy of the true bin of rows ``x`` (shape ``x.shape[:-1]``); 0 where missing."""
-        logp = torch.log_softmax(logits[..., self.offset : self.offset + self.n_bins], dim=-1)
+        return self.nll_block(logits[..., self.offset : self.offset + self.n_bins], x)
+
+    def nll_block(self, block: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """:meth:`nll` from this head's own ``n_bins`` logits (``block``, e.g. one part of a split)."""
+        logp = torch.log_softmax(block, dim=-1)
         out = -torch.gather(logp, -1, self.target(x[..., self.index]).unsqueeze(-1)).squeeze(-1)
         return out if self.missing is None else out * (1.0 - x[..., self.missing])
 
     def draw(self, logits: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-        """Encoded values drawn from CPU ``logits`` of shape ``(n, out_width)``: a bin, then its value."""
+        """Encoded values drawn from ``logits`` of shape ``(n, out_width)``: a bin, then its value.
+
+        ``gen`` lives on the device of ``logits`` (the draw happens there).
+        """
         p = torch.softmax(logits[:, self.offset : self.offset + self.n_bins], dim=-1)
         return self.value(torch.multinomial(p, 1, generator=gen).squeeze(1), gen)
 
@@ -98,7 +115,7 @@ class NumericHead:
         b = bins.to(torch.float32)
         if self.exact:
             return b / max(self.n_bins - 1, 1) * 2.0 - 1.0
-        u = torch.rand(b.shape, generator=gen)
+        u = torch.rand(b.shape, generator=gen, device=b.device)
         return (b + u) / self.n_bins * 2.0 - 1.0
 
 
@@ -178,6 +195,35 @@ class SpanLayout:
         """Number of decoder outputs."""
         return self.width + sum(h.n_bins for h in self.numeric)
 
+    @functools.cached_property
+    def split(self) -> tuple[tuple[int, ...], dict[int, int]]:
+        """The decoder outputs cut into the consecutive parts the loss reads: ``(sizes, part of start)``.
+
+        Every softmax block, bin block and indicator (and, with the regression head, number) is one
+        part; the outputs nothing reads form parts of their own. :func:`recon_loss` splits the logits
+        once (``torch.split``: views, whose backward is one concatenation) instead of slicing each
+        block (each slice's backward fills a zero tensor of the whole logits' size).
+        """
+        used: list[tuple[int, int]] = list(self.softmax)
+        used += [(h.offset, h.n_bins) for h in self.numeric]
+        used += [(i, 1) for i in self.sigmoid]
+        if not self.numeric:
+            used += [(i, 1) for i in self.tanh]
+        sizes: list[int] = []
+        where: dict[int, int] = {}
+        at = 0
+        for start, w in sorted(used):
+            if start < at:  # pragma: no cover - the blocks of an encoding never overlap
+                raise ValueError(f"decoder output blocks overlap at {start}")
+            if start > at:
+                sizes.append(start - at)
+            where[start] = len(sizes)
+            sizes.append(w)
+            at = start + w
+        if self.out_width > at:
+            sizes.append(self.out_width - at)
+        return tuple(sizes), where
+
     @property
     def cond_width(self) -> int:
         """Width of the condition vector (0 when unconditional)."""
@@ -238,19 +284,25 @@ def recon_loss(logits: torch.Tensor, x: torch.Tensor, layout: SpanLayout) -> tor
     (not counted where the value is missing), or with the regression head squared error of
     tanh(output); indicators: binary cross-entropy with the sigmoid of the output.
     """
+    sizes, where = layout.split
+    parts = torch.split(logits, list(sizes), dim=-1)  # views (the same values as slices), one backward
+
+    def cols(idx: Sequence[int]) -> torch.Tensor:  # = logits[..., idx], from the parts
+        return torch.cat([parts[where[i]] for i in idx], dim=-1)
+
     loss = torch.zeros(logits.shape[:-1], dtype=logits.dtype, device=logits.device)
     for a, w in layout.softmax:
-        logp = torch.log_softmax(logits[..., a : a + w], dim=-1)
+        logp = torch.log_softmax(parts[where[a]], dim=-1)
         loss = loss - (logp * x[..., a : a + w]).sum(-1)
     for h in layout.numeric:
-        loss = loss + h.nll(logits, x)
+        loss = loss + h.nll_block(parts[where[h.offset]], x)
     if layout.tanh and not layout.numeric:
         idx = list(layout.tanh)
-        loss = loss + ((torch.tanh(logits[..., idx]) - x[..., idx]) ** 2).sum(-1) * 4.0
+        loss = loss + ((torch.tanh(cols(idx)) - x[..., idx]) ** 2).sum(-1) * 4.0
     if layout.sigmoid:
         idx = list(layout.sigmoid)
         loss = loss + nn.functional.binary_cross_entropy_with_logits(
-            logits[..., idx], x[..., idx], reduction="none"
+            cols(idx), x[..., idx], reduction="none"
         ).sum(-1)
     return loss
 
@@ -267,14 +319,24 @@ def decode_rows(logits: torch.Tensor, layout: SpanLayout, gen: torch.Generator) 
     bins (or, with the regression head, are ``tanh(output)``); a missing indicator is drawn from its
     sigmoid, and a missing number is set to 0 (the encoding of a missing value). The conditioning
     block, if any, is copied from ``cond`` by the caller.
+
+    Everything is drawn on the device of ``logits`` with ``gen`` (a generator on that device); the
+    rows are copied to the host once, at the end.
     """
+    return decode_rows_tensor(logits, layout, gen).cpu().numpy()
+
+
+def decode_rows_tensor(logits: torch.Tensor, layout: SpanLayout, gen: torch.Generator) -> torch.Tensor:
+    """:func:`decode_rows` without the final copy: float32 rows on the device of ``logits``."""
     n = logits.shape[0]
-    out = torch.zeros((n, layout.width), dtype=torch.float32)
-    lg = logits.detach().float().cpu()
+    dev = logits.device
+    lg = logits.detach().float()
+    out = torch.zeros((n, layout.width), dtype=torch.float32, device=dev)
+    rows = torch.arange(n, device=dev)
     for a, w in layout.softmax:
         p = torch.softmax(lg[:, a : a + w], dim=-1)
         codes = torch.multinomial(p, 1, generator=gen).squeeze(1)
-        out[torch.arange(n), a + codes] = 1.0
+        out[rows, a + codes] = 1.0
     for h in layout.numeric:
         out[:, h.index] = h.draw(lg, gen)
     if layout.tanh and not layout.numeric:
@@ -283,21 +345,69 @@ def decode_rows(logits: torch.Tensor, layout: SpanLayout, gen: torch.Generator) 
     if layout.sigmoid:
         idx = list(layout.sigmoid)
         p = torch.sigmoid(lg[:, idx])
-        miss = (torch.rand(p.shape, generator=gen) < p).float()
+        miss = (torch.rand(p.shape, generator=gen, device=dev) < p).float()
         out[:, idx] = miss
         # A missing number is encoded as value 0; its value coordinate precedes its indicator.
         val_idx = [i - 1 for i in idx]
         out[:, val_idx] = out[:, val_idx] * (1.0 - miss)
-    return out.numpy()
+    return out
 
 
-def sample_condition(probs: np.ndarray, n: int, gen: torch.Generator) -> torch.Tensor:
-    """Draw ``n`` one-hot condition vectors from a (released, noisy) distribution ``probs``."""
-    p = torch.as_tensor(probs, dtype=torch.float32)
+def sample_condition(
+    probs: np.ndarray, n: int, gen: torch.Generator, device: str | torch.device = "cpu"
+) -> torch.Tensor:
+    """Draw ``n`` one-hot condition vectors from a (released, noisy) distribution ``probs`` on ``device``."""
+    p = torch.as_tensor(probs, dtype=torch.float32, device=device)
     codes = torch.multinomial(p, n, replacement=True, generator=gen)
-    c = torch.zeros((n, p.shape[0]), dtype=torch.float32)
-    c[torch.arange(n), codes] = 1.0
+    c = torch.zeros((n, p.shape[0]), dtype=torch.float32, device=p.device)
+    c[torch.arange(n, device=p.device), codes] = 1.0
     return c
+
+
+# -- reads of the encoded table ----------------------------------------------------------------------
+def resident_rows(
+    table: EncodedTable, device: str | torch.device, clip: float | None = None
+) -> torch.Tensor | None:
+    """All rows of ``table`` encoded once, chunk by chunk, into one float32 tensor on ``device``.
+
+    Each chunk of ``table.iter_chunks`` is encoded (and, with ``clip``, clipped row by row with
+    :func:`~tabpriv.transformers.encoded.clip_rows`, as ``ClippedRows.take`` does) and copied into
+    place, so row ``i`` equals ``table.take([i])[0]`` value for value and the table stays lazy.
+    ``None`` when the table is larger than :data:`RESIDENT_MAX_BYTES` (read it batch by batch).
+    """
+    from tabpriv.transformers.encoded import clip_rows
+
+    if table.nbytes > RESIDENT_MAX_BYTES:
+        return None
+    dev = torch.device(device)
+    out = torch.empty((table.n_rows, table.width), dtype=torch.float32, pin_memory=dev.type == "cuda")
+    for start, block in table.iter_chunks(table.chunk_rows_for()):
+        b = clip_rows(block, clip) if clip is not None else block
+        out[start : start + b.shape[0]] = torch.from_numpy(np.ascontiguousarray(b, dtype=np.float32))
+    return out if dev.type == "cpu" else out.to(dev, non_blocking=True)
+
+
+def row_reader(
+    resident: torch.Tensor | None,
+    take: Callable[[np.ndarray], np.ndarray],
+    device: str | torch.device,
+) -> Callable[[np.ndarray], torch.Tensor]:
+    """``idx -> rows (len(idx), d)`` on ``device``: an index draw on ``resident``, else ``take`` + copy."""
+    dev = torch.device(device)
+    if resident is not None:
+        table = resident
+
+        def read(idx: np.ndarray) -> torch.Tensor:
+            i = torch.from_numpy(np.ascontiguousarray(idx, dtype=np.int64))
+            return table.index_select(0, i if dev.type == "cpu" else i.to(dev, non_blocking=True))
+
+        return read
+
+    def read_taken(idx: np.ndarray) -> torch.Tensor:
+        block = np.ascontiguousarray(take(np.asarray(idx, dtype=np.int64)), dtype=np.float32)
+        return torch.from_numpy(block).to(dev)
+
+    return read_taken
 
 
 # -- streaming reads of the encoded table ------------------------------------------------------------

@@ -161,12 +161,14 @@ class ReleasedDecoder(Protocol):
     integer_levels_: int
     decoder_state_: dict[str, np.ndarray]
     condition_probs_: np.ndarray | None
+    device_: str
 
 
 def sample_released_decoder(backend: ReleasedDecoder, n: int, seed: int) -> np.ndarray:
     """Decode ``n`` draws z ~ N(0, I) from a fitted backend's released decoder (post-processing).
 
-    The one sampler of ``dp2-vae`` and ``dpsgd-vae``; torch is imported only here.
+    The one sampler of ``dp2-vae`` and ``dpsgd-vae``; torch is imported only here. It runs on the
+    backend's ``device_``: the fit's device, ``"cpu"`` after a load, or what :func:`move_to` set.
     """
     from tabpriv.backends.vae.dp2_torch import DecoderConfig, sample_decoder
 
@@ -177,8 +179,27 @@ def sample_released_decoder(backend: ReleasedDecoder, n: int, seed: int) -> np.n
         backend.hidden,
         backend.latent_dim,
         backend.integer_levels_,
+        backend.device_,
     )
     return sample_decoder(config, backend.decoder_state_, backend.condition_probs_, n, seed)
+
+
+def move_to(backend: Backend, device: str) -> str:
+    """Resolve ``device`` for ``backend`` (``"auto"``, ``"cpu"``, ``"cuda[:N]"``); set its ``device_``.
+
+    Used by the VAE backends' ``to()`` (e.g. after :meth:`Synthesizer.load <tabpriv.Synthesizer.load>`,
+    which restores every backend on the CPU). Sampling is post-processing: the device changes where
+    the draws run, never what they may reveal.
+
+    Raises:
+        DeviceError: The device is unknown, or is a GPU and none is available.
+
+    """
+    from tabpriv._device import resolve_device
+
+    dev = resolve_device(device, backend.devices)
+    backend.device_ = dev  # type: ignore[attr-defined]
+    return dev
 
 
 def pack_decoder_state(
@@ -373,6 +394,12 @@ class DP2VAEBackend(Backend):
         self.timings_ = result.timings
         self.spans_ = table.spans
         self.integer_levels_ = DEFAULT_MAX_LEVELS
+        self.device_ = context.device
+        return self
+
+    def to(self, device: str) -> DP2VAEBackend:
+        """Sample on ``device`` from now on (a loaded backend samples on the CPU until moved)."""
+        move_to(self, device)
         return self
 
     def sample(self, n: int, seed: int) -> np.ndarray:
@@ -455,6 +482,7 @@ class DP2VAEBackend(Backend):
         self.n_subsets_ = int(meta["n_subsets"])
         # Files saved before the shared integer rule decode with the old one (0: exact up to numeric_bins).
         self.integer_levels_ = int(meta.get("integer_levels", 0))
+        self.device_ = "cpu"  # until to(device)
         self.losses_ = []
         if "spans" in meta:
             self.spans_ = tuple(ColumnSpan.from_dict(d) for d in meta["spans"])

@@ -18,12 +18,13 @@ from tabpriv.backends.vae.common import (
     MLP,
     SpanLayout,
     column_sums,
-    decode_rows,
+    decode_rows_tensor,
     decoder_sizes,
     encoder_sizes,
     init_linear_,
     kl_divergence,
     recon_loss,
+    resident_rows,
     sample_condition,
 )
 from tabpriv.transformers.encoded import EncodedTable
@@ -49,6 +50,7 @@ class DecoderConfig:
         latent_dim: Latent size.
         integer_levels: Widest integer column with one bin per value (see
             :meth:`SpanLayout.from_spans`; 0 for files saved before the shared rule).
+        device: Where the decoder runs and the rows are drawn (``"cpu"``, ``"cuda"``, ...).
 
     """
 
@@ -58,6 +60,7 @@ class DecoderConfig:
     hidden: int
     latent_dim: int
     integer_levels: int = DEFAULT_MAX_LEVELS
+    device: str = "cpu"
 
 
 @dataclass(frozen=True)
@@ -148,10 +151,18 @@ def train_dp2vae(
 ) -> DP2VAEResult:
     """Run stage 1 (K vectorised encoders) and stage 2 (noisy decoder); return the release.
 
-    The table is read only through ``table.take`` (every minibatch, and the posterior pass in blocks
-    of ``posterior_cols`` partition columns: ``chunk_rows_for() // K`` by default) and
-    ``table.iter_chunks`` (the condition histogram), so memory is ``O(batch × d)`` per read plus the
-    ``(K, n/K)`` partition index and the ``(K, n/K, 2 × latent)`` frozen posterior parameters.
+    Encode once: the rows are encoded chunk by chunk (``table.iter_chunks``) into one float32 tensor
+    on the training device before stage 1 (:func:`~tabpriv.backends.vae.common.resident_rows`), and
+    every minibatch of both stages and the posterior pass (in blocks of ``posterior_cols`` partition
+    columns: ``chunk_rows_for() // K`` by default) is an index draw on it. A table above
+    :data:`~tabpriv.backends.vae.common.RESIDENT_MAX_BYTES` is read through ``table.take`` instead
+    (memory ``O(batch × d)`` per read; the same rows). Besides, memory holds the ``(K, n/K)``
+    partition index and the ``(K, n/K, 2 × latent)`` frozen posterior parameters. The condition
+    histogram is one more ``iter_chunks`` pass.
+
+    No value is read back to the host inside either loop: the clip factor of a stage-2 step is
+    computed on the device, and the (un-noised, never saved) stage-2 losses are kept in a device
+    tensor and read once at the end (:attr:`DP2VAEResult.losses`).
 
     ``config`` is the typed :class:`DP2VAETrainConfig` (never the backend object); ``epsilon_curve``
     maps step counts to the epsilon spent after them, for progress messages only (``None``: the
@@ -183,12 +194,19 @@ def train_dp2vae(
     idx = torch.as_tensor(idx_np, device=dev)
     sizes = torch.as_tensor(sizes_np, device=dev, dtype=torch.float32)
     timings: dict[str, float] = {}
+    resident = resident_rows(table, dev)  # encode once (None: too large, read batch by batch)
 
-    def take(positions: np.ndarray) -> torch.Tensor:
+    def take(positions: np.ndarray | torch.Tensor) -> torch.Tensor:
         """Encoded rows at ``positions`` (any shape), shaped ``(*positions.shape, d)`` on the device."""
-        flat = np.ascontiguousarray(positions, dtype=np.int64).reshape(-1)
+        shape = tuple(positions.shape)
+        if resident is not None:
+            pos = torch.as_tensor(positions).reshape(-1)
+            pos = pos.to(dev, non_blocking=True) if pos.device != resident.device else pos
+            return resident.index_select(0, pos).reshape(*shape, width)
+        flat = positions.cpu().numpy() if isinstance(positions, torch.Tensor) else positions
+        flat = np.ascontiguousarray(flat, dtype=np.int64).reshape(-1)
         rows = torch.as_tensor(table.take(flat), dtype=torch.float32)
-        return rows.reshape(*positions.shape, width).to(dev)
+        return rows.reshape(*shape, width).to(dev)
 
     # -- condition histogram (Gaussian mechanism, accounted in cal) -------------------------------
     cond_probs: np.ndarray | None = None
@@ -225,12 +243,14 @@ def train_dp2vae(
         return out
 
     venc, vdec = vmap(enc_fn), vmap(dec_fn)
-    opt1 = torch.optim.Adam([*enc_p.values(), *dec_p.values()], lr=config.lr)
+    opt1 = torch.optim.Adam(
+        [*enc_p.values(), *dec_p.values()], lr=config.lr, foreach=True
+    )  # = single-tensor Adam, bit for bit
     b1 = max(1, min(config.batch_size, int(sizes_np.min())))
     all_p = [*enc_p.values(), *dec_p.values()]
     for _ in range(config.pretrain_steps):
         r = (torch.rand((k_sub, b1), generator=gen_dev, device=dev) * sizes[:, None]).long()
-        xb = take(torch.gather(idx, 1, r).cpu().numpy())  # (K, b1, d)
+        xb = take(torch.gather(idx, 1, r))  # (K, b1, d), drawn on the device
         h = venc(enc_p, xb)
         mu, logvar = h[..., :latent], h[..., latent:].clamp(-10.0, 10.0)
         z = mu + torch.exp(0.5 * logvar) * torch.randn(mu.shape, generator=gen_dev, device=dev)
@@ -262,9 +282,9 @@ def train_dp2vae(
     init_linear_(dec, gen_cpu)
     dec = dec.to(dev)
     params = [p for p in dec.parameters()]
-    opt2 = torch.optim.Adam(params, lr=config.lr)
+    opt2 = torch.optim.Adam(params, lr=config.lr, foreach=True)
     clip, std = float(config.clip), float(cal.noise) * float(config.clip)
-    losses: list[float] = []
+    losses_dev = torch.empty(config.steps, dtype=torch.float32, device=dev)
     report_every = max(1, config.steps // 20)
     report_at = [t for t in range(1, config.steps + 1) if t % report_every == 0]
     curve = dict(
@@ -283,7 +303,7 @@ def train_dp2vae(
         m_k = int(sizes_np[k])
         rows_np = step_rng.permutation(m_k)[: min(config.batch_size, m_k)]
         rows = torch.as_tensor(rows_np, device=dev)
-        xb = take(idx_np[k, rows_np])
+        xb = take(np.ascontiguousarray(idx_np[k, rows_np]))
         mu, lv = post_mu[k, rows], post_logvar[k, rows]
         z = mu + torch.exp(0.5 * lv) * torch.randn(mu.shape, generator=gen_step, device=dev)
         logits = dec(torch.cat([z, layout.condition(xb)], dim=-1))
@@ -291,14 +311,16 @@ def train_dp2vae(
         grads = torch.autograd.grad(loss, params)
         with torch.no_grad():
             norm = torch.sqrt(sum(g.pow(2).sum() for g in grads))  # type: ignore[arg-type]
-            factor = min(1.0, clip / (float(norm) + 1e-12))
+            # min(1, C / (norm + 1e-12)) on the device (float64, then the gradients' float32)
+            factor = (clip / (norm.double() + 1e-12)).clamp(max=1.0).to(grads[0].dtype)
             for p, g, noise in zip(params, grads, gradient_noise(noise_rng, params, std, dev), strict=True):
                 p.grad = g * factor + noise
         opt2.step()
-        losses.append(float(loss.detach()))
+        losses_dev[t] = loss.detach()
         if (t + 1) % report_every == 0 or t + 1 == config.steps:
             spent = eps_total if t + 1 == config.steps else curve[t + 1]
             context.report(t + 1, config.steps, f"dp2-vae decoder step {t + 1}: epsilon spent {spent:.3f}")
+    losses = [float(v) for v in losses_dev.tolist()]  # one read after the loop
     timings["stage2_s"] = time.perf_counter() - t1
     state = {n: v.detach().cpu().numpy().copy() for n, v in dec.state_dict().items()}
     return DP2VAEResult(state, cond_probs, losses, timings)
@@ -313,7 +335,7 @@ def _decoder_from_state(
     dec = MLP(decoder_sizes(layout.out_width, config.hidden, config.latent_dim, layout.cond_width))
     dec.load_state_dict({k: torch.as_tensor(v) for k, v in decoder_state.items()})
     dec.eval()
-    return dec, layout
+    return dec.to(config.device), layout
 
 
 def sample_decoder(
@@ -323,23 +345,29 @@ def sample_decoder(
     n: int,
     seed: int,
 ) -> np.ndarray:
-    """Draw ``n`` encoded rows from a released decoder (CPU; pure post-processing)."""
+    """Draw ``n`` encoded rows from a released decoder on ``config.device`` (pure post-processing).
+
+    The latent draws, the decoder and every categorical, bin and indicator draw run on that device
+    with one generator there (seeded by ``seed``); the rows are copied to the host once per chunk.
+    On the CPU the rows are those of earlier versions, bit for bit.
+    """
     dec, layout = _decoder_from_state(config, decoder_state)
-    gen = torch_generator(seed, "cpu")
+    dev = torch.device(config.device)
+    gen = torch_generator(seed, str(dev))
     out = np.zeros((n, layout.width), dtype=np.float32)
     chunk = 65536
     with torch.no_grad():
         for s in range(0, n, chunk):
             m = min(chunk, n - s)
-            z = torch.randn((m, config.latent_dim), generator=gen)
+            z = torch.randn((m, config.latent_dim), generator=gen, device=dev)
             c = (
-                sample_condition(condition_probs, m, gen)
+                sample_condition(condition_probs, m, gen, dev)
                 if layout.cond is not None and condition_probs is not None
-                else torch.zeros((m, 0))
+                else torch.zeros((m, 0), device=dev)
             )
-            rows = decode_rows(dec(torch.cat([z, c], dim=-1)), layout, gen)
+            rows = decode_rows_tensor(dec(torch.cat([z, c], dim=-1)), layout, gen)
             if layout.cond is not None:
                 a, w = layout.cond
-                rows[:, a : a + w] = c.numpy()
-            out[s : s + m] = rows
+                rows[:, a : a + w] = c
+            out[s : s + m] = rows.cpu().numpy()
     return out

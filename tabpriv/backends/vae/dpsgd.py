@@ -32,7 +32,7 @@ import numpy as np
 from tabpriv._device import resolve_threads, torch_threads
 from tabpriv.accounting import calibrate_gaussian, dpsgd_epsilon
 from tabpriv.accounting.dpsgd import opacus_epsilon, replace_one_from_add_remove
-from tabpriv.backends._params import Constraint
+from tabpriv.backends._params import Constraint, Options
 from tabpriv.backends.base import Backend, FitContext, PlannedSpend, PrivacyDetails, PrivacyPlan
 from tabpriv.backends.vae.dp2 import (
     COLUMN_NAME,
@@ -41,10 +41,12 @@ from tabpriv.backends.vae.dp2 import (
     POSITIVE_INT,
     POSITIVE_NUMBER,
     check_condition_column,
+    move_to,
     pack_decoder_state,
     sample_released_decoder,
     unpack_decoder_state,
 )
+from tabpriv.backends.vae.dpsgd_loop import GRAD_SAMPLE_MODES
 from tabpriv.budget import PrivacyBudget
 from tabpriv.errors import BudgetExceededError, PrivacyParameterError, TabprivError
 from tabpriv.transformers.encoded import ColumnSpan, EncodedTable
@@ -111,6 +113,11 @@ class DPSGDVAEBackend(Backend):
             (squared error, sampled as the decoder mean), which collapses numbers toward their mean.
         threads: torch CPU threads for fit and sample (``None``: ``$TABPRIV_THREADS``, else 1; see
             ``docs/threads.md``). Set around each call and restored afterwards; no effect on the output.
+        grad_sample_mode: How DP-SGD clips per-record gradients: ``"ghost"`` (ghost clipping: each
+            record's gradient norm without the gradient itself, then one more backward pass; the
+            default) or ``"hooks"`` (materialised per-record gradients, the mode of tabpriv before
+            issue 18, whose outputs it reproduces bit for bit). Same sampler, noise multiplier, step
+            count and guarantee; the trained weights differ by float rounding only.
 
     """
 
@@ -139,6 +146,7 @@ class DPSGDVAEBackend(Backend):
         condition_fraction: float = 0.1,
         numeric_bins: int = 20,
         threads: int | None = None,
+        grad_sample_mode: str = "ghost",
     ) -> None:
         self.epochs = epochs
         self.batch_size = batch_size
@@ -150,6 +158,7 @@ class DPSGDVAEBackend(Backend):
         self.condition_fraction = condition_fraction
         self.numeric_bins = numeric_bins
         self.threads = threads
+        self.grad_sample_mode = grad_sample_mode
 
     _parameter_constraints: ClassVar[dict[str, list[Constraint | None]]] = {
         "epochs": POSITIVE_INT,
@@ -162,6 +171,7 @@ class DPSGDVAEBackend(Backend):
         "condition_fraction": OPEN_FRACTION,
         "numeric_bins": NUMERIC_BINS,
         "threads": [*POSITIVE_INT, None],
+        "grad_sample_mode": [Options(GRAD_SAMPLE_MODES)],
     }
 
     def plan(
@@ -250,6 +260,7 @@ class DPSGDVAEBackend(Backend):
             lr=self.lr,
             clip=float(self.clip),
             integer_levels=DEFAULT_MAX_LEVELS,
+            grad_sample_mode=self.grad_sample_mode,
         )
         with torch_threads(resolve_threads(self.threads)):
             res = train_dpsgd_vae(config, table, z, schedule, hist_sigma, context, on_epoch)
@@ -271,6 +282,12 @@ class DPSGDVAEBackend(Backend):
         self.accountant_ = accountant
         self.spans_ = table.spans
         self.integer_levels_ = DEFAULT_MAX_LEVELS
+        self.device_ = context.device
+        return self
+
+    def to(self, device: str) -> DPSGDVAEBackend:
+        """Sample on ``device`` from now on (a loaded backend samples on the CPU until moved)."""
+        move_to(self, device)
         return self
 
     def sample(self, n: int, seed: int) -> np.ndarray:
@@ -352,5 +369,6 @@ class DPSGDVAEBackend(Backend):
         self.accountant_ = str(meta["accountant"])
         # Files saved before the shared integer rule decode with the old one (0: exact up to numeric_bins).
         self.integer_levels_ = int(meta.get("integer_levels", 0))
+        self.device_ = "cpu"  # until to(device)
         if "spans" in meta:
             self.spans_ = tuple(ColumnSpan.from_dict(d) for d in meta["spans"])

@@ -15,13 +15,14 @@ from tabpriv.backends.base import FitContext
 from tabpriv.backends.vae.common import (
     MLP,
     SpanLayout,
-    TakeDataset,
     column_sums,
     decoder_sizes,
     encoder_sizes,
     init_linear_,
     kl_divergence,
     recon_loss,
+    resident_rows,
+    row_reader,
 )
 from tabpriv.transformers.encoded import EncodedTable
 from tabpriv.transformers.levels import DEFAULT_MAX_LEVELS
@@ -75,6 +76,7 @@ class DPSGDVAETrainConfig:
         lr: Adam learning rate.
         clip: Per-example clipping norm.
         integer_levels: Widest integer column with one bin per value (see :meth:`SpanLayout.from_spans`).
+        grad_sample_mode: ``"ghost"`` (ghost clipping) or ``"hooks"``; see :mod:`.dpsgd_loop`.
 
     """
 
@@ -85,6 +87,7 @@ class DPSGDVAETrainConfig:
     lr: float
     clip: float
     integer_levels: int = DEFAULT_MAX_LEVELS
+    grad_sample_mode: str = "ghost"
 
 
 def noisy_condition_histogram(counts: np.ndarray, sigma: float, rng: np.random.Generator) -> np.ndarray:
@@ -110,8 +113,11 @@ def train_dpsgd_vae(
     weight initialisation and the encoder's reparameterisation noise, which only feeds the training
     and is no privacy mechanism (the guarantee rests on the clipped, noised gradients alone).
 
-    Streaming: the table is read through ``table.take`` (one call per Poisson batch) and
-    ``table.iter_chunks`` (the condition histogram) only.
+    Encode once: the rows are encoded chunk by chunk (``table.iter_chunks``) into one float32 tensor
+    on the training device before the first step, and every Poisson batch is an index draw on it
+    (:func:`~tabpriv.backends.vae.common.resident_rows`); a table above
+    :data:`~tabpriv.backends.vae.common.RESIDENT_MAX_BYTES` is read with one ``table.take`` per
+    batch instead (same rows). The condition histogram is one more ``iter_chunks`` pass.
     """
     from tabpriv.backends.vae import dpsgd_loop
 
@@ -133,8 +139,10 @@ def train_dpsgd_vae(
     model = VAE(layout, config.hidden, config.latent_dim)
     init_linear_(model, gen_cpu)
     model = model.to(dev)
-    rows = TakeDataset(table)  # one take per Poisson batch; nothing of size n x d is built
-    opt = torch.optim.Adam(model.parameters(), lr=config.lr)
+    read_rows = row_reader(resident_rows(table, dev), table.take, dev)
+    opt = torch.optim.Adam(
+        model.parameters(), lr=config.lr, foreach=True
+    )  # = single-tensor Adam, bit for bit
 
     def per_record_loss(xb: torch.Tensor) -> torch.Tensor:
         eps = torch.randn((xb.shape[0], config.latent_dim), generator=gen_dev, device=dev)
@@ -145,13 +153,14 @@ def train_dpsgd_vae(
         model,
         opt,
         per_record_loss,
-        lambda idx: rows.rows(idx).to(dev),
+        read_rows,
         schedule,
         noise_multiplier=noise_multiplier,
         clip=float(config.clip),
         sampler_rng=context.secret_rng("dpsgd-vae-poisson"),
         noise_rng=context.secret_rng("dpsgd-vae-gradient-noise"),
         on_epoch=progress,
+        grad_sample_mode=config.grad_sample_mode,
     )
     dec = model.decoder
     state = {n.removeprefix("_module."): v.detach().cpu().numpy().copy() for n, v in dec.state_dict().items()}

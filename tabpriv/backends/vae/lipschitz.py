@@ -49,7 +49,7 @@ from tabpriv.accounting.gdp import calibrate_gdp_noise, gdp_delta, gdp_epsilon, 
 from tabpriv.backends._params import Boolean, Constraint, Interval, Options
 from tabpriv.backends.base import Backend, FitContext, PlannedSpend, PrivacyDetails, PrivacyPlan
 from tabpriv.backends.vae.dp2 import NUMERIC_BINS, OPEN_FRACTION, POSITIVE_INT, POSITIVE_NUMBER
-from tabpriv.backends.vae.dpsgd_loop import SAMPLER_TEXT
+from tabpriv.backends.vae.dpsgd_loop import GRAD_SAMPLE_MODES, SAMPLER_TEXT
 from tabpriv.budget import GuaranteeType, PrivacyBudget
 from tabpriv.errors import PrivacyParameterError, TabprivError
 from tabpriv.transformers.encoded import ColumnSpan, EncodedTable
@@ -129,6 +129,11 @@ class LipschitzVAEBackend(Backend):
             post-processing of the released codes, so this choice does not change the guarantee.
         threads: torch CPU threads for fit and sample (``None``: ``$TABPRIV_THREADS``, else 1; see
             ``docs/threads.md``). Set around each call and restored afterwards; no effect on the output.
+        grad_sample_mode: How DP-SGD clips per-record gradients: ``"ghost"`` (ghost clipping: each
+            record's gradient norm without the gradient itself, then one more backward pass; the
+            default) or ``"hooks"`` (materialised per-record gradients, the mode of tabpriv before
+            issue 18, whose outputs it reproduces bit for bit). Same sampler, noise multiplier, step
+            count and guarantee; the trained weights differ by float rounding only.
 
     """
 
@@ -163,6 +168,7 @@ class LipschitzVAEBackend(Backend):
         "max_grad_norm": POSITIVE_NUMBER,
         "numeric_bins": NUMERIC_BINS,
         "threads": [*POSITIVE_INT, None],
+        "grad_sample_mode": [Options(GRAD_SAMPLE_MODES)],
     }
 
     def __init__(
@@ -187,6 +193,7 @@ class LipschitzVAEBackend(Backend):
         max_grad_norm: float = 1.0,
         numeric_bins: int = 20,
         threads: int | None = None,
+        grad_sample_mode: str = "ghost",
     ) -> None:
         self.mode = mode
         self.allow_paper_mode = allow_paper_mode
@@ -207,6 +214,7 @@ class LipschitzVAEBackend(Backend):
         self.max_grad_norm = max_grad_norm
         self.numeric_bins = numeric_bins
         self.threads = threads
+        self.grad_sample_mode = grad_sample_mode
 
     # -- guarantee -------------------------------------------------------------------------------
     @property
@@ -381,6 +389,7 @@ class LipschitzVAEBackend(Backend):
             dp=self.mode == "dp",
             noise_multiplier=float(figures.get("noise_multiplier", 0.0)),
             max_grad_norm=self.max_grad_norm,
+            grad_sample_mode=self.grad_sample_mode,
         )
         schedule = None
         if self.mode == "dp":
@@ -473,6 +482,14 @@ class LipschitzVAEBackend(Backend):
 
         with torch_threads(resolve_threads(self.threads)):
             return lt.decode(self.model_, self.heads_, z, self.device_, seed)
+
+    def to(self, device: str) -> LipschitzVAEBackend:
+        """Decode on ``device`` from now on (a loaded backend samples on the CPU until moved)."""
+        from tabpriv.backends.vae.dp2 import move_to
+
+        self.check_fitted()
+        self.model_.to(move_to(self, device))
+        return self
 
     def encoder_mean(self, x: np.ndarray) -> np.ndarray:
         """The encoder mean on rows ``x`` (float64, CPU) — for checks of the Lipschitz bound."""
@@ -609,7 +626,7 @@ class LipschitzVAEBackend(Backend):
         model.eval()
         self.model_ = model
         self.heads_ = heads
-        self.device_ = "cpu"
+        self.device_ = "cpu"  # until to(device)
         self.plan_ = dict(meta["plan"])
         self.lipschitz_bound_ = float(meta["lipschitz_bound"])
         self.layer_norms_ = [float(v) for v in meta["layer_norms"]]

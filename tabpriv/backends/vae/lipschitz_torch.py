@@ -98,14 +98,17 @@ def certified_lipschitz(model: LipschitzVAE) -> float:
 
 
 def project_(model: LipschitzVAE, lipschitz: float) -> None:
-    """Divide each encoder weight by ``max(1, sigma_max / c)`` with ``c = lipschitz ** (1/m)``."""
+    """Divide each encoder weight by ``max(1, sigma_max / c)`` with ``c = lipschitz ** (1/m)``.
+
+    ``sigma_max`` comes from a float64 SVD on the weight's device and the factor is applied there: no
+    value is read back to the host (a factor of exactly 1 leaves a weight within its target unchanged).
+    """
     c = lipschitz ** (1.0 / len(linears(model)))
     with torch.no_grad():
         for layer in linears(model):
             w = layer.weight
-            s = float(torch.linalg.matrix_norm(w.detach().double(), ord=2))
-            if s > c * _MARGIN:
-                w.mul_(c * _MARGIN / s)
+            s = torch.linalg.matrix_norm(w.detach().double(), ord=2)
+            w.mul_(((c * _MARGIN) / s).clamp(max=1.0).to(w.dtype))
 
 
 def enforce_certified_(model: LipschitzVAE, lipschitz: float) -> float:
@@ -163,8 +166,8 @@ class Heads:
     def activate(self, logits: torch.Tensor, gen: torch.Generator | None = None) -> torch.Tensor:
         """Encoded-width rows: category and indicator probabilities, numbers as values.
 
-        A binned number is drawn (bin from its softmax, then its value) with ``gen``, on the CPU; a
-        regression number is the tanh mean.
+        A binned number is drawn (bin from its softmax, then its value) with ``gen``, a generator on
+        the device of ``logits`` (the draws happen there); a regression number is the tanh mean.
         """
         out = logits[:, : self.width].clone()
         for a, b in self.softmax:
@@ -172,9 +175,9 @@ class Heads:
         if self.numeric:
             if gen is None:
                 raise ValueError("binned number heads need a generator to draw from")
-            lg = logits.detach().float().cpu()
+            lg = logits.detach().float()
             for h in self.numeric:
-                out[:, h.index] = h.draw(lg, gen).to(out.device)
+                out[:, h.index] = h.draw(lg, gen)
         if self.tanh:
             out[:, self.tanh] = torch.tanh(logits[:, self.tanh])
         if self.sigmoid:
@@ -199,6 +202,7 @@ class ClippedRows:
     def __init__(self, table: EncodedTable, bound: float | None = None) -> None:
         self.table = table
         self.bound = table.row_norm_bound if bound is None else float(bound)
+        self._resident: dict[str, torch.Tensor | None] = {}
 
     @property
     def n_rows(self) -> int:
@@ -217,6 +221,18 @@ class ClippedRows:
     def take(self, indices: np.ndarray) -> np.ndarray:
         """Clipped rows at ``indices``."""
         return self.clip(self.table.take(indices))
+
+    def resident(self, device: str) -> torch.Tensor | None:
+        """All clipped rows, encoded once (chunk by chunk) into one float32 tensor on ``device``.
+
+        ``None`` when the table is larger than :data:`~tabpriv.backends.vae.common.RESIDENT_MAX_BYTES`
+        (the rows are then read batch by batch with :meth:`take`). Row ``i`` equals ``take([i])[0]``.
+        """
+        from tabpriv.backends.vae.common import resident_rows
+
+        if device not in self._resident:  # once per fit: training and the release pass share it
+            self._resident[device] = resident_rows(self.table, device, self.bound)
+        return self._resident[device]
 
     def iter_chunks(self, chunk_rows: int) -> Iterator[tuple[int, np.ndarray]]:
         """Clipped ``(start, block)`` chunks in row order."""
@@ -252,6 +268,10 @@ class ArrayRows:
         """The whole matrix as one chunk."""
         yield 0, self.data
 
+    def resident(self, device: str) -> torch.Tensor | None:
+        """The matrix as a tensor on ``device``."""
+        return torch.as_tensor(self.data, device=device)
+
     def chunk_rows(self) -> int:
         """All rows in one chunk."""
         return max(1, self.n_rows)
@@ -280,6 +300,7 @@ class TrainConfig:
     dp: bool
     noise_multiplier: float = 0.0
     max_grad_norm: float = 1.0
+    grad_sample_mode: str = "ghost"
 
 
 def _per_sample_loss(
@@ -321,8 +342,10 @@ def train(
 ) -> dict[str, Any]:
     """Train (DP-SGD of :mod:`tabpriv.backends.vae.dpsgd_loop` when ``cfg.dp``), projecting after every step.
 
-    ``data``: a matrix of (already clipped) rows, or a :class:`ClippedRows` view of an encoded table,
-    read one minibatch at a time (``take``) so that memory stays ``O(batch × d)``.
+    ``data``: a matrix of (already clipped) rows, or a :class:`ClippedRows` view of an encoded table.
+    The rows are encoded (and clipped) once into a tensor on ``device`` and every batch is an index
+    draw on it; a table above :data:`~tabpriv.backends.vae.common.RESIDENT_MAX_BYTES` is instead read
+    one minibatch at a time (``take``), so that memory stays ``O(batch × d)``. Same rows either way.
 
     DP mode needs the accounted ``schedule`` and two secret generators (``sampler_rng`` for the
     Poisson batches, ``noise_rng`` for the gradient noise); it runs exactly ``schedule.steps`` steps.
@@ -336,12 +359,14 @@ def train(
 
     """
     from tabpriv._random import derive_seed, torch_generator
+    from tabpriv.backends.vae.common import row_reader
 
     model.to(device)
     source = _rows(data)
     n = source.n_rows
+    read_rows = row_reader(source.resident(device), source.take, device)
     gen = torch_generator(derive_seed(seed, "encoder-noise"), device)  # public: reparameterisation
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, foreach=True)  # = single-tensor Adam, bit for bit
     spectral = cfg.enforcement == "spectral" and cfg.lipschitz is not None
     if spectral:
         assert cfg.lipschitz is not None
@@ -368,7 +393,7 @@ def train(
             model,
             opt,
             lambda xb: _per_sample_loss(model, heads, xb, cfg, gen),
-            lambda idx: torch.as_tensor(source.take(idx), device=device),
+            read_rows,
             schedule,
             noise_multiplier=cfg.noise_multiplier,
             clip=cfg.max_grad_norm,
@@ -376,13 +401,14 @@ def train(
             noise_rng=noise_rng,
             after_step=after_step,
             on_epoch=on_epoch,
+            grad_sample_mode=cfg.grad_sample_mode,
         )
     else:
         rng = np.random.default_rng(derive_seed(seed, "batches"))
         for epoch in range(cfg.epochs):
             perm = rng.permutation(n)
             for i in range(0, n, cfg.batch_size):
-                xb = torch.as_tensor(source.take(perm[i : i + cfg.batch_size]), device=device)
+                xb = read_rows(perm[i : i + cfg.batch_size])
                 opt.zero_grad(set_to_none=True)
                 loss = _per_sample_loss(model, heads, xb, cfg, gen).mean()
                 loss.backward()
@@ -423,11 +449,16 @@ def encode_noisy(
 
     source = _rows(data)
     gen = secret_generator(rng, "lipschitz-vae-release") if isinstance(rng, int) else rng
+    resident = source.resident(device)
     with torch.no_grad():
-        parts = [
-            model.encode(torch.as_tensor(block, dtype=torch.float32, device=device))
-            for _, block in source.iter_chunks(source.chunk_rows())
-        ]
+        if resident is not None:  # the rows training encoded, in the same chunks as the streaming pass
+            step = source.chunk_rows()
+            parts = [model.encode(resident[a : a + step]) for a in range(0, source.n_rows, step)]
+        else:
+            parts = [
+                model.encode(torch.as_tensor(block, dtype=torch.float32, device=device))
+                for _, block in source.iter_chunks(source.chunk_rows())
+            ]
         mu = parts[0] if len(parts) == 1 else torch.cat(parts, dim=0)
         del parts
         mu = mu.repeat_interleave(k, dim=0)
@@ -436,13 +467,17 @@ def encode_noisy(
 
 
 def decode(model: LipschitzVAE, heads: Heads, z: np.ndarray, device: str, seed: int = 0) -> np.ndarray:
-    """Decode latents into encoded rows (activated; binned numbers drawn with ``seed``)."""
+    """Decode latents into encoded rows on ``device`` (activated; binned numbers drawn with ``seed``).
+
+    The decoder and the draws run on ``device`` (the model must be there); the rows are copied to
+    the host once. On the CPU the rows are those of earlier versions, bit for bit.
+    """
     from tabpriv._random import torch_generator
 
     with torch.no_grad():
         logits = model.dec(torch.as_tensor(z, dtype=torch.float32, device=device))
-        out = heads.activate(logits, torch_generator(seed, "cpu"))
-    return out.cpu().numpy().astype(np.float32)
+        out = heads.activate(logits, torch_generator(seed, str(logits.device)))
+    return out.cpu().numpy().astype(np.float32, copy=False)
 
 
 def encoder_mean(model: LipschitzVAE, x: np.ndarray) -> np.ndarray:
