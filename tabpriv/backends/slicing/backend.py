@@ -294,6 +294,7 @@ class SlicingBackend(Backend):
             chunk_rows=self.chunk_rows,
             sample_size=sample_size,
             secret_rng=context.secret_rng("slicing-noise"),
+            device=context.device,
         )
         self._train(release, cfg, context.device, derive_seed(context.seed, "slicing-train"), context)
 
@@ -310,14 +311,34 @@ class SlicingBackend(Backend):
                 seed=seed,
                 progress=context.progress if context is not None else None,
             )
+        release.device_tensors.clear()  # the host copy is kept; free the device's
         self.release_ = release
         self.weights_ = weights
         self.loss_history_ = history
         self.device_ = device
         self.spans_ = release.spans
 
+    def to(self, device: str) -> SlicingBackend:
+        """Sample on ``device`` from now on (``"auto"``, ``"cpu"``, ``"cuda[:N]"``).
+
+        A fitted backend samples on the device it was fitted on; a loaded one on the CPU until moved
+        (e.g. after :meth:`Synthesizer.load <tabpriv.Synthesizer.load>`). Sampling is post-processing:
+        the device changes where the draws run, never what they may reveal.
+
+        Raises:
+            DeviceError: The device is unknown, or is a GPU and none is available.
+
+        """
+        from tabpriv._device import resolve_device
+
+        self.device_ = resolve_device(device, self.devices)
+        return self
+
     def sample(self, n: int, seed: int) -> np.ndarray:
-        """Draw ``n`` encoded rows (one-hot categories, 0/1 indicators, numbers in [-1, 1])."""
+        """Draw ``n`` encoded rows (one-hot categories, 0/1 indicators, numbers in [-1, 1]).
+
+        The generator runs on ``device_`` (the fit's device, or the one given to :meth:`to`).
+        """
         from tabpriv.backends.slicing.training import sample_rows
 
         self.check_fitted()
@@ -403,7 +424,7 @@ class SlicingBackend(Backend):
         self.release_ = SlicingRelease.from_arrays(arrays, meta["release"])
         self.weights_ = {k[4:]: np.asarray(v) for k, v in arrays.items() if k.startswith("gen.")}
         self.loss_history_ = [float(x) for x in meta.get("loss_final", [])]
-        self.device_ = "cpu"
+        self.device_ = "cpu"  # until to(device)
         self.spans_ = self.release_.spans
 
     def save_release(self, path: str | Path) -> None:

@@ -70,6 +70,7 @@ __all__ = [
     "draw_projection",
     "draw_sample",
     "enforce_blocks",
+    "enforce_blocks_torch",
     "privatise",
     "rdp_to_dp",
     "slicing_epsilon",
@@ -121,6 +122,29 @@ def enforce_blocks(data: np.ndarray, spans: tuple[ColumnSpan, ...]) -> np.ndarra
                 out[:, sl] = np.clip(out[:, sl], -1.0, 1.0)
             else:
                 out[:, sl] = np.clip(out[:, sl], 0.0, 1.0)
+    return out
+
+
+def enforce_blocks_torch(x: Any, spans: tuple[ColumnSpan, ...]) -> Any:
+    """:func:`enforce_blocks` for a float32 torch tensor, on its device (returns a new tensor).
+
+    The same clipping, block by block, in the same order: one-hot blocks to non-negative entries of L2
+    norm <= 1, numbers to [-1, 1], missing indicators to [0, 1] (so :func:`block_sensitivity` holds).
+    """
+    import torch
+
+    out = x.to(torch.float32, copy=True)
+    for span in spans:
+        for b in span.blocks:
+            sl = slice(b.start, b.stop)
+            if b.activation == "softmax":
+                blk = out[:, sl].clamp(min=0.0)
+                norm = torch.linalg.vector_norm(blk, dim=1, keepdim=True)
+                out[:, sl] = blk * torch.clamp(1.0 / norm.clamp(min=1e-12), max=1.0)
+            elif b.activation == "tanh":
+                out[:, sl] = out[:, sl].clamp(-1.0, 1.0)
+            else:
+                out[:, sl] = out[:, sl].clamp(0.0, 1.0)
     return out
 
 
@@ -281,6 +305,7 @@ class SlicingRelease:
         k: Slice dimension (``m' = m * k``).
         spans: Spans of the encoded table (public, from the schema).
         accounting: JSON-ready accounting (epsilon, delta, alpha, sensitivity, adjacency, ...).
+        device_tensors: Transient device copies (see :func:`privatise`'s ``device``).
 
     """
 
@@ -290,6 +315,9 @@ class SlicingRelease:
     k: int
     spans: tuple[ColumnSpan, ...]
     accounting: dict[str, Any] = field(default_factory=dict)
+    #: ``{device: (U, XU + V)}`` as torch tensors where the release was computed on a GPU (transient:
+    #: never saved, not part of equality; training uses it instead of copying the arrays back).
+    device_tensors: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
     def n_slices(self) -> int:
@@ -404,6 +432,7 @@ def privatise(
     chunk_rows: int = 8192,
     sample_size: int | None = None,
     secret_rng: np.random.Generator | None = None,
+    device: str = "cpu",
 ) -> SlicingRelease:
     """Run the mechanism: enforce the blocks, project on ``U ~ N(0, 1/d)`` and add ``N(0, sigma^2)``.
 
@@ -432,6 +461,14 @@ def privatise(
             replacement, released in a uniformly random order (``None``: every row, in table order).
         secret_rng: Secret generator of the sample and the noise (``FitContext.secret_rng(...)``);
             ``None``: a fresh one keyed with 256 bits of OS entropy.
+        device: ``"cpu"`` (numpy, as before): the release is computed on the host. A torch device
+            (``"cuda"``, ``"cuda:N"``): the rows are bounded and projected there (on a distributed
+            engine: on the workers, then moved there), and ``XU + V`` is assembled there; the noise
+            ``V`` is the same draw from ``secret_rng`` in either case (:func:`draw_noise`, on the host,
+            same calls in the same order: same distribution, scale and stream), copied to the device
+            and added. The release keeps a host copy (for saving) and its device tensors
+            (:attr:`SlicingRelease.device_tensors`, for training). ``XU`` is then the device's float32
+            product, which may differ from the host's in the last bits.
 
     """
     from tabpriv._random import fresh_secret_key, secret_generator
@@ -448,6 +485,11 @@ def privatise(
             )
         chosen, slots = draw_sample(secret_rng, n, sample_size)
     n_out = n if sample_size is None else sample_size
+    if str(device) != "cpu":
+        return _privatise_on_device(
+            table, projection, sigma=sigma, k=k, accounting=accounting, chunk_rows=chunk_rows,
+            sample=None if sample_size is None else (chosen, slots), secret_rng=secret_rng, device=device,
+        )  # fmt: skip
     noisy = np.empty((n_out, m_prime), dtype=np.float32)
     spans, bound = table.spans, table.row_norm_bound
 
@@ -480,3 +522,77 @@ def privatise(
             dest = slots[i0:i1]
             noisy[dest] += draw_noise(secret_rng, int(i1 - i0), m_prime, sigma)
     return SlicingRelease(projection, noisy, float(sigma), int(k), table.spans, dict(accounting))
+
+
+def _privatise_on_device(
+    table: EncodedTable,
+    projection: np.ndarray,
+    *,
+    sigma: float,
+    k: int,
+    accounting: dict[str, Any],
+    chunk_rows: int,
+    sample: tuple[np.ndarray, np.ndarray] | None,
+    secret_rng: np.random.Generator,
+    device: str,
+) -> SlicingRelease:
+    """:func:`privatise` with the bounding, the projection and the sum ``XU + V`` on a torch ``device``.
+
+    The steps and the randomness are those of the host path: the same ``U`` (drawn by the caller), the
+    same secret sample (drawn by the caller), and :func:`draw_noise` called with the same arguments in
+    the same order, so ``V`` is bit for bit the host path's; it is copied to the device and added there.
+    """
+    import torch
+
+    from tabpriv.engine import PartitionedSource
+
+    dev = torch.device(device)
+    n = table.n_rows
+    m_prime = projection.shape[1]
+    n_out = n if sample is None else len(sample[0])
+    u_t = torch.as_tensor(projection, device=dev)
+    noisy = torch.empty((n_out, m_prime), dtype=torch.float32, device=dev)
+    spans, bound = table.spans, table.row_norm_bound
+
+    def bound_rows(x: torch.Tensor) -> torch.Tensor:
+        x = enforce_blocks_torch(x, spans)
+        # Row-norm clip to the data-independent bound as well (a no-op after the block enforcement).
+        norms = torch.linalg.vector_norm(x, dim=1, keepdim=True)
+        return x * torch.clamp(bound / norms.clamp(min=1e-12), max=1.0)
+
+    def project_host(rows: np.ndarray) -> np.ndarray:  # on a distributed engine's workers
+        x = bound_rows(torch.as_tensor(np.asarray(rows, dtype=np.float32)))
+        return (x @ torch.as_tensor(projection)).numpy()
+
+    def project_device(rows: np.ndarray) -> torch.Tensor:
+        return bound_rows(torch.as_tensor(np.asarray(rows, dtype=np.float32)).to(dev)) @ u_t
+
+    distributed = isinstance(getattr(table, "engine_source", None), PartitionedSource)
+    func = project_host if distributed else project_device
+    if sample is not None:
+        chosen_t, slots_t = (torch.as_tensor(a, device=dev) for a in sample)
+        chosen, _ = sample
+    for start, proj in map_chunks(table, func, chunk_rows=chunk_rows):
+        proj = torch.as_tensor(proj, device=dev)
+        stop = start + proj.shape[0]
+        if sample is None:
+            noisy[start:stop] = proj
+        else:
+            i0, i1 = (int(i) for i in np.searchsorted(chosen, [start, stop]))
+            if i1 > i0:
+                noisy[slots_t[i0:i1]] = proj[chosen_t[i0:i1] - start]
+    for start in range(0, n, chunk_rows):
+        stop = min(start + chunk_rows, n)
+        if sample is None:
+            v = draw_noise(secret_rng, stop - start, m_prime, sigma)
+            noisy[start:stop] += torch.from_numpy(v).to(dev, non_blocking=False)
+            continue
+        i0, i1 = (int(i) for i in np.searchsorted(chosen, [start, stop]))
+        if i1 > i0:
+            v = draw_noise(secret_rng, i1 - i0, m_prime, sigma)
+            noisy[slots_t[i0:i1]] += torch.from_numpy(v).to(dev, non_blocking=False)
+    release = SlicingRelease(
+        projection, noisy.cpu().numpy(), float(sigma), int(k), table.spans, dict(accounting)
+    )
+    release.device_tensors[str(dev)] = (u_t, noisy)
+    return release
