@@ -208,3 +208,33 @@ def test_unknown_mode_refused() -> None:
             lambda idx: torch.zeros((len(idx), 2)), dpsgd_schedule(10, 5, 1), noise_multiplier=1.0, clip=1.0,
             sampler_rng=secret_generator(0, "s"), noise_rng=secret_generator(0, "n"), grad_sample_mode="fast",
         )  # fmt: skip
+
+
+@pytest.mark.parametrize("backend", ["dpsgd-vae", "lipschitz-vae"])
+def test_audit_sensitivity_mutation_still_bites_in_ghost_mode(backend: str) -> None:
+    """The audits' ``sensitivity-x2`` mutation (clip_and_sum at 2C) changes the ghost path's clip too."""
+    from tabpriv.audit.targets import MUTATIONS
+
+    gen = torch.Generator().manual_seed(0)
+    model = _mlp(gen, 4, 5, 2)
+    params = list(model.parameters())
+    x = torch.randn((1, 4), generator=gen) * 100  # one record, gradient norm far above C
+
+    def step_norm() -> float:
+        gsm = GradSampleModuleFastGradientClipping(
+            model, batch_first=True, loss_reduction="sum", max_grad_norm=1.0, use_ghost_clipping=True
+        )
+        try:
+            rec = ghost_records(gsm, params, (model(x) ** 2).sum(1))
+            dpsgd_loop.noisy_gradient_(
+                params, secret_generator(0, "n"), noise_multiplier=0.0, clip=1.0, expected_batch=1, batch=1,
+                records=rec,
+            )  # fmt: skip
+        finally:
+            gsm._close()
+        return float(torch.sqrt(sum((p.grad**2).sum() for p in params)))
+
+    assert step_norm() == pytest.approx(1.0, rel=1e-4)
+    with MUTATIONS[backend]["sensitivity-x2"].applied():
+        assert step_norm() == pytest.approx(2.0, rel=1e-4)
+    assert step_norm() == pytest.approx(1.0, rel=1e-4)
