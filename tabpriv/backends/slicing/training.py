@@ -261,8 +261,8 @@ class _FeatureBuffer:
         self.flat = torch.empty(numel, device=device)
         self._strides: dict[tuple[int, int, int, int], tuple[int, ...]] = {}
 
-    def view(self, rows: int, n_s: int, n_f: int, k: int) -> torch.Tensor:
-        """An ``(n_s, rows, n_f)`` view with ``einsum("rsk,sdk->srd")``'s strides."""
+    def strides(self, rows: int, n_s: int, n_f: int, k: int) -> tuple[int, ...]:
+        """The strides of ``einsum("rsk,sdk->srd")``'s ``(n_s, rows, n_f)`` result."""
         import torch
 
         key = (rows, n_s, n_f, k)
@@ -270,7 +270,23 @@ class _FeatureBuffer:
             left = torch.empty(rows, n_s, k, device="meta")
             meta = torch.einsum("rsk,sdk->srd", left, torch.empty(n_s, n_f, k, device="meta"))
             self._strides[key] = tuple(meta.stride())
-        return self.flat.as_strided((n_s, rows, n_f), self._strides[key])
+        return self._strides[key]
+
+    def view(self, rows: int, n_s: int, n_f: int, k: int) -> torch.Tensor:
+        """An ``(n_s, rows, n_f)`` view with ``einsum("rsk,sdk->srd")``'s strides."""
+        if n_s * rows * n_f > self.flat.numel():
+            raise ValueError("feature buffer too small")  # an internal error: sizes come from the config
+        return self.flat.as_strided((n_s, rows, n_f), self.strides(rows, n_s, n_f, k))
+
+    def order(self, rows: int, n_s: int, n_f: int, k: int) -> tuple[int, ...]:
+        """The dimensions of the einsum result's layout, outermost first."""
+        st = self.strides(rows, n_s, n_f, k)
+        return tuple(sorted(range(3), key=lambda i: -st[i]))
+
+    def like(self, shape: tuple[int, ...], order: tuple[int, ...]) -> torch.Tensor:
+        """A dense tensor of ``shape`` at the start of the buffer, its dimensions laid out in ``order``."""
+        dense = self.flat[: math.prod(shape)].view(*(shape[i] for i in order))
+        return dense.permute(*sorted(range(3), key=lambda i: order.index(i)))
 
 
 def _aligned(n_s: int, n_f: int, step: int) -> bool:
@@ -467,16 +483,37 @@ def train_generator(
         mu_real = torch.zeros(m, nf, device=dev)
         cov = torch.zeros(m, nf, nf, device=dev) if cfg.estimator == "rff" else None
         with torch.no_grad():
-            # Rows in blocks of 4096 (the accumulation order of the sums), one buffer for all blocks.
-            ph_buf = _FeatureBuffer(m * min(n, 4096) * nf, dev)
+            # Rows in blocks of 4096 (the accumulation order of the sums). Aligned slice chunks are
+            # computed and summed one at a time, in the cache: a chunk laid out (rows, slices, D) as
+            # einsum lays out the whole, with a multiple of _ALIGN lanes, sums to the same values
+            # (a test checks it); otherwise one buffer for the whole block, reused by every block.
             step_r = _slices_per_chunk(min(n, 4096), nf, dev)
-            for r0 in range(0, n, 4096):
-                yb = y_all[r0 : r0 + 4096].reshape(-1, m, k)
-                ph = _features_into(ph_buf.view(yb.shape[0], m, nf, k), yb, w, b, scale, step_r)
-                mu_real += ph.sum(1) / n
-                if cov is not None:
-                    cov += torch.einsum("srd,sre->sde", ph, ph) / n
-            del ph_buf, ph
+            if _aligned(m, nf, step_r):
+                ch_buf = _FeatureBuffer(step_r * min(n, 4096) * nf, dev)
+                for r0 in range(0, n, 4096):
+                    yb = y_all[r0 : r0 + 4096].reshape(-1, m, k)
+                    order = ch_buf.order(yb.shape[0], m, nf, k)
+                    for s0 in range(0, m, step_r):
+                        c = slice(s0, s0 + step_r)
+                        t = torch.einsum("rsk,sdk->srd", yb[:, c], w[c])
+                        t += b[c, None, :]
+                        t.cos_()
+                        t *= scale
+                        ph = ch_buf.like(t.shape, order)
+                        ph.copy_(t)
+                        mu_real[c] += ph.sum(1) / n
+                        if cov is not None:
+                            cov[c] += torch.einsum("srd,sre->sde", ph, ph) / n
+                del ch_buf
+            else:
+                ph_buf = _FeatureBuffer(m * min(n, 4096) * nf, dev)
+                for r0 in range(0, n, 4096):
+                    yb = y_all[r0 : r0 + 4096].reshape(-1, m, k)
+                    ph = _features_into(ph_buf.view(yb.shape[0], m, nf, k), yb, w, b, scale, step_r)
+                    mu_real += ph.sum(1) / n
+                    if cov is not None:
+                        cov += torch.einsum("srd,sre->sde", ph, ph) / n
+                del ph_buf, ph
             chol = None
             if cov is not None:
                 eye = torch.eye(nf, device=dev)
