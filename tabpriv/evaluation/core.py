@@ -138,8 +138,9 @@ def _floor_results(
     target: str | None,
     hgb: bool,
     attack: dict[str, Any] | None,
+    sdmetrics: bool,
 ) -> dict[str, Any]:
-    """The figures of the floor table, computed exactly as the release's (marginals, utility, attacks)."""
+    """The floor table's figures, computed as the release's (marginals, utility, attacks, SDMetrics)."""
     codes = discretize(floor, schema, bins)
     _check_kinds(floor, schema, codes, "floor")
     mg = marginal_tvds(real_codes, codes, max_triples=max_triples, random_state=random_state)
@@ -166,7 +167,11 @@ def _floor_results(
         out["membership"] = {
             k: {f: a[f] for f in ("auc", "tpr_at_fpr_1pct", "tpr_at_fpr_0.1pct")} for k, a in res.items()
         }
-    out["sdmetrics"] = "not computed for the floor (it would double the SDMetrics time)"
+    if sdmetrics:
+        from tabpriv.evaluation.sdm import sdmetrics_scores
+
+        sd = sdmetrics_scores(real, floor, schema, test=hold, target=target, random_state=random_state)
+        out["sdmetrics"] = {k: v for k, v in sd.items() if not k.endswith("_pairs")}
     return out
 
 
@@ -212,7 +217,8 @@ def evaluate(
         floor: A comparison table already sampled by a simple synthesizer at the release's ε (the
             CLI passes tabpriv's ``independent`` backend: see
             :func:`tabpriv.cli.evaluate.independent_floor`); its marginals, utility and attacks are
-            computed like the release's and shown beside it (``results["floor"]``). It is an
+            computed like the release's (SDMetrics too, when on) and shown beside it
+            (``results["floor"]``). It is an
             evaluation artefact for the data owner, not a release. The evaluation layer never fits
             it itself (it sits below the backends), hence the table is passed in.
         floor_info: What the floor is (e.g. ``backend``, ``epsilon``, ``delta``, ``epsilon_source``,
@@ -385,7 +391,7 @@ def evaluate(
         t = time.perf_counter()
         results["floor"] = _floor_results(
             floor, floor_info, schema, bins, max_triples, random_state, real, real_codes, hold,
-            target, hgb, attack_sets,
+            target, hgb, attack_sets, sdmetrics,
         )  # fmt: skip
         timings["floor"] = time.perf_counter() - t
 

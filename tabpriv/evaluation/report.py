@@ -485,6 +485,9 @@ class EvaluationReport:
         )
         if "skipped" in sd:
             return head + f"<p>Skipped: {html.escape(sd['skipped'])}.</p>"
+        floor_label = self._floor_label()
+        fsd = (self.results.get("floor") or {}).get("sdmetrics")
+        fsd = fsd if floor_label and isinstance(fsd, dict) else None
         rows = ""
         for k in (
             "quality_score",
@@ -494,15 +497,27 @@ class EvaluationReport:
             "CorrelationSimilarity",
             "BinaryLogisticRegression",
         ):
-            rows += f"<tr><td>{k}</td><td>{_fmt(sd.get(k))}</td></tr>"
+            f_cell = f"<td>{_fmt(fsd.get(k))}</td>" if fsd is not None else ""
+            rows += f"<tr><td>{k}</td><td>{_fmt(sd.get(k))}</td>{f_cell}</tr>"
+        f_props = (fsd or {}).get("properties", {})
         for k, v in sd.get("properties", {}).items():
-            rows += f"<tr><td>QualityReport: {html.escape(k)}</td><td>{_fmt(v)}</td></tr>"
+            f_cell = f"<td>{_fmt(f_props.get(k))}</td>" if fsd is not None else ""
+            rows += f"<tr><td>QualityReport: {html.escape(k)}</td><td>{_fmt(v)}</td>{f_cell}</tr>"
         err = "".join(f'<p class="warn">{html.escape(str(v))}</p>' for k, v in sd.items() if "error" in k)
         err += "".join(f"<p>Note: {html.escape(str(v))}.</p>" for k, v in sd.items() if k.endswith("_note"))
-        floor = self.results.get("floor") or {}
-        if isinstance(floor.get("sdmetrics"), str):
-            err += f"<p>Independent floor: {html.escape(floor['sdmetrics'])}.</p>"
-        return head + f"<table><tr><th>metric</th><th>score (1 = best)</th></tr>{rows}</table>" + err
+        if fsd is not None:
+            err += "".join(
+                f'<p class="warn">Independent floor: {html.escape(str(v))}</p>'
+                for k, v in fsd.items()
+                if "error" in k
+            )
+        f_head = f"<th>{html.escape(floor_label)}</th>" if fsd is not None and floor_label else ""
+        return (
+            head
+            + f"<table><tr><th>metric (1 = best)</th><th>release (synthetic table)</th>{f_head}</tr>"
+            + f"{rows}</table>"
+            + err
+        )
 
     def _html_utility(self) -> str:
         u = self.results.get("utility", {})

@@ -376,7 +376,7 @@ def test_comparison_rows(compared: tuple[EvaluationReport, Any]) -> None:
     assert 0 < f["marginals"]["two_way"]["mean"] <= f["marginals"]["two_way"]["max"] <= 1
     assert set(f["utility"]) == {"logistic_regression"}
     assert set(f["membership"]) == set(rep["membership"]["attacks"])
-    assert "not computed" in f["sdmetrics"]
+    assert "sdmetrics" not in f  # sdmetrics=False: not for the release, not for the floor
     page = rep.to_html()
     label = "independent floor at ε = 2.50 (evaluation only, not released)"
     marg = _section(page, "<h2>1. Marginals</h2>")
@@ -389,6 +389,18 @@ def test_comparison_rows(compared: tuple[EvaluationReport, Any]) -> None:
     mem = page[page.index("<h2>3. Membership inference</h2>") :]
     assert mem.count(label) == len(f["membership"])
     assert "not differentially private" not in FLOOR_NOTE.lower()
+
+
+def test_floor_sdmetrics_column() -> None:
+    rep = evaluate(
+        draw(300, 1), draw(300, 3), SCHEMA, holdout=draw(300, 2), target="label", n_attack=100,
+        floor=draw(300, 4), floor_info={"epsilon": 1.0},
+    )  # fmt: skip
+    fsd = rep["floor"]["sdmetrics"]
+    assert 0 < fsd["quality_score"] <= 1 and set(fsd["properties"]) == set(rep["sdmetrics"]["properties"])
+    sec = _section(rep.to_html(), "<h2>SDMetrics</h2>")
+    assert "<th>independent floor at ε = 1.00 (evaluation only, not released)</th>" in sec
+    assert f"<td>{rep['sdmetrics']['quality_score']:.3f}</td><td>{fsd['quality_score']:.3f}</td>" in sec
 
 
 def test_floor_is_checked(compared: tuple[EvaluationReport, Any]) -> None:
