@@ -76,7 +76,7 @@ def child(tree: str, backend: str, params: dict[str, Any], device: str) -> dict[
     rss_fit = rss_mb()
     out = syn.sample(len(train))
     c2, t2 = cpu(), time.perf_counter()
-    be = syn.backend_
+    be: Any = syn.backend_  # a SlicingBackend (save_release, weights_)
     with tempfile.TemporaryDirectory() as tmp:
         rel_path = Path(tmp) / "release.safetensors"
         be.save_release(rel_path)
