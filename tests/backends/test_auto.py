@@ -89,7 +89,7 @@ def test_html_report_names_the_backend_and_why() -> None:
         "extra": {"backend_choice": "auto: 'aim' (adaptive noisy marginals), 7 columns"},
     }
     page = EvaluationReport({}, privacy=privacy)._html_privacy()
-    assert "aim (auto: &#x27;aim&#x27; (adaptive noisy marginals), 7 columns)" in page
+    assert "the aim backend (auto: &#x27;aim&#x27; (adaptive noisy marginals), 7 columns)" in page
 
 
 def test_cli_panel_names_the_backend_and_why(tmp_path) -> None:
