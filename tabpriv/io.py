@@ -54,6 +54,7 @@ __all__ = [
     "read_table",
     "sniff_delimiter",
     "table_format",
+    "valid_delimiter",
     "write_table",
     "write_table_chunks",
 ]
@@ -142,6 +143,11 @@ def _parse_error_message(path: Path, sep: str, error: Exception) -> str:
     )
 
 
+def valid_delimiter(sep: object) -> bool:
+    """Whether ``sep`` can be a CSV delimiter: one character other than a quote or a line end."""
+    return isinstance(sep, str) and len(sep) == 1 and sep not in '"\r\n'
+
+
 def read_table(path: str | Path, schema: Schema | None = None, *, sep: str | None = None) -> pd.DataFrame:
     """Read a CSV or Parquet table with clear errors.
 
@@ -170,7 +176,7 @@ def read_table(path: str | Path, schema: Schema | None = None, *, sep: str | Non
     fmt = table_format(p)
     if p.stat().st_size == 0:
         raise DataValidationError(f"Input file {str(p)!r} is empty; it needs a header and rows.")
-    if sep is not None and (not isinstance(sep, str) or len(sep) != 1 or sep in '"\r\n'):
+    if sep is not None and not valid_delimiter(sep):
         raise InputFileError(
             f"The CSV delimiter must be one character other than a quote or a line end; got {sep!r}."
         )

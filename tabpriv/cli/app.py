@@ -246,12 +246,13 @@ def synthesize_command(
 def parse_sep(raw: str | None) -> str | None:
     """``--sep``: one character, or a name (``comma``, ``semicolon``, ``tab``, ``pipe``) or a backslash-t."""
     from tabpriv.errors import DataValidationError
+    from tabpriv.io import valid_delimiter
 
     if raw is None:
         return None
     named = {"comma": ",", "semicolon": ";", "tab": "\t", "\\t": "\t", "pipe": "|"}
     value = named.get(raw.strip().lower(), raw)
-    if len(value) != 1 or value in '"\r\n':
+    if not valid_delimiter(value):
         raise DataValidationError(
             f"--sep must be one character (e.g. ';' or '|') or one of comma, semicolon, tab, pipe; got "
             f"{raw!r}."
