@@ -128,18 +128,19 @@ def write(doc: dict[str, Any], stem: str = "seed_speed") -> None:
         f"Machine: {m['cpus']} CPUs (shared), {m['platform']}, device `{doc['device']}`. Written by "
         "`benchmarks/bench_seed_speed.py`; one subprocess per run, torch threads 1, "
         "`OMP_NUM_THREADS=1`; CPU-s = user + system of the process (imports excluded); load = 1-minute "
-        "load average before each run. Baseline: commit "
-        f"`{doc.get('baseline') or '-'}` run from a git worktree in the same invocation; "
-        f"current: `{doc['current']}` (plus uncommitted edits, if any, at {doc['started']}).",
+        "load average before each run. Baseline: the commit "
+        "(column `commit`) run from a git worktree in the same invocation as the current version it "
+        f"is compared with (plus uncommitted edits, if any; invocations at {doc['started']}).",
         "",
-        "| backend | version | runs | total CPU-s (median) | wall s (median) | fit CPU-s | sample CPU-s | "
-        "loads | ratio CPU-s (base/now) | same table as baseline |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| backend | version | commit | runs | total CPU-s (median) | wall s (median) | fit CPU-s | "
+        "sample CPU-s | loads | ratio CPU-s (base/now) | same table as baseline |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for b, s in doc["summary"].items():
         base, now = s.get("baseline"), s.get("current")
+        commits = {"baseline": s.get("baseline_commit") or "-", "current": s.get("current_commit") or "-"}
         for name, g in (("baseline", base), ("current", now)):
-            if g is None:
+            if g is None or not isinstance(g, dict):
                 continue
             ratio = "-"
             same = "-"
@@ -147,8 +148,9 @@ def write(doc: dict[str, Any], stem: str = "seed_speed") -> None:
                 ratio = f"{base['total_cpu_s'] / max(g['total_cpu_s'], 1e-9):.2f}x"
                 same = "yes" if base["sha256"] == g["sha256"] else "no"
             lines.append(
-                f"| {b} | {name} | {g['n']} | {g['total_cpu_s']} | {g['total_wall_s']} | {g['fit_cpu_s']} | "
-                f"{g['sample_cpu_s']} | {', '.join(str(x) for x in g['load1'])} | {ratio} | {same} |"
+                f"| {b} | {name} | `{commits[name]}` | {g['n']} | {g['total_cpu_s']} | {g['total_wall_s']} | "
+                f"{g['fit_cpu_s']} | {g['sample_cpu_s']} | {', '.join(str(x) for x in g['load1'])} | "
+                f"{ratio} | {same} |"
             )
     lines += [
         "",
@@ -193,12 +195,17 @@ def main() -> None:
         "summary": {},
     }
     path = RESULTS / f"{args.out}.json"
-    if path.exists():  # keep the other backends of an earlier invocation against the same baseline
+    if path.exists():  # keep the other backends of an earlier invocation (each with its own baseline)
         old = json.loads(path.read_text())
-        if old.get("baseline") == args.baseline and old.get("device") == args.device:
-            doc["runs"] = [r for r in old["runs"] if r["backend"] not in args.backends]
-            doc["summary"] = {b: v for b, v in old["summary"].items() if b not in args.backends}
-            doc["started"] = f"{old['started']}, {doc['started']}"
+        if old.get("device") == args.device:
+            kept = [b for b in old["summary"] if b not in args.backends]
+            doc["runs"] = [r for r in old["runs"] if r["backend"] in kept]
+            doc["summary"] = {b: old["summary"][b] for b in kept}
+            for b in kept:  # files written before baselines were recorded per backend
+                doc["summary"][b].setdefault("baseline_commit", old.get("baseline"))
+                doc["summary"][b].setdefault("current_commit", old.get("current"))
+            if kept:
+                doc["started"] = f"{old['started']}, {doc['started']}"
     versions: list[tuple[str, Path]] = [("current", ROOT)]
     if args.baseline:
         if BASE_DIR.exists():
@@ -218,6 +225,7 @@ def main() -> None:
                 name: summarise([r for r in doc["runs"] if r["backend"] == backend and r["version"] == name])
                 for name, _ in versions
             }
+            doc["summary"][backend].update(baseline_commit=args.baseline, current_commit=doc["current"])
             write(doc, args.out)
     finally:
         if args.baseline:
