@@ -6,6 +6,7 @@ import datetime as _dt
 import hashlib
 import json
 import logging
+import re
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -31,6 +32,7 @@ from tabpriv.budget import (
 from tabpriv.engine import check_engine
 from tabpriv.errors import (
     DataValidationError,
+    DeviceError,
     EngineError,
     NotFittedError,
     PrivacyParameterError,
@@ -612,18 +614,31 @@ class Synthesizer:
         atomic_write_bytes(path, blob)
 
     @classmethod
-    def load(cls, path: str | Path) -> Synthesizer:
+    def load(cls, path: str | Path, device: str | None = None) -> Synthesizer:
         """Load a synthesizer saved by :meth:`save`. Never executes code from the file.
 
         Sampling from a loaded synthesizer uses fresh OS entropy (the original seed is not saved).
 
+        Args:
+            path: The saved file.
+            device: Where the loaded model samples: ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"``
+                (a GPU when the backend can sample on one and one is present). ``None`` (the
+                default): the CPU. The torch backends (the VAEs, slicing) move their model there
+                (``backend_.to(device)``); the others sample on the CPU only, so a GPU device is an
+                error for them (``"auto"`` gives the CPU). Sampling is post-processing: the device
+                changes where the draws run, never what they may reveal.
+
         Raises:
+            DeviceError: ``device`` is not a device name (checked before the file is read), the
+                backend cannot sample on it, or no GPU is present.
             SaveFileError: The file is missing, not a tabpriv file, corrupt, tampered with, or from an
                 incompatible version.
 
         """
         from safetensors.numpy import load
 
+        if device is not None:
+            _check_device_name(device)
         p = Path(path)
         try:
             blob = p.read_bytes()
@@ -666,11 +681,36 @@ class Synthesizer:
                 f"{SAVE_FORMAT_VERSION}). Refit with this version."
             )
         try:
-            return cls._from_meta(meta, arrays)
+            loaded = cls._from_meta(meta, arrays)
         except TabprivError:
             raise
         except Exception as e:
             raise SaveFileError(f"{str(p)!r} has invalid content: {e}.") from e
+        if device is not None:
+            loaded._sample_on(device)
+        return loaded
+
+    def _sample_on(self, device: str) -> None:
+        """Move a loaded backend to ``device`` for sampling (``backend_.to``); set ``device_``.
+
+        Raises:
+            DeviceError: The backend cannot sample on ``device`` or no GPU is present.
+
+        """
+        backend = self.backend_
+        dev = resolve_device(device, backend.devices, backend.framework)
+        move = getattr(backend, "to", None)
+        if dev != "cpu" and move is None:
+            if str(device).strip().lower() == "auto":
+                dev = "cpu"
+            else:
+                raise DeviceError(
+                    f"A loaded {self.backend_name_!r} synthesizer samples on the CPU only; got "
+                    f"device={device!r}. Use device='cpu' (or 'auto')."
+                )
+        if move is not None:
+            move(dev)
+        self.device_ = dev
 
     @classmethod
     def _from_meta(cls, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> Synthesizer:
@@ -725,6 +765,22 @@ class Synthesizer:
         self._n_samples = 0
         self.privacy_report = self._build_report()
         return self
+
+
+_DEVICE_NAME = re.compile(r"(auto|cpu|cuda(:[0-9]+)?)")
+
+
+def _check_device_name(device: object) -> None:
+    """Raise unless ``device`` names a device: ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+
+    Raises:
+        DeviceError: In one sentence naming the value and the accepted names.
+
+    """
+    if not isinstance(device, str) or _DEVICE_NAME.fullmatch(device.strip().lower()) is None:
+        raise DeviceError(
+            f"Unknown device {device!r}; use 'cpu', 'cuda', 'cuda:N' (N a GPU index) or 'auto'."
+        )
 
 
 def _names(value: Any, label: str) -> list[str]:

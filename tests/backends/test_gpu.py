@@ -3,7 +3,8 @@
 Run on a GPU machine with ``pytest -m gpu tests/backends/test_gpu.py``. The slicing and pgd backends
 are exercised through the public API only (``Synthesizer(device="cuda")``, save, load); the VAE
 backends also show that their trained model lives on the GPU and that a loaded model, moved with
-``to("cuda")``, samples on the GPU exactly as the fitted one does.
+``to("cuda")`` or loaded with ``Synthesizer.load(path, device="cuda")``, samples on the GPU exactly
+as the fitted one does.
 """
 
 from __future__ import annotations
@@ -82,6 +83,22 @@ def test_vae_model_is_device_resident_and_loaded_model_samples_on_cuda(backend: 
     np.testing.assert_array_equal(loaded.sample(64, 7), ref)  # same weights, same device, same draws
     loaded.to("cpu")  # type: ignore[attr-defined]
     assert loaded.sample(64, 7).shape == ref.shape
+
+
+@pytest.mark.parametrize("backend", ["lipschitz-vae", "dpsgd-vae", "dp2-vae", "slicing"])
+def test_load_with_device_cuda_samples_on_the_gpu(backend: str, tmp_path: Path) -> None:
+    """``Synthesizer.load(path, device="cuda")`` moves the model; a VAE then samples as when fitted."""
+    synth = _synth(backend, "cuda").fit(make_small_df(300))
+    ref = synth.backend_.sample(64, 7)
+    path = tmp_path / "s.tabpriv"
+    synth.save(path)
+    loaded = Synthesizer.load(path, device="cuda")
+    assert loaded.device_.startswith("cuda")
+    assert str(loaded.backend_.device_).startswith("cuda")  # type: ignore[attr-defined]
+    if backend != "slicing":  # the VAEs, as in the test above
+        np.testing.assert_array_equal(loaded.backend_.sample(64, 7), ref)
+    assert len(loaded.sample(50)) == 50
+    assert Synthesizer.load(path).device_ == "cpu"  # the default is unchanged
 
 
 def test_cuda_and_cpu_fits_agree_in_distribution() -> None:
