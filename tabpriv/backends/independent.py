@@ -37,7 +37,9 @@ from tabpriv.backends._params import Constraint, Interval
 from tabpriv.backends.base import Backend, FitContext, PlannedSpend, PrivacyDetails, PrivacyPlan
 from tabpriv.budget import PrivacyBudget
 from tabpriv.engine import map_sum
+from tabpriv.errors import SaveFileError
 from tabpriv.transformers.encoded import DEFAULT_CHUNK_BYTES, ColumnSpan, EncodedTable
+from tabpriv.transformers.levels import DEFAULT_MAX_LEVELS, keeps_values
 
 __all__ = [
     "IndependentBackend",
@@ -105,9 +107,23 @@ def histogram_layout(span: ColumnSpan, default_bins: int) -> tuple[int, bool]:
     """Number of value bins of a column and whether it has a trailing "missing" bin.
 
     Categorical: one bin per category (the one-hot block already holds the missing category).
-    Integer: one bin per value when there are at most ``default_bins`` values, else the schema's
-    ``bins`` hint or ``default_bins`` equal-width bins. Continuous: the hint or ``default_bins``.
+    Integer: one bin per value under tabpriv's shared rule
+    (:func:`tabpriv.transformers.levels.keeps_values`: at most
+    :data:`~tabpriv.transformers.levels.DEFAULT_MAX_LEVELS` values, or at most ``default_bins`` when
+    that is larger), else the schema's ``bins`` hint or ``default_bins`` equal-width bins. Continuous:
+    the hint or ``default_bins``. The layout reads only the schema's span (public).
     """
+    if span.kind == "categorical":
+        return span.width, False
+    has_missing = span.width == 2
+    if keeps_values(span, max(DEFAULT_MAX_LEVELS, default_bins)):
+        assert span.n_levels is not None
+        return span.n_levels, has_missing
+    return span.bins or default_bins, has_missing
+
+
+def _legacy_layout(span: ColumnSpan, default_bins: int) -> tuple[int, bool]:
+    """The layout of files saved before the shared integer rule (one bin per value up to ``bins``)."""
     if span.kind == "categorical":
         return span.width, False
     has_missing = span.width == 2
@@ -180,7 +196,8 @@ class IndependentBackend(Backend):
     """Noisy one-way marginals (discrete Gaussian on the counts), columns sampled independently.
 
     Args:
-        bins: Default number of equal-width bins for numeric columns (the schema's ``bins`` wins).
+        bins: Default number of equal-width bins for numeric columns (the schema's ``bins`` wins). An
+            integer column with at most max(100, ``bins``) values keeps one bin per value.
         chunk_bytes: Memory target of one encoded chunk read during ``fit`` (the histograms are
             accumulated chunk by chunk; the result does not depend on it).
 
@@ -188,6 +205,9 @@ class IndependentBackend(Backend):
 
     name = "independent"
     guarantee = "dp"
+    #: ``(n_bins, has_missing)`` of every released histogram (``None``: a file saved before they were
+    #: recorded, read with the legacy layout).
+    layouts_: list[tuple[int, bool]] | None
     devices = ("cpu",)
     summary = "Noisy one-way marginals (discrete Gaussian, OpenDP); the quality floor. No correlations."
     streaming = True
@@ -264,6 +284,7 @@ class IndependentBackend(Backend):
         self.hardened_ = not context.seeded
         self.mechanism_ = cal.mechanism
         self.spans_ = table.spans
+        self.layouts_ = [(int(nb), bool(m)) for nb, m in layouts]
         return self
 
     def _probabilities(self, counts: np.ndarray) -> np.ndarray:
@@ -276,8 +297,8 @@ class IndependentBackend(Backend):
         self.check_fitted()
         rng = np.random.default_rng(seed)
         out = np.zeros((n, self.width_), dtype=np.float32)
-        for span, counts in zip(self.spans_, self.noisy_counts_, strict=True):
-            n_bins, has_missing = histogram_layout(span, self.bins)
+        layouts = self._layouts()
+        for span, counts, (n_bins, has_missing) in zip(self.spans_, self.noisy_counts_, layouts, strict=True):
             codes = rng.choice(len(counts), size=n, p=self._probabilities(counts))
             if span.kind == "categorical":
                 out[np.arange(n), span.start + codes] = 1.0
@@ -343,8 +364,27 @@ class IndependentBackend(Backend):
             "sampler": self.sampler_,
             "hardened": self.hardened_,
             "n_columns": len(self.noisy_counts_),
+            "layouts": [[nb, m] for nb, m in self._layouts()],
         }
         return arrays, meta
+
+    def _layouts(self) -> list[tuple[int, bool]]:
+        """``(n_bins, has_missing)`` of every released histogram.
+
+        A fitted or loaded model records its layouts; a file saved before they were recorded used the
+        legacy rule (one bin per integer value only up to ``bins``). Raises :class:`SaveFileError` when
+        the counts do not match the layout (a corrupt file).
+        """
+        layouts = getattr(self, "layouts_", None)
+        if layouts is None:
+            layouts = [_legacy_layout(s, self.bins) for s in self.spans_]
+        for span, counts, (nb, m) in zip(self.spans_, self.noisy_counts_, layouts, strict=True):
+            if len(counts) != nb + int(m):
+                raise SaveFileError(
+                    f"The saved histogram of column {span.name!r} has {len(counts)} cells, but its layout "
+                    f"has {nb + int(m)}: the file is corrupt or from an incompatible version. Refit."
+                )
+        return list(layouts)
 
     def set_state(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
         """Restore from :meth:`get_state` output (also files saved before the discrete Gaussian)."""
@@ -361,3 +401,5 @@ class IndependentBackend(Backend):
             meta.get("sampler", "float Gaussian (numpy PCG64; a file saved before the discrete Gaussian)")
         )
         self.hardened_ = bool(meta.get("hardened", False))
+        saved = meta.get("layouts")
+        self.layouts_ = None if saved is None else [(int(nb), bool(m)) for nb, m in saved]
