@@ -25,6 +25,8 @@ def _phase_columns() -> list[Any]:
         def render(self, task: Any) -> Text:
             if task.total is None:
                 return Text("")
+            if task.fields.get("percent"):  # units of estimated work (the evaluation): a share
+                return Text(f"{100 * task.completed / max(task.total, 1):.0f}%")
             return Text(f"{int(task.completed):,}/{int(task.total):,}")
 
     class Remaining(TimeRemainingColumn):
@@ -45,13 +47,14 @@ def _phase_columns() -> list[Any]:
 
 @contextmanager
 def _phase(
-    console: Any, label: str, total: int | None = None
+    console: Any, label: str, total: int | None = None, *, percent: bool = False
 ) -> Iterator[Callable[[int, int | None, str], None]]:
     """A labelled progress bar for one phase of the run, cleared when the phase ends.
 
     Yields ``update(done, total, message)`` (the backends' :class:`~tabpriv.backends.base.FitContext`
     progress callback): a known total gives a bar with a count and an ETA, an unknown one a spinner.
-    Shown only on a terminal.
+    ``percent=True`` shows the count as a share (for totals in units of estimated work, such as the
+    evaluation's). Shown only on a terminal.
     """
     from rich.markup import escape
     from rich.progress import Progress
@@ -59,7 +62,7 @@ def _phase(
     with Progress(
         *_phase_columns(), console=console, transient=True, disable=not console.is_terminal
     ) as prog:
-        task = prog.add_task("", total=total, label=escape(label))
+        task = prog.add_task("", total=total, label=escape(label), percent=percent)
 
         def update(step: int, total: int | None = None, message: str = "") -> None:
             prog.update(task, completed=step, total=total, description=escape(message[:50]))

@@ -19,6 +19,7 @@ import typer
 from typer.core import TyperCommand, TyperGroup
 
 from tabpriv.cli._errors import _stderr, cli_errors
+from tabpriv.cli._options import SEP_OPTION, parse_sep
 from tabpriv.cli._progress import _phase
 
 
@@ -60,16 +61,8 @@ app.add_typer(schema_app, name="schema")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+
 #: ``--sep``: the CSV delimiter of the input (and hold-out) files; detected when not given.
-SEP_OPTION = typer.Option(
-    "--sep",
-    metavar="CHAR",
-    help="CSV delimiter of the input (and --holdout): one character, or comma, semicolon, tab, pipe. "
-    "Default: detected (comma, semicolon, tab or |) and named when it is not a comma.",
-    show_default=False,
-)
-
-
 def _parse_params(items: list[str] | None) -> dict[str, Any]:
     from tabpriv.errors import PrivacyParameterError
 
@@ -195,6 +188,14 @@ def synthesize_command(
         Path | None,
         typer.Option(help="HTML evaluation report (default: OUTPUT + .evaluation.html).", show_default=False),
     ] = None,
+    no_floor: Annotated[
+        bool,
+        typer.Option(
+            "--no-floor",
+            help="With --evaluate: skip the independent floor (tabpriv's independent backend at the "
+            "release's ε, evaluated beside the release; evaluation only, never released).",
+        ),
+    ] = False,
     engine: Annotated[
         str,
         typer.Option(
@@ -239,25 +240,8 @@ def synthesize_command(
         _synthesize(
             input, eps, delta, backend, schema, infer_schema, rows, output, report, device, seed,
             clip, param, paper_mode, save, evaluate, holdout, target, evaluation_report, engine, scheduler,
-            _split_names(columns), _split_names(drop), parse_sep(sep),
+            _split_names(columns), _split_names(drop), parse_sep(sep), no_floor,
         )  # fmt: skip
-
-
-def parse_sep(raw: str | None) -> str | None:
-    """``--sep``: one character, or a name (``comma``, ``semicolon``, ``tab``, ``pipe``) or a backslash-t."""
-    from tabpriv.errors import DataValidationError
-    from tabpriv.io import valid_delimiter
-
-    if raw is None:
-        return None
-    named = {"comma": ",", "semicolon": ";", "tab": "\t", "\\t": "\t", "pipe": "|"}
-    value = named.get(raw.strip().lower(), raw)
-    if not valid_delimiter(value):
-        raise DataValidationError(
-            f"--sep must be one character (e.g. ';' or '|') or one of comma, semicolon, tab, pipe; got "
-            f"{raw!r}."
-        )
-    return value
 
 
 def _split_names(items: list[str] | None) -> list[str] | None:
@@ -314,6 +298,7 @@ def _synthesize(
     columns: list[str] | None = None,
     drop: list[str] | None = None,
     sep: str | None = None,
+    no_floor: bool = False,
 ) -> None:
     from rich.console import Console
 
@@ -502,10 +487,10 @@ def _synthesize(
     eval_path = None
     headline: dict[str, float] = {}
     if evaluate:
-        with _phase(console, "evaluating (marginals, utility, membership inference)"):
-            eval_path, results = _run_evaluation(
-                clean, synthetic, synth, holdout, target, evaluation_report, out_path, keep, sep
-            )
+        eval_path, results = _run_evaluation(
+            console, clean, synthetic, synth, holdout, target, evaluation_report, out_path, keep, sep,
+            floor=not no_floor,
+        )  # fmt: skip
         headline = _headline_figures(results)
     _summary(console, rep, input, out_path, rep_path, save, eval_path, clip, headline)
     if paper_mode and eval_path is not None:
@@ -561,19 +546,34 @@ def _check_evaluation_inputs(
 
 
 def _run_evaluation(
-    df: Any, synthetic: Any, synth: Any, holdout: Path | None, target: str | None,
+    console: Any, df: Any, synthetic: Any, synth: Any, holdout: Path | None, target: str | None,
     evaluation_report: Path | None, out_path: Path, keep: list[str] | None = None,
-    sep: str | None = None,
+    sep: str | None = None, *, floor: bool = True,
 ) -> tuple[Path, dict[str, Any]]:  # fmt: skip
+    """Evaluate the release as ``tabpriv evaluate`` does: floor, phases with an ETA, report, JSON."""
+    from tabpriv.cli._progress import _phase
+    from tabpriv.cli.evaluate import EVALUATION_PHASE_LABELS, independent_floor
     from tabpriv.evaluation import EVALUATION_NOTICE, evaluate
     from tabpriv.io import read_table
 
     assert holdout is not None
     hold = _only(read_table(holdout, synth.schema_, sep=sep), keep)
-    ev = evaluate(
-        df, synthetic, synth.schema_, holdout=hold, target=target,
-        privacy_report=synth.privacy_report.to_dict(),
-    )  # fmt: skip
+    report = synth.privacy_report.to_dict()
+    floor_df, floor_info = None, None
+    if floor:
+        with _phase(console, "independent floor (evaluation only)") as update:
+            floor_df, floor_info = independent_floor(
+                df, synth.schema_, len(synthetic), privacy_report=report, progress=update
+            )
+    with _phase(console, "evaluating", percent=True) as update:
+
+        def progress(phase: str, done: int, total: int) -> None:
+            update(done, total, EVALUATION_PHASE_LABELS.get(phase, phase))
+
+        ev = evaluate(
+            df, synthetic, synth.schema_, holdout=hold, target=target, privacy_report=report,
+            floor=floor_df, floor_info=floor_info, progress=progress,
+        )  # fmt: skip
     path = evaluation_report or Path(str(out_path) + ".evaluation.html")
     # The evaluation's first line: it is computed from the private data (not DP, data owner only).
     _stderr(EVALUATION_NOTICE, style="bold yellow")

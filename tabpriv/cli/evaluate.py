@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from tabpriv.cli._options import EVALUATE_SEP_OPTION, parse_sep
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -141,6 +143,7 @@ def evaluate_command(
             "evaluated beside the release; evaluation only, never released).",
         ),
     ] = False,
+    sep: Annotated[str | None, EVALUATE_SEP_OPTION] = None,
 ) -> None:
     """Evaluate a synthetic table: marginals, utility, membership inference, SDMetrics.
 
@@ -150,19 +153,19 @@ def evaluate_command(
 
     with cli_errors():
         _evaluate(real, synthetic, schema, output, holdout, target, json_path, privacy_report,
-                  bins, seed, no_sdmetrics, no_floor)  # fmt: skip
+                  bins, seed, no_sdmetrics, no_floor, parse_sep(sep))  # fmt: skip
 
 
-def _read(path: Path, schema: Any) -> Any:
+def _read(path: Path, schema: Any, sep: str | None = None) -> Any:
     from tabpriv.io import read_table
 
-    return read_table(path, schema)
+    return read_table(path, schema, sep=sep)
 
 
 def _evaluate(
     real: Path, synthetic: Path, schema_path: Path, output: Path, holdout: Path | None,
     target: str | None, json_path: Path | None, privacy_report: Path | None, bins: int,
-    seed: int, no_sdmetrics: bool, no_floor: bool = False,
+    seed: int, no_sdmetrics: bool, no_floor: bool = False, sep: str | None = None,
 ) -> None:  # fmt: skip
     from tabpriv.errors import InputFileError
     from tabpriv.evaluation import EVALUATION_NOTICE, evaluate
@@ -190,9 +193,9 @@ def _evaluate(
     console = Console(stderr=True)
     schema = Schema.load(schema_path)
     with _phase(console, "reading the tables"):
-        real_df = _read(real, schema)
-        syn_df = _read(synthetic, schema)
-        hold_df = _read(holdout, schema) if holdout is not None else None
+        real_df = _read(real, schema, sep)
+        syn_df = _read(synthetic, schema)  # tabpriv writes commas; another delimiter is detected
+        hold_df = _read(holdout, schema, sep) if holdout is not None else None
     priv: dict[str, Any] | None = None
     if privacy_report is not None:
         try:
@@ -205,7 +208,7 @@ def _evaluate(
             floor_df, floor_info = independent_floor(
                 real_df, schema, len(syn_df), privacy_report=priv, seed=seed, progress=update
             )
-    with _phase(console, "evaluating") as update:
+    with _phase(console, "evaluating", percent=True) as update:
 
         def progress(phase: str, done: int, total: int) -> None:
             update(done, total, EVALUATION_PHASE_LABELS.get(phase, phase))

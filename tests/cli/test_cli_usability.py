@@ -199,6 +199,42 @@ def test_evaluation_sidecar_name_and_headline(files: dict[str, Path], tmp_path: 
     assert not (tmp_path / "o.csv.evaluation.html.json").exists()
     text = " ".join(res.stdout.replace("│", " ").split())
     assert "2-way TVD" in text and "LR AUC" in text and "MIA AUC" in text
+    # The same comparison rows as `tabpriv evaluate`: the independent floor at the release's ε.
+    results = json.loads((tmp_path / "o.csv.evaluation.json").read_text())
+    release = json.loads((tmp_path / "o.csv.privacy.json").read_text())
+    floor = results["floor"]
+    assert floor["backend"] == "independent" and floor["epsilon"] == release["epsilon"]
+    assert floor["delta"] == release["delta"] and floor["n_rows"] == results["n_rows"]["synthetic"]
+    assert 0 <= floor["marginals"]["two_way"]["mean"] <= 1
+    assert "independent floor at" in (tmp_path / "o.csv.evaluation.html").read_text()
+
+
+def test_synthesize_evaluate_no_floor(files: dict[str, Path], tmp_path: Path) -> None:
+    out = tmp_path / "o.csv"
+    res = _run(["synthesize", str(files["data"]), "--schema", str(files["schema"]), "-o", str(out),
+                "--drop", "note", "--evaluate", "--holdout", str(files["hold"]), "--eps", "2",
+                "--no-floor"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert "floor" not in json.loads((tmp_path / "o.csv.evaluation.json").read_text())
+
+
+def test_evaluate_sep_reads_the_real_table_and_the_holdout(tmp_path: Path) -> None:
+    real, hold, syn = tmp_path / "r.csv", tmp_path / "h.csv", tmp_path / "s.csv"
+    make_small_df(300, seed=1).to_csv(real, index=False, sep=";")
+    make_small_df(300, seed=2).to_csv(hold, index=False, sep=";")
+    make_small_df(300, seed=3).to_csv(syn, index=False)  # as tabpriv writes it: commas
+    schema = tmp_path / "s.schema.json"
+    make_small_schema().to_json(schema)
+    page, js = tmp_path / "e.html", tmp_path / "e.json"
+    res = _run(["evaluate", str(real), str(syn), "--schema", str(schema), "--holdout", str(hold),
+                "--target", "flag", "-o", str(page), "--json", str(js), "--sep", "semicolon",
+                "--no-sdmetrics", "--no-floor"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert "as delimiter" not in res.output  # given, not detected
+    assert json.loads(js.read_text())["n_rows"] == {"real_train": 300, "synthetic": 300, "holdout": 300}
+    res = _run(["evaluate", str(real), str(syn), "--schema", str(schema), "-o", str(page),
+                "--sep", "pipe"])  # fmt: skip
+    assert res.exit_code == 1 and "Traceback" not in res.output
 
 
 def test_evaluation_json_path_rule() -> None:
@@ -235,6 +271,15 @@ def test_progress_known_total_has_count_and_eta() -> None:
     shown = _render("sampling and writing", 1000, [(0, 1000, "rows"), (250, 1000, "rows")])
     assert "sampling and writing" in shown and "250/1,000" in shown and "ETA" in shown
     assert "None" not in shown
+
+
+def test_progress_in_work_units_shows_a_share() -> None:
+    console = Console(file=io.StringIO(), force_terminal=True, width=100)
+    with _phase(console, "evaluating", percent=True) as update:
+        update(0, 56, "discretising the tables")
+        update(14, 56, "membership-inference attacks")
+    shown = console.file.getvalue()  # type: ignore[attr-defined]
+    assert "25%" in shown and "ETA" in shown and "14/56" not in shown
 
 
 def test_fit_progress_reaches_the_bar() -> None:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import html
+import itertools
 import json
 import re
 import warnings
@@ -23,7 +24,7 @@ from tabpriv.cli.evaluate import (
 )
 from tabpriv.errors import DataValidationError, PrivacyWarning
 from tabpriv.evaluation import EvaluationReport, evaluate
-from tabpriv.evaluation.core import EVALUATION_PHASES
+from tabpriv.evaluation.core import EVALUATION_PHASES, PHASE_WEIGHTS
 from tabpriv.evaluation.report import FLOOR_NOTE
 from tabpriv.evaluation.verdict import (
     MARGINAL_CLOSE,
@@ -421,16 +422,42 @@ def test_progress_callback(compared: tuple[EvaluationReport, Any]) -> None:
     _, calls = compared
     # sdmetrics=False: that phase is left out of the total.
     expected = [p for p in EVALUATION_PHASES if p != "sdmetrics"]
-    assert [c[0] for c in calls] == [*expected, "done"]
-    assert [c[1] for c in calls] == list(range(len(expected) + 1))
-    assert {c[2] for c in calls} == {len(expected)}
+    w = PHASE_WEIGHTS
+    # Work units, not phase counts: the floor repeats discretize + marginals, utility and membership,
+    # and reports after each of its steps.
+    rest = w["discretize"] + w["marginals"] + w["utility"] + w["membership"]
+    total = 2 * rest
+    steps = [
+        rest + w["discretize"] + w["marginals"],
+        rest + w["discretize"] + w["marginals"] + w["utility"],
+        total,
+    ]
+    assert calls == [
+        ("discretize", 0, total),
+        ("marginals", w["discretize"], total),
+        ("utility", w["discretize"] + w["marginals"], total),
+        ("membership", w["discretize"] + w["marginals"] + w["utility"], total),
+        ("floor", rest, total),
+        *[("floor", s, total) for s in steps],
+        ("done", total, total),
+    ]
+    assert [c[0] for c in calls if c[0] != "floor"] == [p for p in expected if p != "floor"] + ["done"]
+    assert all(a[1] <= b[1] for a, b in itertools.pairwise(calls))  # never goes back
     assert set(EVALUATION_PHASE_LABELS) == {*EVALUATION_PHASES, "done"}
+    assert set(PHASE_WEIGHTS) == set(EVALUATION_PHASES) - {"floor"}
 
 
 def test_progress_without_holdout_or_floor() -> None:
     calls: list[tuple[str, int, int]] = []
     evaluate(draw(200, 1), draw(200, 3), SCHEMA, sdmetrics=False, progress=lambda *a: calls.append(a))
-    assert calls == [("discretize", 0, 3), ("marginals", 1, 3), ("membership", 2, 3), ("done", 3, 3)]
+    w = PHASE_WEIGHTS
+    total = w["discretize"] + w["marginals"] + w["membership"]
+    assert calls == [
+        ("discretize", 0, total),
+        ("marginals", w["discretize"], total),
+        ("membership", w["discretize"] + w["marginals"], total),
+        ("done", total, total),
+    ]
 
 
 # -- the floor builder (CLI layer) -------------------------------------------------------------------
