@@ -15,6 +15,8 @@ chunk by chunk. A loaded model samples without JAX.
 from __future__ import annotations
 
 import logging
+import math
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -165,11 +167,15 @@ def estimate(
     iters: int,
     warm_start: Any = None,
     release_compiled: bool = False,
+    fast_compile: bool = False,
 ) -> Any:
     """Fit mbi's graphical model to the measurements by mirror descent (``iters`` iterations).
 
     ``n_rows`` (public under replace-one) is given as the known total. ``release_compiled`` clears
     JAX's caches afterwards (AIM's rounds: each compiles programs for a clique set never seen again).
+    ``fast_compile``: compile with XLA's cheaper CPU options (:data:`FAST_COMPILE_OPTIONS`); the
+    estimate then differs from the default build's in the last bits (see ``docs/marginal.md``).
+    One compiled program per model structure (:func:`_run_estimate`).
     """
     mbi = load_mbi()
     dom = mbi_domain(domain)
@@ -188,9 +194,7 @@ def estimate(
             )
         )
     t0 = time.perf_counter()
-    model = mbi.estimation.MirrorDescent().estimate(
-        dom, lms, known_total=float(n_rows), iters=int(iters), warm_start=warm_start
-    )
+    model = _run_estimate(dom, lms, float(n_rows), int(iters), warm_start, fast_compile)
     if release_compiled:
         # Every new clique set compiles new programs that are never reused; JAX keeps them all.
         import jax
@@ -292,7 +296,10 @@ class ChainSampler:
         # One compiled program for expand + message passing (eager JAX dispatched and compiled every
         # primitive of them separately: 16 s a call on CPS 1988, 80% of an AIM fit); the tables are
         # then read in numpy.
-        marginals = _tree_marginals()(model.potentials, nodes, float(model.total))
+        if set(model.marginals.cliques) == set(nodes):  # tabpriv's estimate computed them already
+            marginals = model.marginals
+        else:
+            marginals = _tree_marginals()(model.potentials, nodes, float(model.total))
         tables = {cl: np.asarray(marginals[cl].values, dtype=np.float64) for cl in nodes}
         node_sets = [set(cl) for cl in nodes]
         order_names = list(elimination)[::-1]
@@ -412,3 +419,117 @@ def _project_table(
     kept = [a for a in node if a in attrs]
     out = table.sum(axis=drop) if drop else table
     return np.transpose(out, [kept.index(a) for a in attrs]) if attrs else out
+
+
+_ESTIMATE_PROGRAMS: dict[str, Any] = {}
+
+#: XLA options of the estimation program under ``fast_compile`` (CPU backend only): LLVM without
+#: its optimisation passes. On Adult's AIM rounds it cuts compile CPU time by about a third; the
+#: program's arithmetic order differs, so estimates differ from the default build's in the last bits.
+FAST_COMPILE_OPTIONS: dict[str, Any] = {"xla_backend_optimization_level": 0}
+#: Environment variable that turns ``fast_compile`` off process-wide when set to ``0``.
+FAST_COMPILE_ENV = "TABPRIV_FAST_COMPILE"
+
+
+def _estimate_programs(compiler_options: dict[str, Any] | None) -> Any:
+    """The jitted :func:`_estimate_program` for XLA ``compiler_options`` (one per options, built once)."""
+    import json
+
+    import jax
+
+    key = json.dumps(compiler_options, sort_keys=True)
+    if key not in _ESTIMATE_PROGRAMS:
+        _ESTIMATE_PROGRAMS[key] = jax.jit(
+            _estimate_program, static_argnames=("dom", "nodes"), compiler_options=compiler_options
+        )
+    return _ESTIMATE_PROGRAMS[key]
+
+
+def _run_estimate(
+    dom: Any, lms: list[Any], total: float, iters: int, warm_start: Any, fast_compile: bool = False
+) -> Any:
+    """Mbi 2.0's ``MirrorDescent().estimate`` as one compiled program, plus the junction tree's marginals.
+
+    The same computation as mbi's ``Estimator.estimate`` (its ``_init``, ``ceil(iters / 50)`` blocks of
+    50 ``_step`` s in a ``scan``, on the same inputs), but compiled as a single XLA program whose number
+    of blocks is a runtime argument: mbi compiles its ``_multi_step`` plus the oracle of ``_init`` and
+    ``_finalize`` and runs ~40 small eager operations (each compiled for its new shapes) for every new
+    clique set, and :meth:`ChainSampler.from_model` compiled one more program for the junction tree's
+    marginals. Here one program per model structure does it all, and the final fit of AIM (same
+    measurements as its last round, more iterations) reuses its last round's program.
+
+    The returned model's ``marginals`` are the marginals on the nodes of the junction tree of its
+    cliques (a superset of mbi's, which are on the cliques; ``project`` works on either), so that
+    :meth:`ChainSampler.from_model` needs no further compilation.
+
+    ``fast_compile`` compiles with :data:`FAST_COMPILE_OPTIONS` on the CPU backend (unless the
+    environment sets ``TABPRIV_FAST_COMPILE=0``): options of this program only, never ``XLA_FLAGS``.
+    """
+    import jax
+
+    mbi = load_mbi()
+    from mbi import junction_tree, marginal_loss
+
+    cheap = fast_compile and jax.default_backend() == "cpu" and os.environ.get(FAST_COMPILE_ENV, "1") != "0"
+    program = _estimate_programs(FAST_COMPILE_OPTIONS if cheap else None)
+    loss_fn = marginal_loss.from_linear_measurements(lms, dom)
+    tree, _ = junction_tree.make_junction_tree(dom, list(loss_fn.cliques))
+    nodes = tuple(tuple(cl) for cl in tree.nodes)
+    start = _expand_potentials(None if warm_start is None else warm_start.potentials, dom, loss_fn.cliques)
+    blocks = math.ceil(iters / _BLOCK)
+    potentials, marginals = program(start, loss_fn, total, blocks, dom=dom, nodes=nodes)
+    return mbi.MarkovRandomField(potentials=potentials, marginals=marginals, total=total)
+
+
+def _expand_potentials(potentials: Any, dom: Any, cliques: Sequence[tuple[str, ...]]) -> Any:
+    """``potentials.expand(cliques)`` (zeros when ``None``) computed in numpy, bit for bit as mbi does it.
+
+    mbi's ``CliqueVector.expand`` gives each new clique ``0 + f_1 + f_2 + ...`` over the old cliques it
+    contains (``reverse_clique_mapping`` order), broadcast; IEEE additions in the same order give the same
+    bits here. Expanding on the host keeps the compiled program's input structure that of the model being
+    fitted, not of the warm start, so that a refit of the same structure reuses its program.
+    """
+    mbi = load_mbi()
+    import jax.numpy as jnp
+    from mbi.clique_utils import reverse_clique_mapping
+
+    mapping = reverse_clique_mapping(cliques, [] if potentials is None else potentials.cliques, domain=dom)
+    tables = {}
+    for cl in cliques:
+        target = dom.project(cl)
+        out = np.zeros(target.shape, dtype=np.float64)
+        for old in mapping[cl]:
+            factor = potentials[old]
+            attrs = list(factor.domain.attributes)
+            perm = sorted(range(len(attrs)), key=lambda k: target.attributes.index(attrs[k]))
+            values = np.transpose(np.asarray(factor.values, dtype=np.float64), perm)
+            shape = [n if a in attrs else 1 for a, n in zip(target.attributes, target.shape, strict=True)]
+            out = out + values.reshape(shape)
+        tables[cl] = mbi.Factor(target, jnp.asarray(out))
+    return mbi.CliqueVector(dom, cliques, tables)
+
+
+#: mbi's ``CALLBACK_EVERY``: steps fused in one ``scan`` block of ``Estimator._multi_step``.
+_BLOCK = 50
+
+
+def _estimate_program(start: Any, loss_fn: Any, total: Any, blocks: Any, *, dom: Any, nodes: Any) -> Any:
+    """Traced body of :func:`_run_estimate` (mbi's ``MirrorDescent`` without a fixed step size)."""
+    import jax
+    import jax.numpy as jnp
+    from mbi import estimation, marginal_oracles
+
+    est = estimation.MirrorDescent()
+    state = est._init(dom, loss_fn, total, warm_start=start)
+    # _step recomputes mu and the loss from the potentials; zeros here let XLA drop _init's oracle call.
+    state = state._replace(mu=jax.tree.map(jnp.zeros_like, state.mu), loss=jnp.zeros_like(state.loss))
+
+    def block(_: Any, s: Any) -> Any:
+        def step(x: Any, _: Any) -> Any:
+            return est._step(x, loss_fn, total, ()), None
+
+        return jax.lax.scan(step, s, None, length=_BLOCK)[0]
+
+    state = jax.lax.fori_loop(0, blocks, block, state)
+    potentials = state.potentials
+    return potentials, marginal_oracles.message_passing_stable(potentials.expand(nodes), total)
