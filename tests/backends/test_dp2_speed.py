@@ -87,12 +87,36 @@ def test_batched_mlp_equals_vmap_values_and_gradients() -> None:
         assert torch.equal(a, b)
 
 
-@pytest.mark.parametrize("numeric_bins", [20, 0])
-def test_loss_from_targets_equals_recon_loss_values_and_gradients(numeric_bins: int) -> None:
+def _no_missing_table(n: int = 200) -> EncodedTable:
+    """Categories and binned numbers only: the layout of the one-node loss (``_BlockCrossEntropy``)."""
+    from tabpriv.schema import Column, Schema
+
+    schema = Schema(
+        (
+            Column("color", "categorical", categories=("red", "green", "blue")),
+            Column("age", "integer", lower=0, upper=99),
+            Column("wide", "integer", lower=0, upper=10_000),
+            Column("score", "continuous", lower=-5.0, upper=5.0),
+        )
+    )
+    df = make_small_df(n)[["color", "age"]].assign(
+        wide=np.arange(n) * 37 % 10_001, score=np.linspace(-5.0, 5.0, n)
+    )
+    return TableTransformer(schema).fit().transform(df)
+
+
+@pytest.mark.parametrize(
+    ("numeric_bins", "with_missing"),
+    [(20, True), (0, True), (20, False)],
+    ids=["bins", "regression", "fused"],
+)
+def test_loss_from_targets_equals_recon_loss_values_and_gradients(
+    numeric_bins: int, with_missing: bool
+) -> None:
     from tabpriv.backends.vae.common import SpanLayout, recon_loss
     from tabpriv.backends.vae.dp2_torch import loss_targets, recon_loss_from_targets
 
-    table = _encoded(200)
+    table = _encoded(200) if with_missing else _no_missing_table(200)
     layout = SpanLayout.from_spans(table.spans, None, numeric_bins)
     x = torch.as_tensor(table.take(np.arange(200)), dtype=torch.float32).reshape(5, 40, -1)
     logits = torch.randn(5, 40, layout.out_width, generator=torch.Generator().manual_seed(4)) * 3
@@ -101,6 +125,8 @@ def test_loss_from_targets_equals_recon_loss_values_and_gradients(numeric_bins: 
     a, b = logits.clone().requires_grad_(True), logits.clone().requires_grad_(True)
     ref = recon_loss(a, x, layout)
     mine = recon_loss_from_targets(b, x, layout, tg)
+    fused = type(mine.grad_fn).__name__.startswith("_BlockCrossEntropy")
+    assert fused == (not with_missing)  # the one-node loss where the layout allows it
     assert torch.equal(ref, mine)
     (ga,) = torch.autograd.grad(ref.mean(dim=1).sum(), [a])
     (gb,) = torch.autograd.grad(mine.mean(dim=1).sum(), [b])

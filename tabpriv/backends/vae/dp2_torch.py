@@ -121,14 +121,9 @@ def gradient_noise(
 
     One host draw (ChaCha20) of all coordinates, copied to ``device`` and split per parameter.
     """
-    total = sum(int(p.numel()) for p in params)
-    flat = secret_normal_torch(rng, (total,), std=std, device=device, dtype=params[0].dtype)
-    out, at = [], 0
-    for p in params:
-        n = int(p.numel())
-        out.append(flat[at : at + n].view(p.shape))
-        at += n
-    return out
+    sizes = [int(p.numel()) for p in params]
+    flat = secret_normal_torch(rng, (sum(sizes),), std=std, device=device, dtype=params[0].dtype)
+    return [part.view(p.shape) for part, p in zip(torch.split(flat, sizes), params, strict=True)]
 
 
 def histogram_noise(rng: np.random.Generator, size: int, std: float) -> np.ndarray:
@@ -276,6 +271,50 @@ def resident_targets(resident: torch.Tensor, layout: SpanLayout, chunk: int = 65
     return parts[0] if len(parts) == 1 else torch.cat(parts)
 
 
+class _BlockCrossEntropy(torch.autograd.Function):
+    """:func:`recon_loss_from_targets` for layouts of softmax blocks and binned numbers only, as one node.
+
+    Forward: the same log-softmaxes, gathers and sequential sums (the same loss values). Backward:
+    what autograd computes through those nodes, without them: for each block, the upstream gradient
+    negated at the target (the sum's ``-1``), zeros elsewhere (the gather's scatter), then torch's own
+    log-softmax backward kernel (on each block of that gradient), written at the block's place in a zero
+    gradient (the split's cat). Used where no number has a missing indicator and no regression head.
+    """
+
+    @staticmethod
+    def forward(
+        ctx: torch.autograd.function.FunctionCtx,
+        logits: torch.Tensor,
+        targets: torch.Tensor,
+        blocks: tuple[tuple[int, int], ...],
+    ) -> torch.Tensor:
+        loss = torch.zeros(logits.shape[:-1], dtype=logits.dtype, device=logits.device)
+        logps = []
+        for j, (a, w) in enumerate(blocks):
+            logp = torch.log_softmax(logits[..., a : a + w], dim=-1)
+            loss = loss - torch.gather(logp, -1, targets[..., j : j + 1]).squeeze(-1)
+            logps.append(logp)
+        ctx.save_for_backward(targets, *logps)
+        ctx.blocks = blocks  # type: ignore[attr-defined]
+        ctx.shape = logits.shape  # type: ignore[attr-defined]
+        return loss
+
+    @staticmethod
+    def backward(
+        ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor
+    ) -> tuple[torch.Tensor, None, None]:
+        targets, *logps = ctx.saved_tensors  # type: ignore[attr-defined]
+        blocks = ctx.blocks  # type: ignore[attr-defined]
+        starts = torch.tensor([a for a, _ in blocks], dtype=targets.dtype, device=targets.device)
+        # Every block's gradient of the log-probabilities at once: -grad at its target, 0 elsewhere.
+        go = torch.zeros(ctx.shape, dtype=grad.dtype, device=grad.device)  # type: ignore[attr-defined]
+        go.scatter_(-1, targets + starts, (-grad).unsqueeze(-1).expand(targets.shape))
+        out = torch.zeros_like(go)
+        for (a, w), logp in zip(blocks, logps, strict=True):
+            out[..., a : a + w] = torch._log_softmax_backward_data(go[..., a : a + w], logp, -1, logp.dtype)
+        return out, None, None
+
+
 def recon_loss_from_targets(
     logits: torch.Tensor, x: torch.Tensor, layout: SpanLayout, targets: torch.Tensor
 ) -> torch.Tensor:
@@ -287,6 +326,14 @@ def recon_loss_from_targets(
     mask read ``x`` as :func:`recon_loss` does. Fewer, smaller operations for the same loss and the
     same gradients.
     """
+    if (
+        not layout.sigmoid
+        and (layout.numeric or not layout.tanh)
+        and all(h.missing is None for h in layout.numeric)
+    ):
+        blocks = (*layout.softmax, *((h.offset, h.n_bins) for h in layout.numeric))
+        out: torch.Tensor = _BlockCrossEntropy.apply(logits, targets, blocks)
+        return out
     sizes, where = layout.split
     parts = torch.split(logits, list(sizes), dim=-1)
 
