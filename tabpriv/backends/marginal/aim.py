@@ -110,6 +110,9 @@ class AIMBackend(MarginalBackend):
         max_model_cells: Largest junction tree (cells; 8 bytes each) the final model may have.
         round_iters: Mirror-descent iterations of each round's warm-started re-estimate.
         iters: Mirror-descent iterations of the final model fit.
+        fast_compile: Compile the model fits with XLA's cheaper CPU options (no LLVM optimisation;
+            ``model.FAST_COMPILE_OPTIONS``): same mechanism and privacy, results equal to the
+            default build's up to floating-point rounding; ``TABPRIV_FAST_COMPILE=0`` turns it off.
         max_levels, bins, max_cells, chunk_bytes, sampling: As for every marginal backend.
 
     """
@@ -129,6 +132,7 @@ class AIMBackend(MarginalBackend):
         "max_model_cells": [Interval(int, 2, None, closed="left")],
         "round_iters": [Interval(int, 1, None, closed="left")],
         "coarse_levels": [None, Interval(int, 2, None, closed="left")],
+        "fast_compile": [Options((True, False))],
     }
 
     def __init__(
@@ -143,6 +147,7 @@ class AIMBackend(MarginalBackend):
         round_iters: int = 300,
         iters: int = 1500,
         coarse_levels: int | None = 16,
+        fast_compile: bool = True,
         max_levels: int = DEFAULT_MAX_LEVELS,
         bins: int = DEFAULT_BINS,
         max_cells: int = DEFAULT_MAX_CELLS,
@@ -158,6 +163,7 @@ class AIMBackend(MarginalBackend):
         self.round_iters = round_iters
         self.iters = iters
         self.coarse_levels = coarse_levels
+        self.fast_compile = fast_compile
         self.max_levels = max_levels
         self.bins = bins
         self.max_cells = max_cells
@@ -237,7 +243,7 @@ class AIMBackend(MarginalBackend):
         sigma = float(sch["sigma_initial"])
         sel_rho = float(sch["selection_rho_initial"])
         measurements = [self.measure((i,), counts, sigma, ledger, context, f"one-way {i}") for i in range(c)]
-        model = estimate(domain, measurements, n_rows, iters=self.round_iters)
+        model = estimate(domain, measurements, n_rows, iters=self.round_iters, fast_compile=self.fast_compile)
         chain = ChainSampler.from_model(model, domain)
         cliques: list[Clique] = [(i,) for i in range(c)]
         t = 0
@@ -277,6 +283,7 @@ class AIMBackend(MarginalBackend):
                 iters=self.round_iters,
                 warm_start=model,
                 release_compiled=t % 5 == 0,
+                fast_compile=self.fast_compile,
             )
             chain = ChainSampler.from_model(model, domain)
             after = coarsen(_model_counts(chain, model, r, domain, n_rows), r, domain, coarse)
@@ -292,7 +299,10 @@ class AIMBackend(MarginalBackend):
         logger.debug("AIM: %d rounds in %.1f s", t, time.perf_counter() - t0)
         self.rounds_run_ = t
         context.report(1000, 1000, f"fitting the final model ({self.iters} iterations)")
-        model = estimate(domain, measurements, n_rows, iters=self.iters, warm_start=model)
+        # Same measurements as the last round: the same compiled program, run for more iterations.
+        model = estimate(
+            domain, measurements, n_rows, iters=self.iters, warm_start=model, fast_compile=self.fast_compile
+        )
         return measurements, model
 
     def _options(self, domain: MarginalDomain, cands: list[Clique]) -> list[tuple[Clique, int | None]]:
