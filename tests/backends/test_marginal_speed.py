@@ -152,3 +152,34 @@ def test_one_program_per_structure(fits: dict[str, Any]) -> None:
     a = np.asarray(ours.potentials[ours.cliques[0]].values)
     b = np.asarray(fits["ours"][1].potentials[ours.cliques[0]].values)
     assert not np.array_equal(a, b)
+
+
+def test_fast_compile_is_this_programs_option_and_agrees_to_rounding(
+    fits: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``fast_compile`` compiles the program with FAST_COMPILE_OPTIONS (CPU), the env var turns it off,
+    and its estimate equals the optimised build's up to floating-point rounding."""
+    import jax
+
+    from tabpriv.backends.marginal.model import FAST_COMPILE_ENV, FAST_COMPILE_OPTIONS
+
+    assert jax.default_backend() == "cpu"
+    fast, default = _estimate_programs(FAST_COMPILE_OPTIONS), _estimate_programs(None)
+    n_fast, n_default = fast._cache_size(), default._cache_size()
+    ours = estimate(
+        fits["domain"], fits["second"], N, iters=120, warm_start=fits["ours"][0], fast_compile=True
+    )
+    assert fast._cache_size() == n_fast + 1 and default._cache_size() == n_default
+    for cl in ours.cliques:
+        np.testing.assert_allclose(
+            np.asarray(ours.marginals.project(cl).values),
+            np.asarray(fits["ours"][1].marginals.project(cl).values),
+            rtol=1e-8,
+            atol=1e-8,
+        )
+    monkeypatch.setenv(FAST_COMPILE_ENV, "0")
+    again = estimate(
+        fits["domain"], fits["second"], N, iters=120, warm_start=fits["ours"][0], fast_compile=True
+    )
+    assert fast._cache_size() == n_fast + 1  # the optimised program, compiled before: a cache hit
+    _same_potentials(again.potentials, fits["ours"][1].potentials)
