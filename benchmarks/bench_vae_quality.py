@@ -290,16 +290,22 @@ def write(doc: dict[str, Any]) -> None:
 
 
 def plan(
-    eps: float, tiers: list[int], datasets: list[str], backends: list[str] | None, tag: str = ""
+    eps: float,
+    tiers: list[int],
+    datasets: list[str],
+    backends: list[str] | None,
+    tag: str = "",
+    seeds: tuple[int, ...] = SEEDS,
+    variants: list[str] | None = None,
 ) -> list[dict[str, Any]]:
     """Runs in priority order: by tier, then seed, then dataset, then variant (``variant@tag``)."""
     specs = []
     for tier in sorted(tiers):
-        seeds = (0,) if tier == 3 else SEEDS
-        for seed in seeds:
+        tier_seeds = seeds[:1] if tier == 3 else seeds
+        for seed in tier_seeds:
             for ds in datasets:
                 for (b, v), (params, t) in VARIANTS.items():
-                    if t != tier or (backends and b not in backends):
+                    if t != tier or (backends and b not in backends) or (variants and v not in variants):
                         continue
                     specs.append(
                         {
@@ -322,6 +328,8 @@ def main() -> None:
     ap.add_argument("--datasets", nargs="+", default=list(DATASETS))
     ap.add_argument("--backends", nargs="+", default=None)
     ap.add_argument("--timeout", type=float, default=1500.0)
+    ap.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
+    ap.add_argument("--variants", nargs="+", default=None)
     ap.add_argument("--tag", default="", help="suffix of the variant names (e.g. the commit run)")
     ap.add_argument("--report", action="store_true", help="only rewrite the results from the JSON")
     ap.add_argument("--child", help=argparse.SUPPRESS)
@@ -339,7 +347,10 @@ def main() -> None:
     if commit not in doc["commits"]:
         doc["commits"].append(commit)
     done = {_key(r) for r in doc["runs"] if "error" not in r}
-    for spec in plan(args.eps, args.tiers, args.datasets, args.backends, args.tag):
+    specs = plan(
+        args.eps, args.tiers, args.datasets, args.backends, args.tag, tuple(args.seeds), args.variants
+    )
+    for spec in specs:
         if _key(spec) in done:
             continue
         rec = run_child(spec, args.timeout)
