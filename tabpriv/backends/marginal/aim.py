@@ -113,6 +113,8 @@ class AIMBackend(MarginalBackend):
         fast_compile: Compile the model fits with XLA's cheaper CPU options (no LLVM optimisation;
             ``model.FAST_COMPILE_OPTIONS``): same mechanism and privacy, results equal to the
             default build's up to floating-point rounding; ``TABPRIV_FAST_COMPILE=0`` turns it off.
+            Off by default: it saves CPU on small models but the whole Adult fit ran slower with it
+            (824.9 against 721.6 CPU-s; docs/marginal.md, "Speed on CPU").
         max_levels, bins, max_cells, chunk_bytes, sampling: As for every marginal backend.
 
     """
@@ -147,7 +149,7 @@ class AIMBackend(MarginalBackend):
         round_iters: int = 300,
         iters: int = 1500,
         coarse_levels: int | None = 16,
-        fast_compile: bool = True,
+        fast_compile: bool = False,
         max_levels: int = DEFAULT_MAX_LEVELS,
         bins: int = DEFAULT_BINS,
         max_cells: int = DEFAULT_MAX_CELLS,
