@@ -57,8 +57,9 @@ COMMON_REPORT = {
 #: functions of the released (noisy) state only.
 ALLOWED: dict[str, dict[str, set[str]]] = {
     "independent": {
-        "state": {"accountant", "delta", "epsilon", "hardened", "mechanism", "n_columns", "rho", "sampler",
-                  "sensitivity", "sigma"},
+        # layouts: (n_bins, has_missing) per histogram, read off the public spans (histogram_layout)
+        "state": {"accountant", "delta", "epsilon", "hardened", "layouts", "mechanism", "n_columns", "rho",
+                  "sampler", "sensitivity", "sigma"},
         "parameters": {"adjacency", "l2_sensitivity", "n_cells", "n_histograms", "rho", "sampler", "sigma"},
         "noise": {"l2_sensitivity", "rho", "sampler", "sigma"},
         "extra": {"hardened_against_floating_point_attacks"},
