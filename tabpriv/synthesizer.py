@@ -729,6 +729,12 @@ class Synthesizer:
         if spans != transformer.spans_:
             raise SaveFileError("The saved spans do not match the saved schema.")
         backend = self._make_backend()
+        try:  # the parameters a fit would have refused are refused on load too, whether used or not
+            backend.validate_params()
+        except TabprivError as e:
+            raise SaveFileError(
+                f"The saved backend parameters {meta['backend_params']!r} are invalid: {e}"
+            ) from e
         backend.set_spans(spans)
         backend_arrays = {k[len("backend.") :]: v for k, v in arrays.items() if k.startswith("backend.")}
         backend.set_state(backend_arrays, dict(meta["backend_state"]))
