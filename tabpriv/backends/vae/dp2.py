@@ -154,7 +154,6 @@ class ReleasedDecoder(Protocol):
     """What sampling a released decoder reads off a fitted ``dp2-vae`` or ``dpsgd-vae`` backend."""
 
     spans_: tuple[ColumnSpan, ...]
-    condition_on: str | None
     numeric_bins: int
     hidden: int
     latent_dim: int
@@ -164,17 +163,20 @@ class ReleasedDecoder(Protocol):
     device_: str
 
 
-def sample_released_decoder(backend: ReleasedDecoder, n: int, seed: int) -> np.ndarray:
+def sample_released_decoder(
+    backend: ReleasedDecoder, n: int, seed: int, *, condition_on: str | None
+) -> np.ndarray:
     """Decode ``n`` draws z ~ N(0, I) from a fitted backend's released decoder (post-processing).
 
     The one sampler of ``dp2-vae`` and ``dpsgd-vae``; torch is imported only here. It runs on the
     backend's ``device_``: the fit's device, ``"cpu"`` after a load, or what :func:`move_to` set.
+    ``condition_on`` is the column the decoder was conditioned on (each backend resolves its own).
     """
     from tabpriv.backends.vae.dp2_torch import DecoderConfig, sample_decoder
 
     config = DecoderConfig(
         backend.spans_,
-        backend.condition_on,
+        condition_on,
         backend.numeric_bins,
         backend.hidden,
         backend.latent_dim,
@@ -406,7 +408,7 @@ class DP2VAEBackend(Backend):
         """Decode ``n`` draws z ~ N(0, I) (post-processing of the released decoder)."""
         self.check_fitted()
         with torch_threads(resolve_threads(self.threads)):
-            return sample_released_decoder(self, n, seed)
+            return sample_released_decoder(self, n, seed, condition_on=self.condition_on)
 
     def privacy_details(self) -> PrivacyDetails:
         """State the mechanism, accountant and noise."""

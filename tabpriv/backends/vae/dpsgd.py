@@ -24,7 +24,7 @@ one on the materialised matrix.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
@@ -95,21 +95,6 @@ class DPSGDVAENoise:
     accountant: str
     value_discretization_interval: float
     condition_on: str | None = None
-
-
-@dataclass
-class _ReleasedView:
-    """A fitted backend as :func:`sample_released_decoder` reads it, with the resolved condition column."""
-
-    spans_: tuple[ColumnSpan, ...]
-    condition_on: str | None
-    numeric_bins: int
-    hidden: int
-    latent_dim: int
-    integer_levels_: int
-    decoder_state_: dict[str, np.ndarray] = field(repr=False)
-    condition_probs_: np.ndarray | None
-    device_: str
 
 
 class DPSGDVAEBackend(Backend):
@@ -343,19 +328,8 @@ class DPSGDVAEBackend(Backend):
     def sample(self, n: int, seed: int) -> np.ndarray:
         """Decode ``n`` draws z ~ N(0, I) (post-processing of the released decoder)."""
         self.check_fitted()
-        view = _ReleasedView(
-            self.spans_,
-            self.condition_column_,
-            self.numeric_bins,
-            self.hidden,
-            self.latent_dim,
-            self.integer_levels_,
-            self.decoder_state_,
-            self.condition_probs_,
-            self.device_,
-        )
         with torch_threads(resolve_threads(self.threads)):
-            return sample_released_decoder(view, n, seed)
+            return sample_released_decoder(self, n, seed, condition_on=self.condition_column_)
 
     def privacy_details(self) -> PrivacyDetails:
         """State the mechanism, accountant and noise."""
