@@ -551,29 +551,16 @@ def _run_evaluation(
     sep: str | None = None, *, floor: bool = True,
 ) -> tuple[Path, dict[str, Any]]:  # fmt: skip
     """Evaluate the release as ``tabpriv evaluate`` does: floor, phases with an ETA, report, JSON."""
-    from tabpriv.cli._progress import _phase
-    from tabpriv.cli.evaluate import EVALUATION_PHASE_LABELS, independent_floor
-    from tabpriv.evaluation import EVALUATION_NOTICE, evaluate
+    from tabpriv.cli.evaluate import evaluate_with_progress
+    from tabpriv.evaluation import EVALUATION_NOTICE
     from tabpriv.io import read_table
 
     assert holdout is not None
     hold = _only(read_table(holdout, synth.schema_, sep=sep), keep)
-    report = synth.privacy_report.to_dict()
-    floor_df, floor_info = None, None
-    if floor:
-        with _phase(console, "independent floor (evaluation only)") as update:
-            floor_df, floor_info = independent_floor(
-                df, synth.schema_, len(synthetic), privacy_report=report, progress=update
-            )
-    with _phase(console, "evaluating", percent=True) as update:
-
-        def progress(phase: str, done: int, total: int) -> None:
-            update(done, total, EVALUATION_PHASE_LABELS.get(phase, phase))
-
-        ev = evaluate(
-            df, synthetic, synth.schema_, holdout=hold, target=target, privacy_report=report,
-            floor=floor_df, floor_info=floor_info, progress=progress,
-        )  # fmt: skip
+    ev = evaluate_with_progress(
+        console, df, synthetic, synth.schema_, floor=floor,
+        privacy_report=synth.privacy_report.to_dict(), holdout=hold, target=target,
+    )  # fmt: skip
     path = evaluation_report or Path(str(out_path) + ".evaluation.html")
     # The evaluation's first line: it is computed from the private data (not DP, data owner only).
     _stderr(EVALUATION_NOTICE, style="bold yellow")

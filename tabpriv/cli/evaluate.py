@@ -20,9 +20,16 @@ from tabpriv.cli._options import EVALUATE_SEP_OPTION, parse_sep
 if TYPE_CHECKING:
     import pandas as pd
 
+    from tabpriv.evaluation import EvaluationReport
     from tabpriv.schema import Schema
 
-__all__ = ["DEFAULT_FLOOR_EPSILON", "EVALUATION_PHASE_LABELS", "evaluate_command", "independent_floor"]
+__all__ = [
+    "DEFAULT_FLOOR_EPSILON",
+    "EVALUATION_PHASE_LABELS",
+    "evaluate_command",
+    "evaluate_with_progress",
+    "independent_floor",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -111,6 +118,43 @@ def independent_floor(
     return table, info
 
 
+def evaluate_with_progress(
+    console: Any,
+    real: pd.DataFrame,
+    synthetic: pd.DataFrame,
+    schema: Schema,
+    *,
+    floor: bool,
+    privacy_report: Any,
+    seed: int = 0,
+    **kwargs: Any,
+) -> EvaluationReport:
+    """The CLI's evaluation: the independent floor, then :func:`~tabpriv.evaluation.evaluate`.
+
+    Each phase runs under a labelled bar with an ETA; ``floor=False`` leaves the floor out. Shared by
+    ``tabpriv evaluate`` and ``tabpriv synthesize --evaluate``. ``kwargs`` go to
+    :func:`~tabpriv.evaluation.evaluate` (``holdout``, ``target``, ``bins``, ``sdmetrics``).
+    """
+    from tabpriv.cli._progress import _phase
+    from tabpriv.evaluation import evaluate
+
+    floor_df, floor_info = None, None
+    if floor:
+        with _phase(console, "independent floor (evaluation only)") as update:
+            floor_df, floor_info = independent_floor(
+                real, schema, len(synthetic), privacy_report=privacy_report, seed=seed, progress=update
+            )
+    with _phase(console, "evaluating", percent=True) as update:
+
+        def progress(phase: str, done: int, total: int) -> None:
+            update(done, total, EVALUATION_PHASE_LABELS.get(phase, phase))
+
+        return evaluate(
+            real, synthetic, schema, random_state=seed, privacy_report=privacy_report,
+            floor=floor_df, floor_info=floor_info, progress=progress, **kwargs,
+        )  # fmt: skip
+
+
 def evaluate_command(
     real: Annotated[Path, typer.Argument(help="Real training table (CSV or Parquet).")],
     synthetic: Annotated[Path, typer.Argument(help="Synthetic table (CSV or Parquet).")],
@@ -168,7 +212,7 @@ def _evaluate(
     seed: int, no_sdmetrics: bool, no_floor: bool = False, sep: str | None = None,
 ) -> None:  # fmt: skip
     from tabpriv.errors import InputFileError
-    from tabpriv.evaluation import EVALUATION_NOTICE, evaluate
+    from tabpriv.evaluation import EVALUATION_NOTICE
     from tabpriv.io import check_output_paths, check_output_writable
     from tabpriv.schema import Schema
 
@@ -202,22 +246,10 @@ def _evaluate(
             priv = json.loads(Path(privacy_report).read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
             raise InputFileError(f"Cannot read the privacy report {str(privacy_report)!r}: {e}.") from e
-    floor_df, floor_info = None, None
-    if not no_floor:
-        with _phase(console, "independent floor (evaluation only)") as update:
-            floor_df, floor_info = independent_floor(
-                real_df, schema, len(syn_df), privacy_report=priv, seed=seed, progress=update
-            )
-    with _phase(console, "evaluating", percent=True) as update:
-
-        def progress(phase: str, done: int, total: int) -> None:
-            update(done, total, EVALUATION_PHASE_LABELS.get(phase, phase))
-
-        report = evaluate(
-            real_df, syn_df, schema, holdout=hold_df, target=target, bins=bins, random_state=seed,
-            privacy_report=priv, sdmetrics=not no_sdmetrics, floor=floor_df, floor_info=floor_info,
-            progress=progress,
-        )  # fmt: skip
+    report = evaluate_with_progress(
+        console, real_df, syn_df, schema, floor=not no_floor, privacy_report=priv, seed=seed,
+        holdout=hold_df, target=target, bins=bins, sdmetrics=not no_sdmetrics,
+    )  # fmt: skip
     typer.echo(EVALUATION_NOTICE, err=True)
     try:
         report.to_html(output)
