@@ -113,21 +113,21 @@ def histogram_layout(span: ColumnSpan, default_bins: int) -> tuple[int, bool]:
     that is larger), else the schema's ``bins`` hint or ``default_bins`` equal-width bins. Continuous:
     the hint or ``default_bins``. The layout reads only the schema's span (public).
     """
-    if span.kind == "categorical":
-        return span.width, False
-    has_missing = span.width == 2
-    if keeps_values(span, max(DEFAULT_MAX_LEVELS, default_bins)):
-        assert span.n_levels is not None
-        return span.n_levels, has_missing
-    return span.bins or default_bins, has_missing
+    return _layout(span, default_bins, max(DEFAULT_MAX_LEVELS, default_bins))
 
 
 def _legacy_layout(span: ColumnSpan, default_bins: int) -> tuple[int, bool]:
     """The layout of files saved before the shared integer rule (one bin per value up to ``bins``)."""
+    return _layout(span, default_bins, default_bins)
+
+
+def _layout(span: ColumnSpan, default_bins: int, max_levels: int) -> tuple[int, bool]:
+    """One bin per category; per integer value up to ``max_levels`` values; else equal-width bins."""
     if span.kind == "categorical":
         return span.width, False
     has_missing = span.width == 2
-    if span.kind == "integer" and span.n_levels is not None and span.n_levels <= default_bins:
+    if keeps_values(span, max_levels):
+        assert span.n_levels is not None
         return span.n_levels, has_missing
     return span.bins or default_bins, has_missing
 
