@@ -108,7 +108,8 @@ def _markdown(rows: list[dict[str, Any]], command: str) -> str:
         "public rule (a width load test, not a quality figure). One fresh process per fit, one torch thread;",
         "the 2-core machine was shared (load averages in the rows): compare rows of the same run only.",
         "",
-        "| columns | system | CPU-s fit + sample | fit CPU-s | wall s | peak RSS MB | rounds | load before→after |",
+        "| columns | system | CPU-s fit + sample | fit CPU-s | wall s | peak RSS MB | rounds "
+        "| load before→after |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
