@@ -61,15 +61,16 @@ TARGET = "<target>"  # replaced by the dataset's target
 
 #: (backend, variant) -> (backend parameters, tier). Tier 1: default and conditioned (the question
 #: asked); tier 2: the step and width knobs; tier 3: the aim reference (1 seed); tier 4: runs that
-#: need a commit whose dpsgd-vae takes ``target``.
+#: need a commit whose dpsgd-vae (dp2-vae: from the commit after 1a419a4) takes ``target``.
 VARIANTS: dict[tuple[str, str], tuple[dict[str, Any], int]] = {
     ("independent", "default"): ({}, 1),
     ("dpsgd-vae", "default"): ({}, 1),
     ("dpsgd-vae", "cond"): ({"condition_on": TARGET}, 1),
-    # Since dpsgd-vae takes ``target`` (it conditions on a categorical one), its "default" at such a
-    # commit is conditioned; "nocond" keeps the unconditioned model there.
+    # Since dpsgd-vae (and dp2-vae) take ``target`` (they condition on a categorical one), their
+    # "default" at such a commit is conditioned; "nocond" keeps the unconditioned model there.
     ("dpsgd-vae", "nocond"): ({"target": None}, 4),
     ("dp2-vae", "default"): ({}, 1),
+    ("dp2-vae", "nocond"): ({"target": None}, 4),
     ("dp2-vae", "cond"): ({"condition_on": TARGET}, 1),
     ("lipschitz-vae", "default"): ({}, 1),
     ("dpsgd-vae", "steps"): ({"epochs": 20}, 2),

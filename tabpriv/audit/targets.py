@@ -527,7 +527,7 @@ def _dp2_grad_of(rec: StepRecorder, synth: Synthesizer) -> Callable[[int, Any], 
     from tabpriv.backends.vae.common import MLP, SpanLayout, decoder_sizes, recon_loss
 
     b: Any = synth.backend_
-    layout = SpanLayout.from_spans(b.spans_, b.condition_on, b.numeric_bins)
+    layout = SpanLayout.from_spans(b.spans_, b.condition_column_, b.numeric_bins, b.integer_levels_)
     dec = MLP(decoder_sizes(layout.out_width, b.hidden, b.latent_dim, layout.cond_width))
     names = [n for n, _ in dec.named_parameters()]
 

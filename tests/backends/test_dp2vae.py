@@ -385,3 +385,113 @@ def test_accounted_steps_and_rate_are_those_executed(
     assert parts == [n_subsets] and p["n_subsets"] == n_subsets
     assert p["sampling_probability"] == 1 / n_subsets
     assert set(noise_calls) == {p["noise_std"]}
+
+
+# -- conditioning on a categorical target (issue 18, as dpsgd-vae) --------------------------------
+def test_categorical_target_conditions_exactly_as_condition_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``target="color"`` is ``condition_on="color"``: same plan, same spend, same decoder and rows.
+
+    The conditioning is used (the training config gets the column, the decoder takes its one-hot
+    block as input, the histogram's secret noise is drawn) and paid (the histogram in the one spend).
+    """
+    from tabpriv.backends.vae import dp2_torch
+
+    configs: list[object] = []
+    real_train = dp2_torch.train_dp2vae
+
+    def train(config, *args, **kwargs):  # type: ignore[no-untyped-def]
+        configs.append(config)
+        return real_train(config, *args, **kwargs)
+
+    monkeypatch.setattr(dp2_torch, "train_dp2vae", train)
+    by_target, led_t, _ = _fit(target="color", eps=5.0)
+    explicit, led_c, _ = _fit(condition_on="color", eps=5.0)
+    plain, led_n, _ = _fit(eps=5.0)
+    (sp_t,), (sp_c,), (sp_n,) = led_t.spends, led_c.spends, led_n.spends
+    assert [c.condition_on for c in configs] == ["color", "color", None]  # type: ignore[attr-defined]
+    assert by_target.condition_column_ == "color" and plain.condition_column_ is None
+    # Paid: the histogram is part of the one planned spend, calibrated within the same budget.
+    assert "condition histogram" in sp_t.mechanism and "condition histogram" not in sp_n.mechanism
+    assert (sp_t.epsilon, sp_t.delta) == (sp_c.epsilon, sp_c.delta)
+    assert sp_t.epsilon <= 5.0 and sp_t.delta <= 1e-5
+    assert sp_t.parameters == sp_c.parameters
+    assert sp_t.parameters["condition_histogram_noise_multiplier"] > 0
+    # The decoder spends part of the budget on the histogram: more gradient noise than unconditioned.
+    assert sp_t.parameters["sigma"] > sp_n.parameters["sigma"]
+    assert by_target.privacy_details().noise["condition_histogram_noise_multiplier"] > 0
+    # Used: the decoder's input is the latent plus the color block (3 categories).
+    w0 = by_target.decoder_state_["net.0.weight"]
+    assert w0.shape[1] == QUICK["latent_dim"] + 3
+    assert plain.decoder_state_["net.0.weight"].shape[1] == QUICK["latent_dim"]
+    probs = by_target.condition_probs_
+    assert probs is not None and probs.shape == (3,) and plain.condition_probs_ is None
+    for k in by_target.decoder_state_:
+        np.testing.assert_array_equal(by_target.decoder_state_[k], explicit.decoder_state_[k])
+    np.testing.assert_array_equal(by_target.sample(200, 5), explicit.sample(200, 5))
+
+
+def test_numeric_or_no_target_does_not_condition_and_condition_on_wins() -> None:
+    table = _encoded()
+    budget = PrivacyBudget(4.0, 1e-5)
+    plans = {
+        t: DP2VAEBackend(**QUICK, target=t).plan(table.spans, table.n_rows, budget)  # type: ignore[arg-type]
+        for t in (None, "age", "score")
+    }
+    for t, plan in plans.items():
+        (spend,) = plan.spends
+        assert plan.noise.condition_on is None, t
+        assert plan.noise.calibration.hist_multiplier is None, t
+        assert "condition histogram" not in spend.mechanism
+        assert spend.parameters == plans[None].spends[0].parameters  # all of the budget to the decoder
+    both = DP2VAEBackend(**QUICK, condition_on="flag", target="color")  # type: ignore[arg-type]
+    assert both.plan(table.spans, table.n_rows, budget).noise.condition_on == "flag"
+
+
+def test_unknown_target_refused_before_any_spend() -> None:
+    from tabpriv.errors import PrivacyParameterError
+
+    led = PrivacyLedger(PrivacyBudget(4.0, 1e-5))
+    with pytest.raises(PrivacyParameterError, match="not a column"):
+        spend_and_fit(
+            DP2VAEBackend(**QUICK, target="nope"),  # type: ignore[arg-type]
+            _encoded(),
+            led,
+            FitContext("cpu", 0, True),
+        )
+    assert led.spends == []
+
+
+def test_target_conditioned_model_round_trips(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Backend state and a whole saved Synthesizer: the column is re-derived (no new saved key)."""
+    from tabpriv import Synthesizer
+
+    b, _, _ = _fit(target="color")
+    arrays, meta = b.get_state()
+    assert "condition_on" not in meta and "condition_probs" in arrays
+    fresh = DP2VAEBackend(**QUICK, target="color")  # type: ignore[arg-type]
+    fresh.set_state(arrays, meta)
+    assert fresh.condition_column_ == "color"
+    np.testing.assert_array_equal(fresh.sample(64, 3), b.sample(64, 3))
+    # A file without spans (written before they were saved): the column is ``condition_on``.
+    legacy = DP2VAEBackend(**QUICK, condition_on="color")  # type: ignore[arg-type]
+    legacy.set_state(arrays, {k: v for k, v in meta.items() if k != "spans"})
+    assert legacy.condition_column_ == "color"
+
+    s = Synthesizer(
+        backend="dp2-vae",
+        epsilon=4.0,
+        delta=1e-5,
+        schema=make_small_schema(),
+        random_state=0,
+        target="flag",
+        backend_params=QUICK,
+    ).fit(make_small_df(300))
+    backend = s.backend_
+    assert isinstance(backend, DP2VAEBackend)
+    assert backend.get_params()["target"] == "flag" and backend.condition_column_ == "flag"
+    assert "condition histogram" in s.privacy_report.spends[0]["mechanism"]
+    s.save(tmp_path / "m.tabpriv")
+    loaded = Synthesizer.load(tmp_path / "m.tabpriv")
+    assert isinstance(loaded.backend_, DP2VAEBackend) and loaded.backend_.condition_column_ == "flag"
+    np.testing.assert_array_equal(loaded.backend_.sample(150, 2), backend.sample(150, 2))
+    assert set(loaded.sample(150)["flag"]) <= {"yes", "no"}

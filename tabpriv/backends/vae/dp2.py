@@ -44,7 +44,7 @@ from tabpriv.accounting.dp2vae import DP2VAECalibration
 from tabpriv.backends._params import Constraint, Interval, Options, Satisfies, check_value
 from tabpriv.backends.base import Backend, FitContext, PlannedSpend, PrivacyDetails, PrivacyPlan
 from tabpriv.budget import PrivacyBudget
-from tabpriv.errors import DataValidationError
+from tabpriv.errors import DataValidationError, PrivacyParameterError
 from tabpriv.transformers.encoded import ColumnSpan, EncodedTable
 from tabpriv.transformers.levels import DEFAULT_MAX_LEVELS
 
@@ -54,6 +54,7 @@ __all__ = [
     "calibrate_dp2vae",
     "dp2vae_epsilon",
     "dp2vae_epsilon_curve",
+    "resolve_condition_column",
     "step_sensitivity",
 ]
 
@@ -126,6 +127,30 @@ def check_condition_column(condition_on: str | None, spans: tuple[ColumnSpan, ..
         )
 
 
+def resolve_condition_column(
+    condition_on: str | None, target: str | None, spans: tuple[ColumnSpan, ...]
+) -> str | None:
+    """The column a VAE decoder is conditioned on: ``condition_on``, else a categorical ``target``.
+
+    The one rule of ``dp2-vae`` and ``dpsgd-vae``. Public: it reads the column names and kinds of
+    ``spans`` (the schema), never the data. A numeric ``target`` is not conditioned on.
+
+    Raises:
+        PrivacyParameterError: ``target`` is not a column of the table (only when ``condition_on``
+            is ``None``).
+
+    """
+    if condition_on is not None or target is None:
+        return condition_on
+    span = next((s for s in spans if s.name == target), None)
+    if span is None:
+        raise PrivacyParameterError(
+            f"target={target!r} is not a column of the table; the columns are "
+            f"{', '.join(s.name for s in spans)}. Pass one of them, or target=None."
+        )
+    return target if span.kind == "categorical" else None
+
+
 #: Constraints shared by the VAE backends' parameters (see :mod:`tabpriv.backends._params`).
 POSITIVE_INT: list[Constraint | None] = [Interval(int, 1, None, closed="left")]
 POSITIVE_NUMBER: list[Constraint | None] = [Interval(float, 0, None, closed="neither")]
@@ -142,12 +167,15 @@ class DP2VAENoise:
         calibration: The calibrated noise (sigma, histogram multiplier, epsilon, accountant).
         n_subsets: K used for this table.
         delta: Delta of the spend.
+        condition_on: The column the decoder is conditioned on (``condition_on``, or the categorical
+            ``target``), ``None`` when unconditional; a public choice made from the spans.
 
     """
 
     calibration: DP2VAECalibration
     n_subsets: int
     delta: float
+    condition_on: str | None = None
 
 
 class ReleasedDecoder(Protocol):
@@ -236,9 +264,15 @@ class DP2VAEBackend(Backend):
         hidden: Width of the hidden layers.
         lr: Adam learning rate (both stages).
         pretrain_steps: Stage-1 steps (each step updates all K encoders at once).
-        condition_on: Optional categorical column to condition the decoder on.
+        condition_on: Optional categorical column to condition the decoder on (its noisy histogram
+            is paid from the budget, see ``condition_fraction``).
+        target: Public name of the release's classification target (``Synthesizer(target=...)``, the
+            CLI's ``--target``). When ``condition_on`` is ``None`` and ``target`` is a categorical
+            column, the decoder is conditioned on it, exactly as with ``condition_on=target`` (and paid
+            the same way); a numeric target is not conditioned on. ``condition_on`` wins. As for
+            ``dpsgd-vae`` (``docs/vae_quality.md``).
         condition_fraction: Share of epsilon (as a standalone Gaussian) spent on the condition's
-            histogram when ``condition_on`` is set.
+            histogram when the decoder is conditioned.
         numeric_bins: Bins of each number's decoder head (a discretised likelihood; integers with at
             most 100 values (:data:`~tabpriv.transformers.levels.DEFAULT_MAX_LEVELS`, or this many if
             larger) get one bin per value, other numbers the schema's ``bins`` hint or this many
@@ -275,6 +309,7 @@ class DP2VAEBackend(Backend):
         lr: float = 1e-3,
         pretrain_steps: int = 50,
         condition_on: str | None = None,
+        target: str | None = None,
         condition_fraction: float = 0.1,
         numeric_bins: int = 20,
         threads: int | None = None,
@@ -288,6 +323,7 @@ class DP2VAEBackend(Backend):
         self.lr = lr
         self.pretrain_steps = pretrain_steps
         self.condition_on = condition_on
+        self.target = target
         self.condition_fraction = condition_fraction
         self.numeric_bins = numeric_bins
         self.threads = threads
@@ -302,10 +338,15 @@ class DP2VAEBackend(Backend):
         "lr": POSITIVE_NUMBER,
         "pretrain_steps": POSITIVE_INT,
         "condition_on": COLUMN_NAME,
+        "target": COLUMN_NAME,
         "condition_fraction": OPEN_FRACTION,
         "numeric_bins": NUMERIC_BINS,
         "threads": [*POSITIVE_INT, None],
     }
+
+    def condition_column(self, spans: tuple[ColumnSpan, ...]) -> str | None:
+        """The column the decoder is conditioned on (:func:`resolve_condition_column`; public)."""
+        return resolve_condition_column(self.condition_on, self.target, spans)
 
     def n_subsets_for(self, n_rows: int) -> int:
         """K used for a table of ``n_rows`` rows."""
@@ -322,7 +363,8 @@ class DP2VAEBackend(Backend):
             raise DataValidationError(
                 f"dp2-vae needs at least n_subsets={self.n_subsets} rows; got {n_rows}. Lower n_subsets."
             )
-        check_condition_column(self.condition_on, spans)
+        condition_on = self.condition_column(spans)
+        check_condition_column(condition_on, spans)
         eps, delta = budget.epsilon, budget.delta
         k_sub = self.n_subsets_for(n_rows)
         cal = calibrate_dp2vae(
@@ -330,7 +372,7 @@ class DP2VAEBackend(Backend):
             delta,
             k_sub,
             self.steps,
-            self.condition_fraction if self.condition_on is not None else None,
+            self.condition_fraction if condition_on is not None else None,
         )
         params: dict[str, Any] = {
             "sigma": cal.noise,
@@ -352,7 +394,7 @@ class DP2VAEBackend(Backend):
             cal.accountant,
             params,
         )
-        noise = DP2VAENoise(calibration=cal, n_subsets=k_sub, delta=delta)
+        noise = DP2VAENoise(calibration=cal, n_subsets=k_sub, delta=delta, condition_on=condition_on)
         return PrivacyPlan.build(self.name, (spend,), noise, spans=spans, n_rows=n_rows)
 
     def fit(self, table: EncodedTable, plan: PrivacyPlan, context: FitContext) -> DP2VAEBackend:
@@ -373,7 +415,7 @@ class DP2VAEBackend(Backend):
             hidden=self.hidden,
             lr=self.lr,
             pretrain_steps=self.pretrain_steps,
-            condition_on=self.condition_on,
+            condition_on=noise.condition_on,
             numeric_bins=self.numeric_bins,
             integer_levels=DEFAULT_MAX_LEVELS,
         )
@@ -387,6 +429,7 @@ class DP2VAEBackend(Backend):
             )
         self.decoder_state_ = result.decoder_state
         self.condition_probs_ = result.condition_probs
+        self.condition_column_ = noise.condition_on
         self.sigma_ = cal.noise
         self.hist_multiplier_ = cal.hist_multiplier
         self.epsilon_ = cal.epsilon
@@ -408,7 +451,7 @@ class DP2VAEBackend(Backend):
         """Decode ``n`` draws z ~ N(0, I) (post-processing of the released decoder)."""
         self.check_fitted()
         with torch_threads(resolve_threads(self.threads)):
-            return sample_released_decoder(self, n, seed, condition_on=self.condition_on)
+            return sample_released_decoder(self, n, seed, condition_on=self.condition_column_)
 
     def privacy_details(self) -> PrivacyDetails:
         """State the mechanism, accountant and noise."""
@@ -486,5 +529,8 @@ class DP2VAEBackend(Backend):
         self.integer_levels_ = int(meta.get("integer_levels", 0))
         self.device_ = "cpu"  # until to(device)
         self.losses_ = []
+        self.condition_column_ = self.condition_on
         if "spans" in meta:
             self.spans_ = tuple(ColumnSpan.from_dict(d) for d in meta["spans"])
+            # The same public choice as the plan's (parameters + the spans), so nothing more is saved.
+            self.condition_column_ = self.condition_column(self.spans_)

@@ -43,6 +43,7 @@ from tabpriv.backends.vae.dp2 import (
     check_condition_column,
     move_to,
     pack_decoder_state,
+    resolve_condition_column,
     sample_released_decoder,
     unpack_decoder_state,
 )
@@ -196,15 +197,7 @@ class DPSGDVAEBackend(Backend):
             PrivacyParameterError: ``target`` is not a column of the table.
 
         """
-        if self.condition_on is not None or self.target is None:
-            return self.condition_on
-        span = next((s for s in spans if s.name == self.target), None)
-        if span is None:
-            raise PrivacyParameterError(
-                f"target={self.target!r} is not a column of the table; the columns are "
-                f"{', '.join(s.name for s in spans)}. Pass one of them, or target=None."
-            )
-        return self.target if span.kind == "categorical" else None
+        return resolve_condition_column(self.condition_on, self.target, spans)
 
     def plan(
         self, spans: tuple[ColumnSpan, ...], n_rows: int, budget: PrivacyBudget, *, seeded: bool = False
