@@ -12,6 +12,9 @@ included), the wall-s, the peak RSS (VmHWM), the load average before and after, 
 release's arrays (noisy measurements and sampler tables), so that a change of compilation settings only
 can be checked to leave the release's bytes unchanged.
 ``--env KEY=VALUE`` sets environment variables of the children (e.g. ``XLA_FLAGS`` ablations).
+``--profile`` runs every child's fit + sample under cProfile with a CPU clock (``time.process_time``)
+and adds to its row the calls and cumulative CPU-s of the fit's parts (:data:`PROFILED`): candidate
+scoring (``aim._model_counts``/``_model_counts_all``), the model fits, the junction-tree sizes.
 
 Writes ``benchmarks/results/aim_speed.json`` (every row, medians per tree, ratios current / baseline)
 and ``aim_speed.md``.
@@ -20,9 +23,11 @@ and ``aim_speed.md``.
 from __future__ import annotations
 
 import argparse
+import cProfile
 import hashlib
 import json
 import os
+import pstats
 import resource
 import statistics
 import subprocess
@@ -44,7 +49,29 @@ def _cpu_s() -> float:
     return ru.ru_utime + ru.ru_stime + ch.ru_utime + ch.ru_stime
 
 
-def child(seed: int, eps: float, params: dict[str, Any]) -> dict[str, Any]:
+#: (file suffix, function name) of the parts a ``--profile`` row reports (absent ones are skipped).
+PROFILED = (
+    ("marginal/aim.py", "_model_counts"),
+    ("marginal/aim.py", "_model_counts_all"),
+    ("marginal/aim.py", "_affordable"),
+    ("marginal/model.py", "estimate"),
+    ("marginal/model.py", "from_model"),
+    ("marginal/model.py", "marginal"),
+    ("marginal/model.py", "marginals"),
+)
+
+
+def _profiled(stats: Any) -> dict[str, dict[str, float]]:
+    """Calls and cumulative CPU-s of the :data:`PROFILED` functions in a ``pstats.Stats``."""
+    out: dict[str, dict[str, float]] = {}
+    for (path, _line, name), (_cc, calls, _tt, cum, _callers) in stats.stats.items():
+        for suffix, fn in PROFILED:
+            if name == fn and path.endswith(suffix):
+                out[fn] = {"calls": calls, "cum_cpu_s": round(cum, 2)}
+    return out
+
+
+def child(seed: int, eps: float, params: dict[str, Any], profile: bool = False) -> dict[str, Any]:
     """One fit + sample + evaluation in this process; the row of figures."""
     import torch
 
@@ -62,10 +89,15 @@ def child(seed: int, eps: float, params: dict[str, Any]) -> dict[str, Any]:
         backend="aim", epsilon=eps, delta=float(spec.get("delta", 1e-5)), schema=ds.schema,
         random_state=seed, backend_params=bp,
     )  # fmt: skip
+    prof = cProfile.Profile(time.process_time) if profile else None
     c0, t0 = _cpu_s(), time.perf_counter()
+    if prof is not None:
+        prof.enable()
     synth.fit(ds.train)
     fit_cpu = _cpu_s() - c0
     out = synth.sample(len(ds.train))
+    if prof is not None:
+        prof.disable()
     cpu, wall, peak = _cpu_s() - c0, time.perf_counter() - t0, peak_rss_mb()
     arrays, _ = synth.backend_.get_state()  # the release's arrays: noisy measurements, sampler tables
     digest = hashlib.sha256()
@@ -84,15 +116,16 @@ def child(seed: int, eps: float, params: dict[str, Any]) -> dict[str, Any]:
         "tvd_1way": h["tvd_1way"], "tvd_2way": h["tvd_2way"], "lr_auc": h["lr_auc_tstr"],
         "sample_sha256": hashlib.sha256(out.to_csv(index=False).encode()).hexdigest()[:16],
         "release_sha256": digest.hexdigest()[:16],
+        **({"profile": _profiled(pstats.Stats(prof))} if prof is not None else {}),
     }  # fmt: skip
 
 
 def _run_child(
-    tree: Path, seed: int, eps: float, params: dict[str, Any], env: dict[str, str]
+    tree: Path, seed: int, eps: float, params: dict[str, Any], env: dict[str, str], profile: bool = False
 ) -> dict[str, Any]:
     cmd = [
         sys.executable, str(ROOT / "benchmarks" / "bench_aim_speed.py"), "--child", "--seed", str(seed),
-        "--eps", str(eps), "--params", json.dumps(params),
+        "--eps", str(eps), "--params", json.dumps(params), *(["--profile"] if profile else []),
     ]  # fmt: skip
     full_env = {**os.environ, "PYTHONPATH": str(tree), "OMP_NUM_THREADS": "1", **env}
     res = subprocess.run(cmd, cwd=tree, env=full_env, capture_output=True, text=True, check=False)
@@ -129,6 +162,7 @@ def _markdown(summary: dict[str, Any]) -> str:
             f"{r['load_avg_before']}->{r['load_avg_after']}, rounds {r['rounds']}, "
             f"2-way TVD {r['tvd_2way']}, LR AUC {r['lr_auc']}, sample {r['sample_sha256']}, "
             f"release {r['release_sha256']}, env {r.get('env', {})}"
+            + (f", profile (calls, cumulative CPU-s) {json.dumps(r['profile'])}" if r.get("profile") else "")
         )
     return "\n".join(lines) + "\n"
 
@@ -143,6 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--params", default="{}", help="JSON backend_params besides target (both trees)")
     ap.add_argument("--env", action="append", default=[], help="KEY=VALUE for the children")
     ap.add_argument("--out", default="aim_speed", help="results file stem under benchmarks/results")
+    ap.add_argument("--profile", action="store_true", help="cProfile (CPU clock) every child's fit")
     ap.add_argument(
         "--rows",
         action="append",
@@ -153,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     params = json.loads(args.params)
     if args.child:
-        sys.stdout.write(json.dumps(child(args.seed, args.eps, params)) + "\n")
+        sys.stdout.write(json.dumps(child(args.seed, args.eps, params, args.profile)) + "\n")
         return 0
     env = dict(kv.split("=", 1) for kv in args.env)
     trees = ([args.baseline] if args.baseline is not None else []) + [ROOT]
@@ -164,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
         trees = []  # summarise the given rows only
     for _ in range(args.reps if trees else 0):
         for tree in trees:
-            rows.append(_run_child(tree.resolve(), args.seed, args.eps, params, env))
+            rows.append(_run_child(tree.resolve(), args.seed, args.eps, params, env, args.profile))
             sys.stderr.write(json.dumps(rows[-1]) + "\n")
     medians = {
         label: {k: _median([r for r in rows if r["label"] == label], k)

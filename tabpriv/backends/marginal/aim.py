@@ -248,6 +248,7 @@ class AIMBackend(MarginalBackend):
         model = estimate(domain, measurements, n_rows, iters=self.round_iters, fast_compile=self.fast_compile)
         chain = ChainSampler.from_model(model, domain)
         cliques: list[Clique] = [(i,) for i in range(c)]
+        known: dict[Clique, np.ndarray] = {}  # model answers already computed on the current model
         t = 0
         final = False
         t0 = time.perf_counter()
@@ -263,10 +264,10 @@ class AIMBackend(MarginalBackend):
             limit = self.max_model_cells * (rho - left + measurement_rho(sigma) + sel_cost) / rho
             cands = self._options(domain, self._affordable(domain, cliques, weights, limit))
             scores = np.empty(len(cands))
-            estimates: dict[Clique, np.ndarray] = {}
+            # every candidate's model answer in one walk (bit for bit the per-clique elimination); the
+            # clique measured last round was answered on this model already (``after`` below)
+            estimates = _model_counts_all(chain, model, [r for r, _ in cands], domain, n_rows, known)
             for k, (r, coarse) in enumerate(cands):
-                if r not in estimates:
-                    estimates[r] = _model_counts(chain, model, r, domain, n_rows)
                 err = float(np.abs(coarsen(counts[r] - estimates[r], r, domain, coarse)).sum())
                 scores[k] = weights[r] * (err - _SQRT_2_OVER_PI * sigma * coarse_cells(domain, r, coarse))
             ledger.charge(sel_cost, f"select round {t}")
@@ -288,7 +289,8 @@ class AIMBackend(MarginalBackend):
                 fast_compile=self.fast_compile,
             )
             chain = ChainSampler.from_model(model, domain)
-            after = coarsen(_model_counts(chain, model, r, domain, n_rows), r, domain, coarse)
+            known = {r: _model_counts(chain, model, r, domain, n_rows)}  # the next round's model, too
+            after = coarsen(known[r], r, domain, coarse)
             moved = float(np.abs(after - before).sum())
             if not final and moved <= _SQRT_2_OVER_PI * sigma * coarse_cells(domain, r, coarse):
                 sigma /= 2.0
@@ -345,3 +347,30 @@ def _model_counts(
         q = model_marginal(model, clique)
         return q * (n_rows / max(q.sum(), 1e-300))
     return p * n_rows
+
+
+def _model_counts_all(
+    chain: ChainSampler,
+    model: Any,
+    cliques: list[Clique],
+    domain: MarginalDomain,
+    n_rows: int,
+    known: dict[Clique, np.ndarray] | None = None,
+) -> dict[Clique, np.ndarray]:
+    """:func:`_model_counts` of every clique, bit for bit: one shared walk (``ChainSampler.marginals``).
+
+    ``known`` holds answers already computed on this same ``chain`` (reused, not recomputed).
+    """
+    out = dict(known or {})
+    todo = [r for r in dict.fromkeys(cliques) if r not in out]
+    probs = chain.marginals(todo, domain.sizes)
+    for r in todo:
+        p = probs[r]
+        if p is None:
+            from tabpriv.backends.marginal.model import model_marginal
+
+            q = model_marginal(model, r)
+            out[r] = q * (n_rows / max(q.sum(), 1e-300))
+        else:
+            out[r] = p * n_rows
+    return out

@@ -265,6 +265,83 @@ class ChainSampler:
         order = sorted(range(len(axes)), key=lambda k: axes[k])
         return np.ascontiguousarray(np.transpose(factor, order)).ravel()
 
+    def marginals(
+        self,
+        cliques: Sequence[Clique],
+        sizes: Sequence[int],
+        *,
+        max_cells: int = 50_000_000,
+        hold_cells: int = 4_000_000,
+    ) -> dict[Clique, np.ndarray | None]:
+        """:meth:`marginal` of every clique, bit for bit, with the work their eliminations share done once.
+
+        The elimination of a clique ``q`` walks ``order``; its state after step ``t`` (the factor and
+        its axes) depends on ``q`` only through ``q ∩ order[: t + 1]`` (whether ``order[t]`` is
+        multiplied in, and which axes are summed out, are decided by the columns already reached).
+        So the cliques are walked depth-first as a trie: cliques that agree on the columns reached so
+        far share one state, and the walk splits where they part. Every state is computed by the same
+        numpy operations on the same inputs as in :meth:`marginal`, so every answer has the same bits.
+
+        A state is kept for a second branch only if it has at most ``hold_cells`` cells (so at most a
+        few such states are alive besides the one being extended); a larger one is recomputed from
+        the start for the branch that needs it, as :meth:`marginal` would. Cliques with the same
+        columns share one returned array; ``None`` marks a clique whose elimination would exceed
+        ``max_cells`` (as :meth:`marginal`).
+        """
+        groups: dict[frozenset[int], list[Clique]] = {}
+        for cl in cliques:
+            groups.setdefault(frozenset(int(i) for i in cl), []).append(tuple(cl))
+        out: dict[Clique, np.ndarray | None] = {}
+        pending = [list(groups.items())]
+        while pending:
+            deferred: list[list[tuple[frozenset[int], list[Clique]]]] = []
+            for batch in pending:
+                self._descend(batch, sizes, max_cells, hold_cells, out, deferred)
+            pending = deferred
+        return out
+
+    def _descend(
+        self,
+        queries: list[tuple[frozenset[int], list[Clique]]],
+        sizes: Sequence[int],
+        max_cells: int,
+        hold_cells: int,
+        out: dict[Clique, np.ndarray | None],
+        deferred: list[list[tuple[frozenset[int], list[Clique]]]],
+        t: int = 0,
+        factor: Any = None,
+        axes: list[int] | None = None,
+    ) -> None:
+        """One branch of :meth:`marginals`' walk: ``queries`` share ``factor`` before step ``t``."""
+        if factor is None:
+            factor, axes = np.ones((), dtype=np.float64), []
+        assert axes is not None
+        while t < len(self.order):
+            col = self.order[t]
+            inside = [q for q in queries if col in q[0]]
+            if inside and len(inside) < len(queries):
+                if factor.size <= hold_cells:
+                    self._descend(inside, sizes, max_cells, hold_cells, out, deferred, t, factor, axes)
+                else:
+                    deferred.append(inside)  # recomputed from step 0 (same operations, same bits)
+                queries = [q for q in queries if col not in q[0]]
+            keep = queries[0][0] | self._needed_later[t]
+            if col in keep:
+                factor, axes = self._multiply(factor, axes, t, sizes, max_cells)
+                if factor is None:
+                    for _, cls in queries:
+                        out.update(dict.fromkeys(cls))
+                    return
+            drop = [k for k, a in enumerate(axes) if a not in keep]
+            if drop:
+                factor = factor.sum(axis=tuple(drop))
+                axes = [a for k, a in enumerate(axes) if k not in drop]
+            t += 1
+        order = sorted(range(len(axes)), key=lambda k: axes[k])
+        flat = np.ascontiguousarray(np.transpose(factor, order)).ravel()
+        for _, cls in queries:  # one column set left: every clique reached all of its columns
+            out.update(dict.fromkeys(cls, flat))
+
     def _multiply(
         self, factor: np.ndarray, axes: list[int], t: int, sizes: Sequence[int], max_cells: int
     ) -> tuple[Any, list[int]]:
