@@ -138,9 +138,14 @@ class Synthesizer:
             (``"tcp://host:8786"``), or ``None`` for a LocalCluster on 127.0.0.1 started for the fit.
         columns: Optional names of the columns to synthesise (the rest of the table and of the schema
             is left out); see :func:`select_columns`. A public choice: the report lists the columns
-            left out (``extra["columns_dropped"]``).
+            left out (``extra["columns_dropped"]``). With ``engine="dask"`` the table's names are the
+            first file's and the workers read the kept columns only.
         drop: Optional names of columns to leave out (the complement of ``columns``; give one of the
             two).
+        sep: With ``engine="dask"``: the delimiter of the CSV input files (one character), or
+            ``None`` (the default) to detect each file's as :func:`tabpriv.io.read_table` does
+            (comma, semicolon, tab or ``|``; one named in a ``DataWarning`` when not a comma).
+            ``engine="default"`` takes a DataFrame, so ``sep`` is refused there.
 
     Attributes:
         schema_: The schema used.
@@ -178,11 +183,13 @@ class Synthesizer:
         scheduler: str | None = None,
         columns: Sequence[str] | None = None,
         drop: Sequence[str] | None = None,
+        sep: str | None = None,
     ) -> None:
         self.columns = columns
         self.drop = drop
         self.engine = engine
         self.scheduler = scheduler
+        self.sep = sep
         self.target = target
         self.backend = backend
         self.epsilon = epsilon
@@ -242,23 +249,35 @@ class Synthesizer:
 
         if session is None and not isinstance(df, pd.DataFrame):
             raise DataValidationError(f"fit() expects a pandas DataFrame; got {type(df).__name__}.")
+        if session is None and self.sep is not None:
+            raise EngineError(
+                "sep= applies to engine='dask' only (it reads the files); with engine='default' read "
+                "the table with tabpriv.io.read_table(path, sep=...) and pass the DataFrame."
+            )
+        usecols: list[str] | None = None
         if session is not None:
             _check_engine_input(df, self.schema, self.backend)
-            if self.columns is not None or self.drop is not None:
-                raise EngineError(
-                    "columns=/drop= are not supported with engine='dask' yet; list the columns in the "
-                    "schema and the files, or use engine='default'."
-                )
         dropped: list[str] = []
         unlisted = False
         declared = self.schema if not (isinstance(self.schema, str) and self.schema == "infer") else None
-        if session is None and (self.columns is not None or self.drop is not None):
+        if self.columns is not None or self.drop is not None:
             # A public choice of columns, checked before anything is inferred, validated or spent.
+            # On the Dask engine the table's names are the first file's header (read here, on the
+            # client) and the workers read the kept columns only.
+            if session is None:
+                data_names = list(df.columns)
+            else:
+                from tabpriv.engine.dask_engine import input_columns
+
+                data_names = input_columns(df, sep=self.sep)
             full = _resolve_schema(declared, df) if declared is not None else None
             kept, dropped = select_columns(
-                full.names if full is not None else None, list(df.columns), self.columns, self.drop
+                full.names if full is not None else None, data_names, self.columns, self.drop
             )
-            df = df[kept]
+            if session is None:  # a kept schema column the table lacks: validate names it below
+                df = df[[c for c in kept if c in set(df.columns)]]
+            else:
+                usecols = kept
             if full is not None:
                 declared = full.select([n for n in full.names if n in set(kept)])
             # The report names a dropped column only when its name is public: declared in the schema
@@ -292,7 +311,9 @@ class Synthesizer:
             columns = [str(c) for c in df.columns]
         else:  # every partition is validated on the workers here, before anything is spent
             _check_engine_backend(self.backend, transformer.spans_, self.backend_params)
-            table, columns = session.open_table(df, schema, transformer, clip=self.clip)
+            table, columns = session.open_table(
+                df, schema, transformer, clip=self.clip, sep=self.sep, usecols=usecols
+            )
         check_delta_for_rows(budget.delta, table.n_rows)
         source = RandomSource.from_random_state(self.random_state)
         if self.backend == AUTO:  # the rule reads the public spans only
@@ -445,13 +466,9 @@ class Synthesizer:
         self, n_rows: int, categorical: Literal["sample", "argmax"]
     ) -> Iterator[dict[str, pd.Series]]:
         """Count the call now and return the generator of its decoded, schema-checked blocks."""
-        self._n_samples += 1
-        purpose = f"sample-{self._n_samples}"
-        seed = self.random_source_.child(purpose)
-        decode_seed = self.random_source_.child(purpose + "-decode")
-        width = self.transformer_.width_
+        seed, decode_seed = self._sample_seeds()
         chunk_rows = self.sample_chunk_rows()
-        backend, transformer, schema = self.backend_, self.transformer_, self.schema_
+        backend = self.backend_
         progress = self.progress
 
         def blocks() -> Iterator[dict[str, pd.Series]]:
@@ -460,16 +477,8 @@ class Synthesizer:
                 progress(0, n_rows, "rows")
             for i, encoded in enumerate(backend.sample_chunks(n_rows, seed, chunk_rows)):
                 m = min(chunk_rows, n_rows - got)
-                if encoded.shape != (m, width):
-                    raise TabprivError(
-                        f"Backend {self.backend_name_!r} returned a block of shape {encoded.shape}; expected "
-                        f"({m}, {width}). This is a bug in the backend."
-                    )
-                rng = np.random.default_rng(block_seed(decode_seed, i))
-                part = transformer.decode_columns(encoded, categorical=categorical, rng=rng)
+                part = self._decode_block(encoded, i, m, decode_seed, categorical)
                 del encoded
-                # Assurance: decoded rows always lie inside the schema (checked block by block).
-                schema.validate(_frame_from_columns(part))
                 got += m
                 if progress is not None:  # synthetic row counts only: public
                     progress(got, n_rows, "rows")
@@ -483,6 +492,90 @@ class Synthesizer:
             self.privacy_report = self._build_report()
 
         return blocks()
+
+    def _sample_seeds(self) -> tuple[int, int]:
+        """Count one sampling call; its public seeds for the backend's draw and for decoding."""
+        self._n_samples += 1
+        purpose = f"sample-{self._n_samples}"
+        return self.random_source_.child(purpose), self.random_source_.child(purpose + "-decode")
+
+    def _decode_block(
+        self,
+        encoded: np.ndarray,
+        index: int,
+        m: int,
+        decode_seed: int,
+        categorical: Literal["sample", "argmax"],
+    ) -> dict[str, pd.Series]:
+        """Decode encoded block ``index`` (``m`` rows) with its own seed; check it against the schema."""
+        width = self.transformer_.width_
+        if encoded.shape != (m, width):
+            raise TabprivError(
+                f"Backend {self.backend_name_!r} returned a block of shape {encoded.shape}; expected "
+                f"({m}, {width}). This is a bug in the backend."
+            )
+        rng = np.random.default_rng(block_seed(decode_seed, index))
+        part = self.transformer_.decode_columns(encoded, categorical=categorical, rng=rng)
+        # Assurance: decoded rows always lie inside the schema (checked block by block).
+        self.schema_.validate(_frame_from_columns(part))
+        return part
+
+    def sample_to(
+        self,
+        path: str | Path,
+        n: int | None = None,
+        *,
+        engine: str = "default",
+        scheduler: str | None = None,
+        file_format: Literal["parquet", "csv"] = "parquet",
+        part_rows: int | None = None,
+        categorical: Literal["sample", "argmax"] = "sample",
+    ) -> list[Path]:
+        """Draw ``n`` synthetic rows into a folder of part files, here or on the Dask workers.
+
+        Block ``i`` of the draw (:meth:`sample_chunk_rows` rows) comes from its own public seeds,
+        derived from this call's sampling seed and ``i`` alone (:func:`tabpriv._random.block_seed`), so
+        the rows do not depend on where the blocks are drawn or on the number of workers: the parts,
+        read in order, are the rows :meth:`sample` would return for this call (same seed, same call
+        order). Sampling is post-processing and spends nothing; with ``engine="dask"`` the workers get
+        the released state only (what :meth:`save` writes), never private data. See docs/engine.md.
+
+        Args:
+            path: A new or empty folder (created; on a cluster it must be at the same place on every
+                worker, i.e. shared storage). Parts are ``part-00000.parquet``, ``part-00001...``.
+            n: Number of rows (default: as many as the private table).
+            engine: ``"default"`` (this process, part after part) or ``"dask"`` (one task per part).
+            scheduler: With ``engine="dask"``: a scheduler address; default this synthesizer's
+                ``scheduler`` (``None``: a LocalCluster on 127.0.0.1 for the call).
+            file_format: ``"parquet"`` (default) or ``"csv"`` (comma-separated, with a header per part).
+            part_rows: Rows per part file, a multiple of :meth:`sample_chunk_rows` (default: 4 blocks).
+            categorical: As in :meth:`sample`.
+
+        Returns:
+            The part files, in row order.
+
+        Raises:
+            DataValidationError: ``n`` or ``part_rows`` is not valid.
+            EngineError: Unknown engine, or the backend draws its blocks jointly (its own
+                ``sample_chunks``), so that they cannot be drawn apart.
+            InputFileError: ``path`` is a file or a folder that is not empty, or cannot be written.
+
+        """
+        from tabpriv.engine.sampling import sample_parts
+
+        self._check_fitted()
+        n_rows = self._rows_to_sample(n)
+        where = check_engine(engine)
+        return sample_parts(
+            self,
+            Path(path),
+            n_rows,
+            engine=where,
+            scheduler=scheduler if scheduler is not None else getattr(self, "scheduler", None),
+            file_format=file_format,
+            part_rows=part_rows,
+            categorical=categorical,
+        )
 
     def sample_chunk_rows(self) -> int:
         """Rows drawn and decoded per block by :meth:`sample`.
@@ -579,9 +672,13 @@ class Synthesizer:
         The file holds only released, differentially private state (never the private rows), the
         schema, the ledger and the report. The random seed is never saved.
         """
-        from safetensors.numpy import save
-
         from tabpriv.io import atomic_write_bytes
+
+        atomic_write_bytes(path, self._to_bytes())
+
+    def _to_bytes(self) -> bytes:
+        """The save file's content (released state only; see :meth:`save`)."""
+        from safetensors.numpy import save
 
         self._check_fitted()
         arrays, backend_meta = self.backend_.get_state()
@@ -610,8 +707,7 @@ class Synthesizer:
             meta["columns_dropped_unlisted"] = True
         meta_text = json.dumps(meta, sort_keys=True, default=_json_default)
         digest = _digest(arrays, meta_text)
-        blob = save(arrays, metadata={_META_KEY: meta_text, "sha256": digest})
-        atomic_write_bytes(path, blob)
+        return bytes(save(arrays, metadata={_META_KEY: meta_text, "sha256": digest}))
 
     @classmethod
     def load(cls, path: str | Path, device: str | None = None) -> Synthesizer:
@@ -635,8 +731,6 @@ class Synthesizer:
                 incompatible version.
 
         """
-        from safetensors.numpy import load
-
         if device is not None:
             _check_device_name(device)
         p = Path(path)
@@ -644,6 +738,16 @@ class Synthesizer:
             blob = p.read_bytes()
         except OSError as e:
             raise SaveFileError(f"Cannot read saved synthesizer {str(p)!r}: {e.strerror}.") from e
+        loaded = cls._from_bytes(blob, p)
+        if device is not None:
+            loaded._sample_on(device)
+        return loaded
+
+    @classmethod
+    def _from_bytes(cls, blob: bytes, p: Path) -> Synthesizer:
+        """A synthesizer from a save file's content (``p`` names it in the errors); see :meth:`load`."""
+        from safetensors.numpy import load
+
         try:
             header_len = int.from_bytes(blob[:8], "little")
             if not 2 <= header_len <= len(blob) - 8:
@@ -681,14 +785,11 @@ class Synthesizer:
                 f"{SAVE_FORMAT_VERSION}). Refit with this version."
             )
         try:
-            loaded = cls._from_meta(meta, arrays)
+            return cls._from_meta(meta, arrays)
         except TabprivError:
             raise
         except Exception as e:
             raise SaveFileError(f"{str(p)!r} has invalid content: {e}.") from e
-        if device is not None:
-            loaded._sample_on(device)
-        return loaded
 
     def _sample_on(self, device: str) -> None:
         """Move a loaded backend to ``device`` for sampling (``backend_.to``); set ``device_``.

@@ -201,7 +201,9 @@ def synthesize_command(
         typer.Option(
             help="Where the pass over the private rows runs: 'default' (this process) or 'dask' (a Dask "
             "cluster; INPUT may then be a folder or a glob of CSV or Parquet files the workers can "
-            "read). See docs/engine.md.",
+            "read, --columns/--drop make the workers read only the kept columns, and --sep applies "
+            "to every CSV file, each file's delimiter being detected otherwise; noise, model fit and "
+            "sampling stay in this process). See docs/engine.md.",
         ),
     ] = "default",
     scheduler: Annotated[
@@ -343,16 +345,6 @@ def _synthesize(
             raise PrivacyParameterError("--evaluate needs the table in memory; run it with --engine default.")
         if output is None and input is not None and any(ch in str(input) for ch in "*?["):
             raise PrivacyParameterError("--engine dask with a glob as INPUT needs --output FILE.")
-        if selecting:
-            raise PrivacyParameterError(
-                "--columns/--drop are not supported with --engine dask yet; list the columns in the schema "
-                "and the files, or use --engine default."
-            )
-        if sep not in (None, ","):
-            raise PrivacyParameterError(
-                f"--sep {sep!r} is not supported with --engine dask yet (its CSV reader takes commas); "
-                "convert the files to Parquet or comma-separated CSV, or use --engine default."
-            )
     elif scheduler is not None:
         raise PrivacyParameterError("--scheduler applies to --engine dask only.")
     PrivacyBudget(eps, delta)  # fail fast on a bad epsilon or delta
@@ -423,11 +415,13 @@ def _synthesize(
     if engine == "dask":
         assert schema_obj is not None
         synth.schema = schema_obj
+        # the workers read the --columns/--drop selection only, with --sep (or each file's detected one)
+        synth.columns, synth.drop, synth.sep = columns, drop, sep
         with _phase(console, "fitting") as progress:
             synth.progress = progress
             synth.fit(str(input))  # validated on the cluster before anything is spent
         n_out = rows or synth.n_rows_in_
-        check_disk_space(out_path, n_out, schema_obj, "the synthetic table")
+        check_disk_space(out_path, n_out, synth.schema_, "the synthetic table")
         with _phase(console, "sampling and writing", total=n_out) as progress:
             synth.progress = progress
             write_table_chunks(synth.sample_chunks(rows), out_path, schema=synth.schema_)

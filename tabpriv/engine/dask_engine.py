@@ -61,7 +61,9 @@ __all__ = [
     "PartitionedTable",
     "Piece",
     "import_distributed",
+    "input_columns",
     "list_pieces",
+    "sniff_delimiter",
 ]
 
 logger = logging.getLogger(__name__)
@@ -99,6 +101,12 @@ class Piece:
         header: CSV: the file's header line, put in front of every partition but the first.
         row_group: Parquet: the row group.
         text_columns: Columns read as text whatever they hold (categoricals with text categories).
+        sep: CSV: the file's delimiter (given, or detected by :func:`sniff_delimiter` on the client).
+        usecols: The columns to keep (``columns=``/``drop=``), or ``None`` for all of them. Parquet:
+            column projection (only these are read); CSV: every field is parsed (a line with too
+            many fields must fail as in :func:`tabpriv.io.read_table`) and the others are dropped
+            at once. A selected column the partition lacks is not asked for, so the partition fails
+            validation with the schema's column sentence.
 
     """
 
@@ -110,6 +118,8 @@ class Piece:
     header: bytes = b""
     row_group: int = 0
     text_columns: tuple[str, ...] = ()
+    sep: str = ","
+    usecols: tuple[str, ...] | None = None
 
 
 def _expand(inputs: str | Path | Sequence[str | Path]) -> list[str]:
@@ -154,20 +164,41 @@ def list_pieces(
     schema: Schema,
     blocksize: int = DEFAULT_BLOCKSIZE,
     n_workers: int = 1,
+    *,
+    sep: str | None = None,
+    usecols: Sequence[str] | None = None,
 ) -> tuple[list[Piece], list[str]]:
     """The partitions of the input files, and the columns of the first file (in file order).
 
     CSV byte ranges are at most ``blocksize`` bytes, and (above 1 MiB) small enough that the number
     of partitions is a multiple of ``n_workers``, so that every worker gets a share.
 
+    Args:
+        inputs: A path, glob, folder or list of them.
+        schema: The public schema (the columns to synthesise).
+        blocksize: Bytes of CSV text per partition.
+        n_workers: Workers of the cluster.
+        sep: CSV delimiter of every file, or ``None``: each file's own, detected on the client with
+            :func:`sniff_delimiter` (the rule of :func:`tabpriv.io.sniff_delimiter`); a detected
+            delimiter other than a comma is named in one :class:`~tabpriv.errors.DataWarning`.
+        usecols: Read only these columns (``None``: all); the returned columns are then the first
+            file's columns among them, in file order.
+
     Raises:
         InputFileError: A file is missing, unreadable, of another format than the first, or a CSV
-            header is not readable.
+            header is not readable; ``sep`` is not a valid delimiter.
         DataValidationError: A file is empty, or a CSV header repeats a name.
 
     """
     import fsspec
 
+    from tabpriv.io import valid_delimiter
+
+    if sep is not None and not valid_delimiter(sep):
+        raise InputFileError(
+            f"The CSV delimiter must be one character other than a quote or a line end; got {sep!r}."
+        )
+    keep = tuple(str(c) for c in usecols) if usecols is not None else None
     paths = _expand(inputs)
     formats = {table_format(p) for p in paths}
     if len(formats) > 1:
@@ -190,6 +221,7 @@ def list_pieces(
         blocksize = min(int(blocksize), max(2**20, math.ceil(total / parts)))
     pieces: list[Piece] = []
     columns: list[str] | None = None
+    sniffed: dict[str, list[str]] = {}  # detected delimiter other than a comma -> files
     for path in paths:
         try:
             fs, _, (local,) = fsspec.core.get_fs_token_paths(path, mode="rb")
@@ -210,30 +242,137 @@ def list_pieces(
                 raise InputFileError(f"Cannot read {path!r} as PARQUET: {e}.") from e
             columns = columns if columns is not None else names
             for g in range(max(groups, 1)):
-                pieces.append(Piece(len(pieces), fmt, path, row_group=g, text_columns=text_cols))
+                pieces.append(
+                    Piece(len(pieces), fmt, path, row_group=g, text_columns=text_cols, usecols=keep)
+                )
             continue
+        delim = sep if sep is not None else sniff_delimiter(path)
+        if sep is None and delim != ",":
+            sniffed.setdefault(delim, []).append(path)
         compressed = fsspec.utils.infer_compression(local) is not None
         try:
             with fsspec.open(path, "rb", compression="infer") as fh:
                 header = fh.readline()
         except OSError as e:
             raise InputFileError(f"Cannot read {path!r}: {e}.") from e
-        names = _header_names(path, header)
+        names = _header_names(path, header, delim)
         columns = columns if columns is not None else names
+        common = {"header": header, "text_columns": text_cols, "sep": delim, "usecols": keep}
         if compressed:
-            pieces.append(Piece(len(pieces), fmt, path, header=header, text_columns=text_cols))
+            pieces.append(Piece(len(pieces), fmt, path, **common))
             continue
         for start in range(0, size, max(1, int(blocksize))):
             length = min(int(blocksize), size - start)
-            pieces.append(Piece(len(pieces), fmt, path, start, length, header, text_columns=text_cols))
+            pieces.append(Piece(len(pieces), fmt, path, start, length, **common))
     assert columns is not None
+    _warn_sniffed(sniffed, len(paths))
+    if keep is not None:
+        columns = [c for c in columns if c in set(keep)]
     return pieces, columns
 
 
-def _header_names(path: str, header: bytes) -> list[str]:
+def _warn_sniffed(sniffed: dict[str, list[str]], n_files: int) -> None:
+    """One :class:`DataWarning` naming each detected delimiter other than a comma (as read_table does)."""
+    import warnings
+
+    from tabpriv.errors import DataWarning
+    from tabpriv.io import _DELIMITER_NAMES
+
+    for delim, files in sniffed.items():
+        which = (
+            repr(files[0])
+            if n_files == 1
+            else f"{len(files)} of the {n_files} input files ({files[0]!r}, ...)"
+        )
+        warnings.warn(
+            f"Read {which} with a {_DELIMITER_NAMES[delim]} ({delim!r}) as delimiter: it splits every "
+            "line of the file's start into the header's number of fields (a comma does not); pass "
+            "sep=... to choose another.",
+            DataWarning,
+            stacklevel=4,
+        )
+
+
+def sniff_delimiter(path: str) -> str:
+    """:func:`tabpriv.io.sniff_delimiter` for a path or URL the client opens with fsspec.
+
+    The same rule on the same text (the complete records of the file's first 64 KiB, decompressed,
+    quotes respected): the first of comma, semicolon, tab, ``|`` that splits the header into two or
+    more fields and every record into as many; a comma when none does.
+
+    Raises:
+        InputFileError: The file cannot be read.
+
+    """
+    import io
+
+    import fsspec
+
+    from tabpriv.io import _SNIFF_BYTES, DELIMITERS
+
+    try:
+        with fsspec.open(
+            path, "rt", compression="infer", encoding="utf-8", errors="replace", newline=""
+        ) as fh:
+            text = fh.read(_SNIFF_BYTES)
+            complete = fh.read(1) == ""
+    except (OSError, EOFError) as e:
+        raise InputFileError(f"Cannot read {path!r}: {e}.") from e
+    if not complete:  # the last record may be cut in the middle
+        cut = text.rfind("\n")
+        text = text[:cut] if cut > 0 else text
+    for delim in DELIMITERS:
+        try:
+            records = [r for r in csv.reader(io.StringIO(text), delimiter=delim) if r]
+        except csv.Error:
+            continue
+        if records and len(records[0]) > 1 and all(len(r) == len(records[0]) for r in records):
+            return delim
+    return ","
+
+
+def input_columns(inputs: str | Path | Sequence[str | Path], *, sep: str | None = None) -> list[str]:
+    """The columns of the first input file, in file order (its CSV header or Parquet schema).
+
+    Read on the client, before any cluster work: names only (public once the user selects among
+    them), for ``columns=``/``drop=``.
+
+    Raises:
+        InputFileError: The file is missing or unreadable.
+        DataValidationError: The file is empty, or its CSV header repeats a name.
+
+    """
+    import fsspec
+
+    first = _expand(inputs)[0]
+    try:
+        fs, _, (local,) = fsspec.core.get_fs_token_paths(first, mode="rb")
+        size = int(fs.size(local))
+    except OSError as e:
+        raise InputFileError(f"Cannot read {first!r}: {e}.") from e
+    if size == 0:
+        raise DataValidationError(f"Input file {first!r} is empty; it needs a header and rows.")
+    if table_format(first) == "parquet":
+        import pyarrow.parquet as pq
+
+        try:
+            with fs.open(local, "rb") as fh:
+                return [str(n) for n in pq.ParquetFile(fh).schema_arrow.names]
+        except Exception as e:  # pyarrow raises its own types for foreign files
+            raise InputFileError(f"Cannot read {first!r} as PARQUET: {e}.") from e
+    delim = sep if sep is not None else sniff_delimiter(first)
+    try:
+        with fsspec.open(first, "rb", compression="infer") as fh:
+            header = fh.readline()
+    except OSError as e:
+        raise InputFileError(f"Cannot read {first!r}: {e}.") from e
+    return _header_names(first, header, delim)
+
+
+def _header_names(path: str, header: bytes, delimiter: str = ",") -> list[str]:
     """The names of a CSV header line; duplicates refused as :func:`tabpriv.io.read_table` does."""
-    text = header.decode("utf-8", errors="replace")
-    names = next(csv.reader([text]), [])
+    text = header.decode("utf-8", errors="replace").rstrip("\r\n")
+    names = next(csv.reader([text], delimiter=delimiter), [])
     dups = sorted({h for h in names if names.count(h) > 1})
     if dups:
         raise DataValidationError(
@@ -243,19 +382,27 @@ def _header_names(path: str, header: bytes) -> list[str]:
 
 
 def read_piece(piece: Piece) -> pd.DataFrame:
-    """Read one partition as raw text columns (CSV) or typed columns (Parquet). Runs on a worker."""
+    """Read one partition as raw text columns (CSV) or typed columns (Parquet). Runs on a worker.
+
+    Only the partition's columns among ``piece.usecols`` are kept (all when ``None``): Parquet reads
+    only those, CSV parses every field and drops the others at once.
+    """
     import fsspec
     import pandas as pd
 
+    keep = set(piece.usecols) if piece.usecols is not None else None
     try:
         if piece.fmt == "parquet":
             import pyarrow.parquet as pq
 
             with fsspec.open(piece.path, "rb") as fh:
                 pf = pq.ParquetFile(fh)
+                names = [str(n) for n in pf.schema_arrow.names]
+                cols = None if keep is None else [n for n in names if n in keep]
                 if pf.metadata.num_row_groups == 0:
-                    return pf.schema_arrow.empty_table().to_pandas()
-                return pf.read_row_group(piece.row_group).to_pandas()
+                    empty = pf.schema_arrow.empty_table()
+                    return (empty if cols is None else empty.select(cols)).to_pandas()
+                return pf.read_row_group(piece.row_group, columns=cols).to_pandas()
         with fsspec.open(piece.path, "rb", compression="infer") as fh:
             if piece.length is None:
                 data = fh.read()
@@ -267,19 +414,59 @@ def read_piece(piece: Piece) -> pd.DataFrame:
 
         # exactly as tabpriv.io.read_table reads a whole file: pandas' own typing of each column
         # (here of each partition; see combine_kinds), text categories kept as text
-        names = pd.read_csv(io.BytesIO(piece.header), nrows=0).columns
-        text = {c: "str" for c in piece.text_columns if c in names}
-        return pd.read_csv(
-            io.BytesIO(data), dtype=text or None, keep_default_na=False, na_values=[""], low_memory=False
+        header = pd.read_csv(io.BytesIO(piece.header), nrows=0, sep=piece.sep).columns
+        text = {c: "str" for c in piece.text_columns if c in header}
+        # Every column is parsed, not usecols: with usecols pandas silently accepts a line with more
+        # fields than the header, which read_table refuses. The left-out columns are dropped at once.
+        raw = pd.read_csv(
+            io.BytesIO(data),
+            sep=piece.sep,
+            dtype=text or None,
+            keep_default_na=False,
+            na_values=[""],
+            low_memory=False,
         )
+        if keep is not None:
+            raw = raw[[c for c in raw.columns if str(c) in keep]]
+        return raw
     except pd.errors.EmptyDataError as e:
         raise DataValidationError(f"Input file {piece.path!r} holds no table (no header).") from e
-    except (pd.errors.ParserError, UnicodeDecodeError) as e:
+    except pd.errors.ParserError as e:
+        raise InputFileError(_parse_error(piece, e)) from e
+    except UnicodeDecodeError as e:
         raise InputFileError(
             f"Cannot parse {piece.path!r} as {piece.fmt.upper()}: {e}".rstrip(".") + "."
         ) from e
     except OSError as e:
         raise InputFileError(f"Cannot read {piece.path!r}: {e}.") from e
+
+
+def _parse_error(piece: Piece, error: Exception) -> str:
+    """The default path's sentence on a CSV line with the wrong number of fields.
+
+    In the file's first partition the line number is the file's (as :func:`tabpriv.io.read_table`
+    says); in a later one it is counted from the partition's first byte (counting the lines before it
+    would read the whole file up to there).
+    """
+    import re
+
+    from tabpriv.io import _DELIMITER_NAMES, _parse_error_message
+
+    if piece.start == 0:
+        return _parse_error_message(Path(piece.path), piece.sep, error)
+    m = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(error))
+    name = _DELIMITER_NAMES.get(piece.sep, repr(piece.sep))
+    if m is None:
+        return (
+            f"Cannot read {piece.path!r} as CSV with a {name} as delimiter ({type(error).__name__}); "
+            "check that it is a UTF-8 CSV file with one header line, or give the right delimiter (sep=...)."
+        )
+    expected, line, saw = m.groups()
+    return (
+        f"Cannot read {piece.path!r} as CSV: line {int(line) - 1} after byte {piece.start} has {saw} "
+        f"{name}-separated fields where the earlier lines have {expected}; quote values that contain a "
+        f"{name}, fix that line, or give the right delimiter (sep=...)."
+    )
 
 
 # -- the types pandas would give the whole file ------------------------------------------------------
@@ -511,8 +698,13 @@ class DaskSession:
         *,
         clip: bool = False,
         blocksize: int | None = None,
+        sep: str | None = None,
+        usecols: Sequence[str] | None = None,
     ) -> tuple[PartitionedTable, list[str]]:
         """Validate the input's partitions on the cluster; return the table and the columns (file order).
+
+        ``sep`` and ``usecols`` are those of :func:`list_pieces` (the CSV delimiter, detected per file
+        when ``None``; the columns the workers read).
 
         Raises:
             EngineError: The session is not open.
@@ -522,7 +714,9 @@ class DaskSession:
         if self.client is None:
             raise EngineError("The Dask session is not open; use it as a context manager.")
         size = DEFAULT_BLOCKSIZE if blocksize is None else int(blocksize)  # read now: tests may lower it
-        source = DaskSource(self.client, inputs, schema, transformer, clip=clip, blocksize=size)
+        source = DaskSource(
+            self.client, inputs, schema, transformer, clip=clip, blocksize=size, sep=sep, usecols=usecols
+        )
         source.validate()
         return source.table(), list(source.columns)
 
@@ -546,6 +740,8 @@ class DaskSource:
         transformer: The fitted (public) transformer.
         clip: Clip numbers into their bounds (as ``Synthesizer(clip=True)``).
         blocksize: Bytes of CSV text per partition.
+        sep: CSV delimiter (``None``: detected per file, see :func:`list_pieces`).
+        usecols: The columns the workers read (``None``: all).
 
     """
 
@@ -558,6 +754,8 @@ class DaskSource:
         *,
         clip: bool = False,
         blocksize: int = DEFAULT_BLOCKSIZE,
+        sep: str | None = None,
+        usecols: Sequence[str] | None = None,
     ) -> None:
         import dask.dataframe as dd
         import pandas as pd
@@ -565,7 +763,9 @@ class DaskSource:
         self.client = client
         self.schema = schema
         n_workers = len(client.scheduler_info().get("workers", {})) or 1
-        self.pieces, self.columns = list_pieces(inputs, schema, blocksize, n_workers)
+        self.pieces, self.columns = list_pieces(
+            inputs, schema, blocksize, n_workers, sep=sep, usecols=usecols
+        )
         self._job = _Job(schema, transformer, bool(clip))
         self._job_future: Any = None
         meta = pd.DataFrame({c: pd.Series([], dtype=object) for c in self.columns})

@@ -361,9 +361,3 @@ def test_sep_reads_input_and_holdout(tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output
     assert "as delimiter" not in res.output  # given, not detected: nothing to announce
     assert list(pd.read_csv(out).columns) == make_small_schema().names
-
-
-def test_sep_with_dask_engine_refused_before_anything_runs(files: dict[str, Path], tmp_path: Path) -> None:
-    res = _run(["synthesize", str(files["data"]), "--schema", str(files["schema"]), "-o",
-                str(tmp_path / "o.csv"), "--engine", "dask", "--sep", ";"])  # fmt: skip
-    assert res.exit_code == 1 and "not supported with --engine dask" in res.output

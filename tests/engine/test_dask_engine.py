@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -27,23 +26,6 @@ distributed = pytest.importorskip("distributed")
 dask_engine = pytest.importorskip("tabpriv.engine.dask_engine")
 
 N_ROWS = 1500
-
-
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[str]:
-    """A 2-worker LocalCluster on loopback, no dashboard, started and closed here."""
-    with (
-        distributed.LocalCluster(
-            n_workers=2,
-            threads_per_worker=1,
-            host="127.0.0.1",
-            dashboard_address=None,
-            scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},  # HTTP endpoints: loopback only
-            processes=True,
-            silence_logs=40,
-        ) as lc,
-    ):
-        yield lc.scheduler_address
 
 
 @pytest.fixture()
