@@ -132,8 +132,8 @@ class Synthesizer:
             ``"dask"``, :meth:`fit` takes the input file(s) (a path, glob, folder or list of CSV or
             Parquet files the workers can read) instead of a DataFrame; backends ``independent``,
             ``mst``, ``aim``, ``pgd`` and ``slicing``. Same release as the default engine for the
-            same seed.
-            See docs/engine.md.
+            same seed. Sampling runs in this process, or on the workers with :meth:`sample_to`
+            (``engine="dask"``). See docs/engine.md.
         scheduler: With ``engine="dask"``: the address of a running scheduler
             (``"tcp://host:8786"``), or ``None`` for a LocalCluster on 127.0.0.1 started for the fit.
         columns: Optional names of the columns to synthesise (the rest of the table and of the schema

@@ -322,3 +322,33 @@ def test_failing_part_leaves_no_output(tmp_path: Path, monkeypatch: pytest.Monke
     with pytest.raises(OSError, match="disk full"):
         synth.sample_to(tmp_path / "out", 1050, part_rows=200)
     assert list((tmp_path / "out").iterdir()) == [] and calls["n"] == 3
+
+
+# -- the CLI -----------------------------------------------------------------------------------------
+def test_cli_dask_drop_and_sep_write_the_default_engines_table(cluster: str, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from tabpriv.cli import app
+
+    df = _table(seed=9)
+    folder = tmp_path / "parts"
+    folder.mkdir()
+    _files(folder, df, sep=";")
+    whole = tmp_path / "whole.csv"
+    _write(df, whole, ";")
+    schema = tmp_path / "small.schema.json"
+    make_small_schema().to_json(schema)
+    common = ["--schema", str(schema), "--backend", "independent", "--seed", "3", "--rows", "300",
+              "--drop", f"{NOTE},score", "--sep", "semicolon"]  # fmt: skip
+    runner = CliRunner()
+    a, b = tmp_path / "a.csv", tmp_path / "b.csv"
+    res = runner.invoke(app, ["synthesize", str(whole), *common, "-o", str(a)])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(
+        app, ["synthesize", str(folder), *common, "-o", str(b), "--engine", "dask", "--scheduler", cluster]
+    )
+    assert res.exit_code == 0, res.output
+    assert a.read_bytes() == b.read_bytes()
+    assert pd.read_csv(b).columns.tolist() == ["color", "code", "age", "flag"]
+    report = Path(str(b) + ".privacy.json").read_text()
+    assert '"columns_dropped": [' in report and NOTE in report  # named by the user in --drop: public
