@@ -46,7 +46,7 @@ def _zero_first(n_zero: int, axis: int) -> Callable[[Callable[..., Any]], Callab
 # -- independent ------------------------------------------------------------------------------------
 def _independent_direction(scenario: Scenario, bins: int) -> tuple[np.ndarray, np.ndarray, list[int]]:
     """``counts(D)`` and ``counts(D') - counts(D)`` of every histogram, concatenated (auditor knows D)."""
-    from tabpriv.backends.independent import histogram_layout
+    from tabpriv.backends.independent import _bin_codes, histogram_layout
     from tabpriv.transformers import TableTransformer
 
     tt = TableTransformer(scenario.schema).fit()
@@ -57,12 +57,8 @@ def _independent_direction(scenario: Scenario, bins: int) -> tuple[np.ndarray, n
         counts = []
         for span in table.spans:
             n_bins, has_missing = histogram_layout(span, bins)
-            block = table.data[:, span.slice]
-            if span.kind == "categorical":
-                codes = block.argmax(axis=1)
-            else:
-                v = np.clip(block[:, 0].astype(np.float64), -1.0, 1.0)
-                codes = np.minimum(np.floor((v + 1.0) * 0.5 * n_bins), n_bins - 1).astype(np.int64)
+            # The backend's own binning: a missing number goes to the trailing "missing" bin.
+            codes = _bin_codes(table.data[:, span.slice], span, n_bins, has_missing)
             counts.append(np.bincount(codes, minlength=n_bins + int(has_missing)))
         out.append(np.concatenate(counts).astype(np.float64))
     return out[0], out[1] - out[0], [len(c) for c in counts]
