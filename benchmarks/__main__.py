@@ -5,6 +5,14 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from pathlib import Path
+
+if not __package__:
+    # Run as a path (``python benchmarks run ...``, ``python /path/to/repo/benchmarks run ...``):
+    # sys.path[0] is then this folder, not the repository root, and ``from benchmarks import runner``
+    # would find the stray top-level ``benchmarks`` package that opacus' wheel installs into
+    # site-packages (benchmarks/README.md). The repository root goes first, as with ``-m``.
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def _positive(text: str) -> float:
