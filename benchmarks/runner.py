@@ -5,9 +5,13 @@
 For each (dataset, system, ε, seed) one fit + sample runs in its **own subprocess** (so wall-clock
 time and peak memory, ``ru_maxrss``, belong to that run alone); the synthetic table comes back as CSV
 and the parent scores it with :func:`tabpriv.evaluation.evaluate` against the same training table and
-hold-out for every system. Results go to ``benchmarks/results/<name>.jsonl`` (one JSON object a run,
-appended), ``<name>_<dataset>.md`` (mean ± std over seeds) and ``<name>_<dataset>.png`` (ε on x, LR
-AUC and 2-way TVD on y, one line per system).
+hold-out for every system. The dataset's ``target`` (set in the config; a public choice of the
+analysis) is the label of the evaluation's utility models for every system; a ``tabpriv:<backend>``
+whose constructor takes a ``target`` parameter (``aim``, ``mst``, ``pgd``, ``dpsgd-vae`` and
+``dp2-vae`` at present) also gets it as a backend parameter (:func:`public_backend_params`, recorded
+with the run), while the other backends and the peers are fitted without it. Results go to
+``benchmarks/results/<name>.jsonl`` (one JSON object a run, appended), ``<name>_<dataset>.md`` (mean ±
+std over seeds) and ``<name>_<dataset>.png`` (ε on x, LR AUC and 2-way TVD on y, one line per system).
 """
 
 from __future__ import annotations
@@ -260,8 +264,11 @@ def child(spec_path: str) -> int:
 def public_backend_params(backend: str, ds: Dataset) -> dict[str, Any]:
     """Public parameters the grid gives a backend: the dataset's target to backends that take one.
 
-    ``aim`` weights the marginals that touch ``target`` (the benchmark's classification target is a
-    public choice of the analysis, stated in the release's report); every other backend gets none.
+    Read off the backend's constructor: every backend with a ``target`` parameter gets the dataset's
+    target (``aim``, ``mst`` and ``pgd`` weight the marginals that touch it, ``dpsgd-vae`` and
+    ``dp2-vae`` condition their decoder on a categorical one; the benchmark's classification target
+    is a public choice of the analysis, stated in the release's report); every other backend gets no
+    parameters.
     """
     import inspect
 

@@ -1,4 +1,4 @@
-"""The benchmark package's entry point run as a path (a site-packages ``benchmarks`` must not shadow it)."""
+"""The benchmark package's entry point run as a path, and which backends the grid gives the target."""
 
 from __future__ import annotations
 
@@ -7,7 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .conftest import REPO
+from benchmarks import runner
+from tabpriv.backends import available_backends
+
+from .conftest import REPO, tiny_schema, tiny_table
 
 
 def test_entry_point_run_as_a_path_imports_the_repositorys_runner(tmp_path: Path) -> None:
@@ -22,3 +25,12 @@ def test_entry_point_run_as_a_path_imports_the_repositorys_runner(tmp_path: Path
     )  # fmt: skip
     assert res.returncode == 0, res.stderr[-2000:]
     assert res.stdout == ""  # no rows: no tables written
+
+
+def test_target_goes_to_the_backends_whose_constructor_takes_one() -> None:
+    """The runner's docstrings name the backends that get the dataset's target: keep them true."""
+    df = tiny_table(50)
+    ds = runner.Dataset("tiny", df, df, tiny_schema(), Path("tiny.schema.json"), "flag", {})
+    given = {b: runner.public_backend_params(b, ds) for b in available_backends()}
+    assert {b for b, p in given.items() if p} == {"aim", "mst", "pgd", "dpsgd-vae", "dp2-vae"}
+    assert all(p in ({}, {"target": "flag"}) for p in given.values())
