@@ -12,21 +12,14 @@ import numpy as np
 import pytest
 
 from tabpriv import Synthesizer
-from tabpriv.backends import get_backend_class
 from tabpriv.errors import DeviceError, SaveFileError
 
-from .conftest import make_small_df, make_small_schema
+from ._helpers import quick_synthesizer
+from .conftest import make_small_df
 
 
 def _saved(tmp_path: Path, backend: str) -> tuple[Synthesizer, Path]:
-    synth = Synthesizer(
-        backend=backend,
-        epsilon=3.0,
-        schema=make_small_schema(),
-        device="cpu",
-        random_state=0,
-        backend_params=dict(get_backend_class(backend).quick_params),
-    ).fit(make_small_df(300))
+    synth = quick_synthesizer(backend).fit(make_small_df(300))
     path = tmp_path / f"{backend}.tabpriv"
     synth.save(path)
     return synth, path

@@ -16,21 +16,10 @@ from tabpriv.errors import DataValidationError
 from tabpriv.schema import Column, Schema
 from tabpriv.transformers import EncodedTable
 
+from ._helpers import quick_synthesizer
 from .conftest import make_small_df, make_small_schema
 
 STREAMING = [b for b in available_backends() if get_backend_class(b).streaming]
-
-
-def _synth(backend: str = "independent", seed: int | None = 0, **params: object) -> Synthesizer:
-    cls = get_backend_class(backend)
-    return Synthesizer(
-        backend=backend,
-        epsilon=3.0,
-        schema=make_small_schema(),
-        device="cpu",
-        random_state=seed,
-        backend_params={**cls.quick_params, **params},
-    )
 
 
 def _raise(self: EncodedTable) -> np.ndarray:
@@ -86,7 +75,7 @@ def test_streaming_fit_never_materialises(
 
     monkeypatch.setattr(EncodedTable, "take", take)
     monkeypatch.setattr(EncodedTable, "iter_chunks", iter_chunks)
-    synth = _synth(backend, **params).fit(make_small_df(300))
+    synth = quick_synthesizer(backend, **params).fit(make_small_df(300))
     assert len(seen) == 1 and seen[0].is_lazy  # the backend got a lazy table and left it lazy
     assert reads  # and it did read rows, through the streaming methods
     assert seen[0].n_rows == 300
@@ -95,7 +84,7 @@ def test_streaming_fit_never_materialises(
 
 def test_fit_logs_that_the_backend_streams(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.INFO):
-        _synth().fit(make_small_df(100))
+        quick_synthesizer().fit(make_small_df(100))
     text = "\n".join(r.getMessage() for r in caplog.records)
     assert "streaming: rows encoded chunk by chunk" in text
     assert "materialising" not in text
@@ -109,7 +98,7 @@ def _schema_dtypes() -> pd.Series:
 @pytest.fixture(scope="module")
 def fitted() -> Synthesizer:
     df = make_small_df(300)
-    return _synth().fit(df[list(reversed(df.columns))])  # a column order other than the schema's
+    return quick_synthesizer().fit(df[list(reversed(df.columns))])  # a column order other than the schema's
 
 
 def test_sample_chunk_rows_from_the_memory_target(fitted: Synthesizer) -> None:
@@ -155,7 +144,7 @@ def test_chunked_sample_is_reproducible_from_the_seed(chunk: int) -> None:
     df = make_small_df(200)
     outs = []
     for _ in range(2):
-        s = _synth(seed=11).fit(df)
+        s = quick_synthesizer(seed=11).fit(df)
         s.sample_chunk_max_rows = chunk
         outs.append((s.sample(250), s.sample(30, categorical="argmax")))
     pd.testing.assert_frame_equal(outs[0][0], outs[1][0])

@@ -20,22 +20,14 @@ from tabpriv.backends.base import FitContext, PlannedSpend, PrivacyPlan
 from tabpriv.budget import GUARANTEE_TEXT, PrivacyBudget, PrivacyLedger
 from tabpriv.errors import BudgetExceededError, NotFittedError, PrivacyParameterError
 
+from .._helpers import quick_synthesizer
 from ..conftest import make_small_df, make_small_schema
 
 BACKENDS = available_backends()
 
 
 def _fit(name: str, seed: int | None = 0, epsilon: float = 5.0) -> Synthesizer:
-    cls = get_backend_class(name)
-    synth = Synthesizer(
-        backend=name,
-        epsilon=epsilon,
-        delta=1e-5,
-        schema=make_small_schema(),
-        device="cpu",
-        random_state=seed,
-        backend_params=dict(cls.quick_params),
-    )
+    synth = quick_synthesizer(name, epsilon=epsilon, seed=seed)
     with warnings.catch_warnings():
         # conditional-guarantee backends may warn in their default mode; nothing else may
         warnings.simplefilter("error")

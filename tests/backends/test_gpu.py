@@ -17,9 +17,9 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from tabpriv import Synthesizer  # noqa: E402
-from tabpriv.backends import get_backend_class  # noqa: E402
 
-from ..conftest import make_small_df, make_small_schema  # noqa: E402
+from .._helpers import quick_synthesizer  # noqa: E402
+from ..conftest import make_small_df  # noqa: E402
 
 pytestmark = [
     pytest.mark.gpu,
@@ -37,25 +37,13 @@ VARIANTS = [
 ]
 
 
-def _synth(backend: str, device: str, **params: object) -> Synthesizer:
-    cls = get_backend_class(backend)
-    return Synthesizer(
-        backend=backend,
-        epsilon=3.0,
-        schema=make_small_schema(),
-        device=device,
-        random_state=0,
-        backend_params={**cls.quick_params, **params},
-    )
-
-
 @pytest.mark.parametrize(
     ("backend", "params"),
     [(b, {}) for b in TORCH_BACKENDS] + VARIANTS,
     ids=lambda v: v if isinstance(v, str) else "-".join(f"{k}={x}" for k, x in v.items()) or "default",
 )
 def test_fits_and_samples_on_cuda(backend: str, params: dict[str, object], tmp_path: Path) -> None:
-    synth = _synth(backend, "cuda", **params).fit(make_small_df(300))
+    synth = quick_synthesizer(backend, device="cuda", **params).fit(make_small_df(300))
     assert synth.device_.startswith("cuda")
     assert synth.privacy_report.epsilon <= 3.0
     out = synth.sample(200)
@@ -68,7 +56,7 @@ def test_fits_and_samples_on_cuda(backend: str, params: dict[str, object], tmp_p
 
 @pytest.mark.parametrize("backend", ["lipschitz-vae", "dpsgd-vae", "dp2-vae"])
 def test_vae_model_is_device_resident_and_loaded_model_samples_on_cuda(backend: str, tmp_path: Path) -> None:
-    synth = _synth(backend, "cuda").fit(make_small_df(300))
+    synth = quick_synthesizer(backend, device="cuda").fit(make_small_df(300))
     b = synth.backend_
     assert str(b.device_).startswith("cuda")  # type: ignore[attr-defined]
     if backend == "lipschitz-vae":
@@ -88,7 +76,7 @@ def test_vae_model_is_device_resident_and_loaded_model_samples_on_cuda(backend: 
 @pytest.mark.parametrize("backend", ["lipschitz-vae", "dpsgd-vae", "dp2-vae", "slicing"])
 def test_load_with_device_cuda_samples_on_the_gpu(backend: str, tmp_path: Path) -> None:
     """``Synthesizer.load(path, device="cuda")`` moves the model; a VAE then samples as when fitted."""
-    synth = _synth(backend, "cuda").fit(make_small_df(300))
+    synth = quick_synthesizer(backend, device="cuda").fit(make_small_df(300))
     ref = synth.backend_.sample(64, 7)
     path = tmp_path / "s.tabpriv"
     synth.save(path)
@@ -106,7 +94,7 @@ def test_cuda_and_cpu_fits_agree_in_distribution() -> None:
     df = make_small_df(600)
     shares = []
     for device in ("cpu", "cuda"):
-        out = _synth("dpsgd-vae", device, epochs=3).fit(df).sample(4000)
+        out = quick_synthesizer("dpsgd-vae", device=device, epochs=3).fit(df).sample(4000)
         shares.append(out["color"].astype(str).value_counts(normalize=True))
     diff = shares[0].sub(shares[1], fill_value=0.0).abs().sum() / 2
     assert diff < 0.15

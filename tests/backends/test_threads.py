@@ -10,7 +10,8 @@ torch = pytest.importorskip("torch")
 from tabpriv._device import DEFAULT_THREADS, THREADS_ENV, resolve_threads, torch_threads  # noqa: E402
 from tabpriv.errors import PrivacyParameterError  # noqa: E402
 
-from ..conftest import make_small_df, make_small_schema  # noqa: E402
+from .._helpers import quick_synthesizer  # noqa: E402
+from ..conftest import make_small_df  # noqa: E402
 
 TORCH_BACKENDS = ("slicing", "lipschitz-vae", "dpsgd-vae", "dp2-vae")
 
@@ -52,16 +53,8 @@ def test_torch_threads_restores_the_callers_count() -> None:
 
 
 def _fit(backend: str, threads: int | None, seed: int = 0):  # type: ignore[no-untyped-def]
-    from tabpriv import Synthesizer
-    from tabpriv.backends import get_backend_class
-
-    params = dict(get_backend_class(backend).quick_params)
-    if threads is not None:
-        params["threads"] = threads
-    synth = Synthesizer(
-        backend=backend, epsilon=5.0, schema=make_small_schema(), random_state=seed, backend_params=params
-    )
-    return synth.fit(make_small_df(120))
+    params = {} if threads is None else {"threads": threads}
+    return quick_synthesizer(backend, epsilon=5.0, seed=seed, device="auto", **params).fit(make_small_df(120))
 
 
 @pytest.mark.parametrize("backend", TORCH_BACKENDS)
