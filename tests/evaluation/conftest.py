@@ -7,8 +7,8 @@ import pytest
 from tabpriv.schema import Column, Schema
 
 
-@pytest.fixture
-def small_schema() -> Schema:
+def make_schema() -> Schema:
+    """The declared schema of :func:`draw`'s tables."""
     return Schema(
         (
             Column("colour", "categorical", categories=("red", "green", "blue"), missing=True),
@@ -17,6 +17,11 @@ def small_schema() -> Schema:
             Column("label", "categorical", categories=("no", "yes")),
         )
     )
+
+
+@pytest.fixture
+def small_schema() -> Schema:
+    return make_schema()
 
 
 def draw(n: int, seed: int) -> pd.DataFrame:

@@ -21,9 +21,8 @@ from typing import Any
 import pytest
 
 from tabpriv.evaluation import evaluate
-from tabpriv.schema import Column, Schema
 
-from .conftest import draw
+from .conftest import draw, make_schema
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 
@@ -100,16 +99,8 @@ def test_report_renders_in_headless_chromium(tmp_path: Path) -> None:
                 "run the browser test (.ci/run installs Debian's chromium when it runs as root)."
             )
         pytest.skip("no Chromium binary on PATH (apt-get install chromium); the browser test needs one")
-    schema = Schema(
-        (
-            Column("colour", "categorical", categories=("red", "green", "blue"), missing=True),
-            Column("age", "integer", lower=18, upper=90),
-            Column("income", "continuous", lower=0.0, upper=100.0),
-            Column("label", "categorical", categories=("no", "yes")),
-        )
-    )
     rep = evaluate(
-        draw(400, 1), draw(400, 3), schema, holdout=draw(400, 2), target="label", sdmetrics=False,
+        draw(400, 1), draw(400, 3), make_schema(), holdout=draw(400, 2), target="label", sdmetrics=False,
         n_attack=150, privacy_report=PRIVACY, floor=draw(400, 4),
         floor_info={"backend": "independent", "epsilon": PRIVACY["epsilon"]},
     )  # fmt: skip

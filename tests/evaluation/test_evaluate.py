@@ -11,16 +11,27 @@ from tabpriv.errors import DataValidationError, TabprivError
 from tabpriv.evaluation import EVALUATION_NOTICE, METRIC_DEFINITIONS, EvaluationReport, evaluate
 from tabpriv.schema import Schema
 
-from .conftest import draw
+from .conftest import draw, make_schema
 
 #: Tolerance on the AUC of attacks against an independent draw: 1000 members / 1000 non-members
 #: give an AUC standard error of about 0.013; 0.06 is about 4.5 standard errors.
 AUC_TOL = 0.06
 
 
-def test_real_vs_itself(small_schema: Schema, tables) -> None:  # type: ignore[no-untyped-def]
-    train, hold, _ = tables
-    rep = evaluate(train, train, small_schema, holdout=hold, target="label", sdmetrics=False, n_attack=300)
+@pytest.fixture(scope="module")
+def copy_report() -> EvaluationReport:
+    """One evaluation of a verbatim copy of the training table (``tables``' train and hold-out) with a
+    target, 500 attacked members and SDMetrics: what the self, copy and SDMetrics tests each check.
+
+    (Those three tests evaluated the same tables three times; the membership figures do not depend on
+    the target or on SDMetrics, which run on their own seeds.)
+    """
+    train, hold = draw(1500, 1), draw(1500, 2)
+    return evaluate(train, train.copy(), make_schema(), holdout=hold, target="label", n_attack=500)
+
+
+def test_real_vs_itself(copy_report: EvaluationReport) -> None:
+    rep = copy_report
     mg = rep["marginals"]
     for key in ("one_way", "two_way", "three_way"):
         assert mg[key]["max"] == 0.0
@@ -29,9 +40,9 @@ def test_real_vs_itself(small_schema: Schema, tables) -> None:  # type: ignore[n
     assert u["synthetic"] == pytest.approx(u["real"])
 
 
-def test_copy_of_training_data_is_caught(small_schema: Schema, tables) -> None:  # type: ignore[no-untyped-def]
-    train, hold, _ = tables
-    rep = evaluate(train, train.copy(), small_schema, holdout=hold, sdmetrics=False, n_attack=500)
+def test_copy_of_training_data_is_caught(copy_report: EvaluationReport) -> None:
+    rep = copy_report
+    assert rep["membership"]["n_members"] == 500
     em = rep["membership"]["exact_match"]
     assert em["synthetic_in_train"] == 1.0
     assert em["members_copied"] == 1.0
@@ -72,28 +83,16 @@ def test_out_of_schema_synthetic_values_reported(small_schema: Schema, tables) -
     assert share == pytest.approx(10 / len(syn))
 
 
-def test_report_outputs(small_schema: Schema, tables, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    train, hold, syn = tables
-    priv = {"backend": "independent", "epsilon": 1.0, "delta": 1e-5, "mechanism": "Gaussian"}
-    rep = evaluate(
-        train,
-        syn,
-        small_schema,
-        holdout=hold,
-        target="label",
-        sdmetrics=False,
-        n_attack=300,
-        privacy_report=priv,
-        hgb=True,
-    )
+def test_report_outputs(labelled: EvaluationReport, labelled_page: tuple[str, Path], tmp_path: Path) -> None:
+    rep = labelled
     assert isinstance(rep, EvaluationReport)
     rep.to_json(tmp_path / "r.json")
     d = json.loads((tmp_path / "r.json").read_text())
     assert d["release_guarantee"]["epsilon"] == 1.0
     assert set(d["definitions"]) == set(METRIC_DEFINITIONS)
     assert "hist_gradient_boosting" in d["utility"]["models"]
-    page = rep.to_html(tmp_path / "r.html")
-    assert page == (tmp_path / "r.html").read_text()
+    page, path = labelled_page
+    assert page == path.read_text()
     assert page.count("data:image/png;base64,") == 4  # distributions, worst pairs, TVD heatmap, ROC
     assert "<h2>The release's guarantee</h2>" in page
     for key in ("tvd", "dcr", "density_ratio", "classifier", "utility", "exact_match"):
@@ -118,17 +117,37 @@ PRIV = {
 }
 
 
-@pytest.fixture
-def labelled(small_schema: Schema, tables) -> EvaluationReport:  # type: ignore[no-untyped-def]
-    train, hold, syn = tables
+@pytest.fixture(scope="module")
+def labelled() -> EvaluationReport:
+    """``tables``' evaluation with a hold-out, a target, HistGradientBoosting and a release's report."""
+    train, hold, syn = draw(1500, 1), draw(1500, 2), draw(1500, 3)
     return evaluate(
-        train, syn, small_schema, holdout=hold, target="label", sdmetrics=False, n_attack=300,
-        privacy_report=PRIV,
+        train, syn, make_schema(), holdout=hold, target="label", sdmetrics=False, n_attack=300,
+        privacy_report=PRIV, hgb=True,
     )  # fmt: skip
 
 
-def test_html_opens_with_the_private_notice(labelled: EvaluationReport) -> None:
-    page = labelled.to_html()
+@pytest.fixture(scope="module")
+def labelled_page(labelled: EvaluationReport, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
+    """``labelled.to_html(path)``, rendered once (the figures take seconds) for every test of the page."""
+    path = tmp_path_factory.mktemp("labelled") / "r.html"
+    return labelled.to_html(path), path
+
+
+@pytest.fixture(scope="module")
+def no_holdout() -> EvaluationReport:
+    """``tables``' evaluation without a hold-out, a target or a release's report."""
+    return evaluate(draw(1500, 1), draw(1500, 3), make_schema(), sdmetrics=False)
+
+
+@pytest.fixture(scope="module")
+def no_holdout_page(no_holdout: EvaluationReport) -> str:
+    """``no_holdout.to_html()``, rendered once."""
+    return no_holdout.to_html()
+
+
+def test_html_opens_with_the_private_notice(labelled_page: tuple[str, Path]) -> None:
+    page, _ = labelled_page
     body = page[page.index("<body>") + len("<body>") :].lstrip()
     banner = f'<p class="private" role="alert"><b>PRIVATE.</b> {html.escape(EVALUATION_NOTICE)}</p>'
     assert body.startswith(banner)
@@ -151,8 +170,8 @@ def test_json_opens_with_the_notice_and_holds_the_release_guarantee(labelled: Ev
     assert list(labelled.to_dict()) == list(d)  # to_dict() has the same keys in the same order
 
 
-def test_privacy_report_shown_only_as_the_release_guarantee(labelled: EvaluationReport) -> None:
-    page = labelled.to_html()
+def test_privacy_report_shown_only_as_the_release_guarantee(labelled_page: tuple[str, Path]) -> None:
+    page, _ = labelled_page
     head = "<h2>The release's guarantee</h2>"
     assert page.count(head) == 1
     start = page.index(head)
@@ -165,23 +184,24 @@ def test_privacy_report_shown_only_as_the_release_guarantee(labelled: Evaluation
     assert low.count("differentially private") == low.count("not differentially private") >= 2
 
 
-def test_without_privacy_report_no_guarantee_is_shown(small_schema: Schema, tables) -> None:  # type: ignore[no-untyped-def]
-    train, _, syn = tables
-    rep = evaluate(train, syn, small_schema, sdmetrics=False)
-    page = rep.to_html()
+def test_without_privacy_report_no_guarantee_is_shown(
+    no_holdout: EvaluationReport, no_holdout_page: str
+) -> None:
+    rep, page = no_holdout, no_holdout_page
     assert "release's guarantee" not in page and "(ε, δ)-DP" not in page
     assert EVALUATION_NOTICE[:60] in html.unescape(page)
     d = rep.to_dict()
     assert next(iter(d)) == "notice" and "release_guarantee" not in d
 
 
-def test_without_holdout_skips_utility_and_attacks(small_schema: Schema, tables) -> None:  # type: ignore[no-untyped-def]
-    train, _, syn = tables
-    rep = evaluate(train, syn, small_schema, sdmetrics=False)
+def test_without_holdout_skips_utility_and_attacks(
+    no_holdout: EvaluationReport, no_holdout_page: str
+) -> None:
+    rep = no_holdout
     assert "skipped" in rep["utility"]
     assert "skipped" in rep["membership"]
     assert rep["membership"]["exact_match"]["synthetic_in_train"] == 0.0
-    assert "<html" in rep.to_html()
+    assert "<html" in no_holdout_page
 
 
 @pytest.mark.parametrize(
@@ -233,10 +253,8 @@ def test_synthetic_with_single_class_is_scored(small_schema: Schema, tables) -> 
     assert any("single target class" in n for n in u["notes"])
 
 
-def test_sdmetrics_figures(small_schema: Schema, tables) -> None:  # type: ignore[no-untyped-def]
-    train, hold, _ = tables
-    rep = evaluate(train, train, small_schema, holdout=hold, target="label", n_attack=300)
-    sd = rep["sdmetrics"]
+def test_sdmetrics_figures(copy_report: EvaluationReport) -> None:
+    sd = copy_report["sdmetrics"]
     assert "error" not in sd
     assert sd["quality_score"] == pytest.approx(1.0)
     for k in ("KSComplement", "TVComplement", "ContingencySimilarity", "CorrelationSimilarity"):

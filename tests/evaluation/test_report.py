@@ -38,19 +38,11 @@ from tabpriv.evaluation.verdict import (
     fmt_sig,
     verdict,
 )
-from tabpriv.schema import Column, Schema
 from tabpriv.synthesizer import Synthesizer
 
-from .conftest import draw
+from .conftest import draw, make_schema
 
-SCHEMA = Schema(
-    (
-        Column("colour", "categorical", categories=("red", "green", "blue"), missing=True),
-        Column("age", "integer", lower=18, upper=90),
-        Column("income", "continuous", lower=0.0, upper=100.0),
-        Column("label", "categorical", categories=("no", "yes")),
-    )
-)
+SCHEMA = make_schema()
 
 #: AIM's privacy report from a real run (400 rows, eps=5.1; `noise` and `spends` left out, extra cut):
 #: too slow to fit in a unit test (14 CPU-s), kept to check that its lists never show as Python reprs.
@@ -131,6 +123,19 @@ def compared() -> tuple[EvaluationReport, list[tuple[str, int, int]]]:
         progress=lambda *a: calls.append(a),
     )  # fmt: skip
     return rep, calls
+
+
+@pytest.fixture(scope="module")
+def compared_page(compared: tuple[EvaluationReport, Any]) -> str:
+    """``compared``'s HTML page, rendered once (its figures take seconds: mostly the worst pairs)."""
+    return compared[0].to_html()
+
+
+@pytest.fixture(scope="module")
+def compared_figures(compared: tuple[EvaluationReport, Any]) -> dict[str, bytes]:
+    """``compared``'s figures, rendered once: a page of the same results with another privacy report
+    embeds the same figures (they are drawn from ``results`` alone)."""
+    return compared[0].figures()
 
 
 def _text(fragment: str) -> str:
@@ -312,9 +317,11 @@ def test_verdict_text_is_two_sentences_with_rules() -> None:
 # -- the report: verdict at the top, privacy sentences, comparison rows --------------------------------
 
 
-def test_verdict_at_the_top_and_in_the_json(compared: tuple[EvaluationReport, Any]) -> None:
+def test_verdict_at_the_top_and_in_the_json(
+    compared: tuple[EvaluationReport, Any], compared_page: str
+) -> None:
     rep, _ = compared
-    page = rep.to_html()
+    page = compared_page
     at = page.index('<div class="verdict"')
     assert page.index("</h1>") < at < page.index("<h2>")
     assert page.index('<p class="private"') < page.index("<h1>")
@@ -328,14 +335,31 @@ def test_verdict_at_the_top_and_in_the_json(compared: tuple[EvaluationReport, An
     )
 
 
+def test_cached_figures_make_the_same_page(
+    compared: tuple[EvaluationReport, Any],
+    compared_page: str,
+    compared_figures: dict[str, bytes],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """What lets test_privacy_sentences reuse the figures: drawn again, they are the same bytes."""
+    monkeypatch.setattr(EvaluationReport, "figures", lambda self: compared_figures)
+    assert compared[0].to_html() == compared_page
+
+
 @pytest.mark.parametrize(
     "name", ["independent", "aim", "slicing_seeded", "lipschitz_vae", "lipschitz_vae_paper", "inferred"]
 )
 def test_privacy_sentences(
-    compared: tuple[EvaluationReport, Any], privacy_reports: dict[str, Any], name: str
+    compared: tuple[EvaluationReport, Any],
+    compared_figures: dict[str, bytes],
+    privacy_reports: dict[str, Any],
+    name: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     rep, _ = compared
     p = privacy_reports[name]
+    # The same results: the same figures (rendered once for the six reports); the page is built whole.
+    monkeypatch.setattr(EvaluationReport, "figures", lambda self: compared_figures)
     page = EvaluationReport(rep.results, privacy=p).to_html()
     words = _privacy_sentences(page)
     # No Python reprs, no float reprs (the backends' own texts round to at most 6 decimals).
@@ -368,7 +392,7 @@ def test_privacy_sentences(
     assert '\n  "backend"' in raw
 
 
-def test_comparison_rows(compared: tuple[EvaluationReport, Any]) -> None:
+def test_comparison_rows(compared: tuple[EvaluationReport, Any], compared_page: str) -> None:
     rep, _ = compared
     f = rep["floor"]
     assert f["note"] == FLOOR_NOTE and f["backend"] == "independent" and f["epsilon"] == 2.5
@@ -378,7 +402,7 @@ def test_comparison_rows(compared: tuple[EvaluationReport, Any]) -> None:
     assert set(f["utility"]) == {"logistic_regression"}
     assert set(f["membership"]) == set(rep["membership"]["attacks"])
     assert "sdmetrics" not in f  # sdmetrics=False: not for the release, not for the floor
-    page = rep.to_html()
+    page = compared_page
     label = "independent floor at ε = 2.50 (evaluation only, not released)"
     marg = _section(page, "<h2>1. Marginals</h2>")
     assert "hold-out baseline: real hold-out rows (sampling noise)" in marg and label in marg
