@@ -578,6 +578,19 @@ def markdown(doc: dict[str, Any]) -> str:
                     f"vs {_f(d.get('auc_other'), 3)}"
                 )
         lines.append("")
+    light = sorted(k for k, r in runs.items() if str(r.get("evaluation", "")).startswith("light"))
+    if light:
+        chk = doc.get("checks", {}).get("light_check")
+        lines += [
+            f"Scored with `light_score` (score()'s marginal and utility sections, no membership attacks): "
+            f"{', '.join(light)}; the others with score()."
+            + (
+                f" Check on {chk['run']}: headline figures of both scorings identical: {chk['identical']}."
+                if chk
+                else ""
+            ),
+            "",
+        ]
     lines += [
         "CPU-s: user + system time of the fit + sample subprocess (RUSAGE_CHILDREN), one BLAS/torch thread, "
         "nice 10; wall s and the load average of this 2-core machine, shared with other sessions, at the "
