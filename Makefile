@@ -21,7 +21,7 @@ setup: $(STAMP)
 
 demo: $(STAMP)
 	@mkdir -p $(OUT)
-	$(VENV)/bin/tabpriv synthesize datasets/adult.csv --schema datasets/adult.schema.json --eps 5.1 \
+	$(VENV)/bin/tabpriv synthesize datasets/adult.csv --schema datasets/adult.schema.json --eps 5.1 --target income \
 		-o $(OUT)/adult.synthetic.csv --report $(OUT)/adult.privacy.json
 	@echo "Synthetic table: $(OUT)/adult.synthetic.csv"
 	@echo "Privacy report:  $(OUT)/adult.privacy.json"
