@@ -158,7 +158,8 @@ def cross(df: pd.DataFrame, base: Schema) -> pd.DataFrame:
         code = np.zeros(len(df), dtype=np.int64)
         for f in factors:
             code = code * len(factor_levels(base[f])) + _factor_codes(df[f], base[f])
-        out[name] = pd.Categorical.from_codes(code, categories=list(crossed_categories(base, factors)))
+        categories: Any = list(crossed_categories(base, factors))
+        out[name] = pd.Categorical.from_codes(code, categories=categories)
     frame = pd.DataFrame(out)
     for k in KEEP:
         frame[k] = df[k].to_numpy()
@@ -177,8 +178,8 @@ def uncross(df: pd.DataFrame, base: Schema) -> pd.DataFrame:
             raise ValueError(f"{name!r} holds values outside its crossed categories")
         for f in reversed(factors):
             levels = factor_levels(base[f])
-            code, k = np.divmod(code, len(levels))
-            vals = np.array(levels, dtype=object)[k]
+            code, rem = np.divmod(code, len(levels))
+            vals = np.array(levels, dtype=object)[rem]
             vals[vals == MISSING_TOKEN] = None
             cols[f] = vals
     for k in KEEP:
@@ -329,7 +330,8 @@ def _view_figures(report: dict[str, Any], base: Schema | None) -> dict[str, Any]
     out["one_way_per_column"] = report["marginals"]["one_way"].get("per_column")
     names, mat = two["columns"], np.asarray(two["matrix"])
     group = {f: g for g, fs in CROSSINGS.items() for f in fs}
-    within, across = [], []
+    within: list[float] = []
+    across: list[float] = []
     pairs = {}
     for i, j in itertools.combinations(range(len(names)), 2):
         pairs[f"{names[i]} x {names[j]}"] = float(mat[i, j])
