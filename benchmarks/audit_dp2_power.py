@@ -71,7 +71,7 @@ def _run(args: argparse.Namespace, raw: bool) -> None:
 
     targets.finish = finish  # type: ignore[assignment]
     if raw:
-        targets._step_statistics = stats  # type: ignore[assignment]
+        targets._step_statistics = stats
     kw = {"steps": args.steps} if args.steps is not None else {}
     load0, c0, t0 = os.getloadavg()[0], _cpu(), time.perf_counter()
     res = run_audit("dp2-vae", args.trials, mutation=args.mutation, epsilon=2.0, seed=args.seed, **kw)
@@ -91,7 +91,9 @@ def _run(args: argparse.Namespace, raw: bool) -> None:
         for k, v in per_step.items():
             a = np.stack(v)
             arrays[f"{k}_d"], arrays[f"{k}_p"] = a[:n], a[n:]
-    np.savez(args.out, **arrays, info=json.dumps(info, default=str))
+    arrays["info"] = np.asarray(json.dumps(info, default=str))
+    saved: dict[str, Any] = dict(arrays)
+    np.savez(args.out, **saved)
     keys = ("claimed_epsilon", "epsilon_lb", "flagged", "tpr", "fpr", "cpu_s", "wall_s", "load1_before")
     print(json.dumps({k: info.get(k) for k in keys} | {"statistic": info["parameters"].get("statistic")}))
 
