@@ -110,6 +110,15 @@ def sniff_delimiter(path: str | Path) -> str:
             complete = fh.read(1) == ""
     except (OSError, EOFError) as e:
         raise InputFileError(f"Cannot read {str(p)!r}: {e}.") from e
+    return delimiter_of(text, complete)
+
+
+def delimiter_of(text: str, complete: bool) -> str:
+    """The delimiter :func:`sniff_delimiter`'s rule picks for a file's first ``text``.
+
+    ``complete``: whether ``text`` is the whole file; if not, its last (maybe cut) record is left out.
+    The one rule for every reader (the default path and the Dask engine's, which reads through fsspec).
+    """
     if not complete:  # the last record may be cut in the middle
         cut = text.rfind("\n")
         text = text[:cut] if cut > 0 else text

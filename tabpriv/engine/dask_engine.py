@@ -304,11 +304,9 @@ def sniff_delimiter(path: str) -> str:
         InputFileError: The file cannot be read.
 
     """
-    import io
-
     import fsspec
 
-    from tabpriv.io import _SNIFF_BYTES, DELIMITERS
+    from tabpriv.io import _SNIFF_BYTES, delimiter_of
 
     try:
         with fsspec.open(
@@ -318,17 +316,7 @@ def sniff_delimiter(path: str) -> str:
             complete = fh.read(1) == ""
     except (OSError, EOFError) as e:
         raise InputFileError(f"Cannot read {path!r}: {e}.") from e
-    if not complete:  # the last record may be cut in the middle
-        cut = text.rfind("\n")
-        text = text[:cut] if cut > 0 else text
-    for delim in DELIMITERS:
-        try:
-            records = [r for r in csv.reader(io.StringIO(text), delimiter=delim) if r]
-        except csv.Error:
-            continue
-        if records and len(records[0]) > 1 and all(len(r) == len(records[0]) for r in records):
-            return delim
-    return ","
+    return delimiter_of(text, complete)
 
 
 def input_columns(inputs: str | Path | Sequence[str | Path], *, sep: str | None = None) -> list[str]:
