@@ -256,7 +256,7 @@ def fit_sample(
     system: str, ds: Any, seed: int, work: Path, eps: float, delta: float, cpu_limit: int, wall_limit: int
 ) -> tuple[pd.DataFrame | None, dict[str, Any]]:
     """Fit + sample one tabpriv backend in the grid's child process, under CPU and wall limits."""
-    from benchmarks.runner import public_backend_params
+    from benchmarks.runner import child_spec, public_backend_params
     from tabpriv.io import read_table, write_table
 
     train_csv = work / "train.csv"
@@ -266,19 +266,7 @@ def fit_sample(
     tag = f"{system.replace('@', '_').replace('=', '').replace(',', '_')}_s{seed}"
     out_csv, meta = work / f"{tag}.synth.csv", work / f"{tag}.meta.json"
     params = {**public_backend_params(backend, ds), **extra}
-    spec = {
-        "backend": backend,
-        "backend_params": params,
-        "epsilon": eps,
-        "delta": delta,
-        "seed": seed,
-        "schema": str(ds.schema_path),
-        "train": str(train_csv),
-        "output": str(out_csv),
-        "n": len(ds.train),
-        "meta": str(meta),
-        "device": "cpu",
-    }
+    spec = child_spec(ds, backend, params, eps, delta, seed, train_csv, out_csv, meta)
     spec_path = work / f"{tag}.spec.json"
     spec_path.write_text(json.dumps(spec))
     cmd = [sys.executable, "-m", "benchmarks", "_child", str(spec_path)]

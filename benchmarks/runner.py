@@ -299,19 +299,9 @@ def run_system(
         }
     if system.startswith("tabpriv:"):
         backend = system.split(":", 1)[1]
-        spec = {
-            "backend": backend,
-            "backend_params": public_backend_params(backend, ds),
-            "epsilon": eps,
-            "delta": delta,
-            "seed": seed,
-            "schema": str(ds.schema_path),
-            "train": str(train_csv),
-            "output": str(out_csv),
-            "n": len(ds.train),
-            "meta": str(meta),
-            "device": "cpu",
-        }
+        spec = child_spec(
+            ds, backend, public_backend_params(backend, ds), eps, delta, seed, train_csv, out_csv, meta
+        )
         spec_path = work / f"{tag}.spec.json"
         spec_path.write_text(json.dumps(spec))
         cmd = [sys.executable, "-m", "benchmarks", "_child", str(spec_path)]
@@ -422,6 +412,33 @@ def score(ds: Dataset, synthetic: pd.DataFrame, seed: int, bins: int, privacy: A
     )
     out: dict[str, Any] = rep.to_dict()
     return out
+
+
+def child_spec(
+    ds: Dataset,
+    backend: str,
+    params: dict[str, Any],
+    eps: float,
+    delta: float,
+    seed: int,
+    train_csv: Path,
+    out_csv: Path,
+    meta: Path,
+) -> dict[str, Any]:
+    """The spec a ``python -m benchmarks _child`` process reads: one tabpriv fit + sample on the CPU."""
+    return {
+        "backend": backend,
+        "backend_params": params,
+        "epsilon": eps,
+        "delta": delta,
+        "seed": seed,
+        "schema": str(ds.schema_path),
+        "train": str(train_csv),
+        "output": str(out_csv),
+        "n": len(ds.train),
+        "meta": str(meta),
+        "device": "cpu",
+    }
 
 
 def _epsilon_spent(priv: Any) -> Any:
