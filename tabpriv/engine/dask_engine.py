@@ -223,13 +223,7 @@ def list_pieces(
     columns: list[str] | None = None
     sniffed: dict[str, list[str]] = {}  # detected delimiter other than a comma -> files
     for path in paths:
-        try:
-            fs, _, (local,) = fsspec.core.get_fs_token_paths(path, mode="rb")
-            size = int(fs.size(local))
-        except OSError as e:
-            raise InputFileError(f"Cannot read {path!r}: {e}.") from e
-        if size == 0:
-            raise DataValidationError(f"Input file {path!r} is empty; it needs a header and rows.")
+        fs, local, size = _nonempty_file(path)
         if fmt == "parquet":
             import pyarrow.parquet as pq
 
@@ -319,6 +313,26 @@ def sniff_delimiter(path: str) -> str:
     return delimiter_of(text, complete)
 
 
+def _nonempty_file(path: str) -> tuple[Any, str, int]:
+    """``(filesystem, local path, size)`` of an input file that exists and is not empty.
+
+    Raises:
+        InputFileError: The file is missing or unreadable.
+        DataValidationError: The file is empty.
+
+    """
+    import fsspec
+
+    try:
+        fs, _, (local,) = fsspec.core.get_fs_token_paths(path, mode="rb")
+        size = int(fs.size(local))
+    except OSError as e:
+        raise InputFileError(f"Cannot read {path!r}: {e}.") from e
+    if size == 0:
+        raise DataValidationError(f"Input file {path!r} is empty; it needs a header and rows.")
+    return fs, local, size
+
+
 def input_columns(inputs: str | Path | Sequence[str | Path], *, sep: str | None = None) -> list[str]:
     """The columns of the first input file, in file order (its CSV header or Parquet schema).
 
@@ -333,13 +347,7 @@ def input_columns(inputs: str | Path | Sequence[str | Path], *, sep: str | None 
     import fsspec
 
     first = _expand(inputs)[0]
-    try:
-        fs, _, (local,) = fsspec.core.get_fs_token_paths(first, mode="rb")
-        size = int(fs.size(local))
-    except OSError as e:
-        raise InputFileError(f"Cannot read {first!r}: {e}.") from e
-    if size == 0:
-        raise DataValidationError(f"Input file {first!r} is empty; it needs a header and rows.")
+    fs, local, _size = _nonempty_file(first)
     if table_format(first) == "parquet":
         import pyarrow.parquet as pq
 
